@@ -1,0 +1,931 @@
+//! The store port on one DynamoDB table.
+//!
+//! Single-table design; every key is built in [`keys`]:
+//!
+//! | item | `pk` | `sk` | notes |
+//! |---|---|---|---|
+//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order; GSI keys below |
+//! | timeline entry | `ORDER#<id>` | `TL#<entry uuidv7>` | sorts by time |
+//! | reservation | `ORDER#<id>` | `RES#<warehouse>` | `state`, `lines` |
+//! | external id guard | `EXT#<channel>#<external id>` | `EXT` | `order_id` |
+//! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id` |
+//! | counter | `COUNTER#<key>` | `COUNTER` | `high`: last value handed out |
+//! | stock | `SKU#<sku>` | `WH#<warehouse>` | `on_hand`, `reserved`, `available`, `safety` |
+//! | idempotency record | `IDEM#<key>` | `IDEM` | `expires_at` is the table's TTL attribute |
+//!
+//! GSIs (projection ALL): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
+//! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`, newest last), `by_status`
+//! (`gsi3pk = STATUS#<status>`, `gsi3sk = <updated_at>#<id>`, oldest first).
+//!
+//! Stock keeps `available = on_hand - reserved` as its own attribute because a condition
+//! expression cannot do arithmetic: `available >= :q` is the check that makes overselling
+//! impossible, and every write keeps the three attributes consistent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::{boxed, is_retryable};
+use crate::domain::{
+    CustomerId, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+};
+use crate::ports::{
+    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore,
+    Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError,
+    sum_allocations,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// DynamoDB's limit on the items of one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Attempts of a transaction that lost to a concurrent one on the same items.
+const MAX_CONFLICT_ATTEMPTS: u32 = 8;
+
+mod keys {
+    use crate::domain::{ChannelId, ExternalId, OrderId, OrderNumber, Sku, Status, WarehouseId};
+
+    pub fn order(id: OrderId) -> (String, String) {
+        (format!("ORDER#{id}"), "ORDER".into())
+    }
+    pub fn timeline_prefix() -> &'static str {
+        "TL#"
+    }
+    pub fn timeline(id: OrderId, entry: uuid::Uuid) -> (String, String) {
+        (format!("ORDER#{id}"), format!("TL#{entry}"))
+    }
+    pub fn reservation_prefix() -> &'static str {
+        "RES#"
+    }
+    pub fn reservation(id: OrderId, wh: &WarehouseId) -> (String, String) {
+        (format!("ORDER#{id}"), format!("RES#{wh}"))
+    }
+    pub fn external(channel: &ChannelId, ext: &ExternalId) -> (String, String) {
+        (format!("EXT#{channel}#{ext}"), "EXT".into())
+    }
+    pub fn number(n: &OrderNumber) -> (String, String) {
+        (format!("NUMBER#{n}"), "NUMBER".into())
+    }
+    pub fn counter(name: &str) -> (String, String) {
+        (format!("COUNTER#{name}"), "COUNTER".into())
+    }
+    pub fn stock(sku: &Sku, wh: &WarehouseId) -> (String, String) {
+        (format!("SKU#{sku}"), format!("WH#{wh}"))
+    }
+    pub fn stock_partition(sku: &Sku) -> String {
+        format!("SKU#{sku}")
+    }
+    pub fn idempotency(key: &str) -> (String, String) {
+        (format!("IDEM#{key}"), "IDEM".into())
+    }
+    pub fn by_number(n: &OrderNumber) -> String {
+        format!("NUM#{n}")
+    }
+    pub fn by_customer(c: &crate::domain::CustomerId) -> String {
+        format!("CUST#{c}")
+    }
+    pub fn by_status(s: Status) -> String {
+        format!("STATUS#{s}")
+    }
+}
+
+/// Index names and their key attributes.
+const GSIS: [(&str, &str, &str); 3] = [
+    ("by_number", "gsi1pk", "gsi1sk"),
+    ("by_customer", "gsi2pk", "gsi2sk"),
+    ("by_status", "gsi3pk", "gsi3sk"),
+];
+/// The TTL attribute (epoch seconds). DynamoDB deletes expired items lazily (within days), so
+/// reads still compare `expires_ms` with the clock.
+const TTL_ATTRIBUTE: &str = "expires_at";
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn key((pk, sk): (String, String)) -> Item {
+    HashMap::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Backend(what.into().into())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| corrupt(format!("item lacks string attribute {name}")))
+}
+
+fn get_n<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| corrupt(format!("item lacks numeric attribute {name}")))
+}
+
+fn to_av<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Backend(boxed(e)))
+}
+
+fn from_av<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+    let v = item
+        .get(name)
+        .ok_or_else(|| corrupt(format!("item lacks {name}")))?;
+    serde_dynamo::from_attribute_value(v.clone()).map_err(|e| StoreError::Backend(boxed(e)))
+}
+
+fn sdk<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if is_retryable(&e) {
+        StoreError::Unavailable(boxed(e))
+    } else {
+        StoreError::Backend(boxed(e))
+    }
+}
+
+fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Backend(boxed(e)))
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Why a transaction was cancelled: one code per item, in the order the items were given
+/// (`None` where that item was fine).
+struct Cancelled(Vec<Option<String>>);
+
+impl Cancelled {
+    fn failed(&self, i: usize) -> bool {
+        self.0
+            .get(i)
+            .and_then(|c| c.as_deref())
+            .is_some_and(|c| c == "ConditionalCheckFailed")
+    }
+    fn any_failed(&self) -> bool {
+        (0..self.0.len()).any(|i| self.failed(i))
+    }
+}
+
+/// The store on DynamoDB. Cheap to clone; build it once per process.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// Creates the table with its indexes and TTL if it does not exist, and waits until it is active.
+pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        build(
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build(),
+        )
+    };
+    let key_schema = |hash: &str, range: &str| -> Result<Vec<KeySchemaElement>, StoreError> {
+        Ok(vec![
+            build(KeySchemaElement::builder().attribute_name(hash).key_type(KeyType::Hash).build())?,
+            build(KeySchemaElement::builder().attribute_name(range).key_type(KeyType::Range).build())?,
+        ])
+    };
+    let mut req = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema("pk", "sk")?))
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?);
+    for (index, pk, sk) in GSIS {
+        req = req
+            .attribute_definitions(attr(pk)?)
+            .attribute_definitions(attr(sk)?)
+            .global_secondary_indexes(build(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index)
+                    .set_key_schema(Some(key_schema(pk, sk)?))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build(),
+            )?);
+    }
+    match req.send().await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some("ResourceInUseException") => {}
+        Err(e) => return Err(sdk(e)),
+    }
+    for _ in 0..600 {
+        let desc = client.describe_table().table_name(table).send().await.map_err(sdk)?;
+        if desc.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ttl = client.describe_time_to_live().table_name(table).send().await.map_err(sdk)?;
+    let enabled = ttl
+        .time_to_live_description()
+        .and_then(|d| d.attribute_name())
+        .is_some_and(|a| a == TTL_ATTRIBUTE);
+    if !enabled {
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(build(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .build(),
+            )?)
+            .send()
+            .await
+            .map_err(sdk)?;
+    }
+    Ok(())
+}
+
+fn put(table: &str, item: Item, condition: Option<&str>, values: Item) -> Result<TransactWriteItem, StoreError> {
+    let mut b = Put::builder().table_name(table).set_item(Some(item));
+    if let Some(c) = condition {
+        b = b.condition_expression(c);
+    }
+    if !values.is_empty() {
+        b = b.set_expression_attribute_values(Some(values));
+    }
+    Ok(TransactWriteItem::builder().put(build(b.build())?).build())
+}
+
+fn update(
+    table: &str,
+    key_item: Item,
+    expression: &str,
+    condition: Option<&str>,
+    names: &[(&str, &str)],
+    values: Item,
+) -> Result<TransactWriteItem, StoreError> {
+    let mut b = Update::builder()
+        .table_name(table)
+        .set_key(Some(key_item))
+        .update_expression(expression)
+        .set_expression_attribute_values(Some(values));
+    for (k, v) in names {
+        b = b.expression_attribute_names(*k, *v);
+    }
+    if let Some(c) = condition {
+        b = b.condition_expression(c);
+    }
+    Ok(TransactWriteItem::builder().update(build(b.build())?).build())
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Runs a transaction, retrying while it only lost to concurrent transactions on the same
+    /// items. A failed condition comes back as `Err(Ok(Cancelled))` for the caller to interpret.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Result<Cancelled, StoreError>> {
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(Err(StoreError::TooLarge(format!(
+                "{} items in one transaction, at most {MAX_TRANSACTION_ITEMS}",
+                items.len()
+            ))));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let retryable = is_retryable(&err);
+            let service = err.into_service_error();
+            let codes: Vec<Option<String>> = match &service {
+                TransactWriteItemsError::TransactionCanceledException(c) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+                    .collect(),
+                _ => {
+                    let conflict = service.code() == Some("TransactionConflictException");
+                    if (conflict || retryable) && attempt < MAX_CONFLICT_ATTEMPTS {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                    return Err(Err(if conflict || retryable {
+                        StoreError::Unavailable(boxed(service))
+                    } else {
+                        StoreError::Backend(boxed(service))
+                    }));
+                }
+            };
+            let cancelled = Cancelled(codes);
+            if cancelled.any_failed() {
+                return Err(Ok(cancelled));
+            }
+            // Cancelled for conflicts or throttling only: the same request may go through now.
+            if attempt < MAX_CONFLICT_ATTEMPTS {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(Err(StoreError::Unavailable(
+                format!("transaction kept losing to concurrent ones: {:?}", cancelled.0).into(),
+            )));
+        }
+    }
+
+    async fn get_item(&self, k: (String, String)) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(k)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(out.item)
+    }
+
+    /// All items of one partition whose sort key starts with `prefix`, following pages.
+    async fn query_prefix(&self, pk: String, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Orders from one GSI partition, up to `limit`, following pages.
+    async fn query_index(
+        &self,
+        index: usize,
+        pk_value: String,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let (name, pk, _) = GSIS[index];
+        let mut orders = Vec::new();
+        let mut start = None;
+        while orders.len() < limit {
+            let page = i32::try_from(limit - orders.len()).unwrap_or(i32::MAX);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(name)
+                .key_condition_expression("#pk = :v")
+                .expression_attribute_names("#pk", pk)
+                .expression_attribute_values(":v", s(pk_value.clone()))
+                .scan_index_forward(forward)
+                .limit(page)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk)?;
+            for item in out.items.unwrap_or_default() {
+                orders.push(from_av(&item, "doc")?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        orders.truncate(limit);
+        Ok(orders)
+    }
+
+    fn order_item(&self, o: &Order) -> Result<Item, StoreError> {
+        let mut item = key(keys::order(o.id));
+        item.insert("kind".into(), s("order"));
+        item.insert("status".into(), s(o.status().as_str()));
+        item.insert("version".into(), n(o.version()));
+        item.insert("doc".into(), to_av(o)?);
+        if let Some(num) = &o.number {
+            item.insert("gsi1pk".into(), s(keys::by_number(num)));
+            item.insert("gsi1sk".into(), s("ORDER"));
+        }
+        item.insert("gsi2pk".into(), s(keys::by_customer(&o.customer.id)));
+        item.insert("gsi2sk".into(), s(o.id.to_string()));
+        item.insert("gsi3pk".into(), s(keys::by_status(o.status())));
+        item.insert("gsi3sk".into(), s(format!("{}#{}", ts(o.updated_at), o.id)));
+        Ok(item)
+    }
+
+    fn entry_put(&self, id: OrderId, entry: &TimelineEntry) -> Result<TransactWriteItem, StoreError> {
+        let mut item = key(keys::timeline(id, entry.id));
+        item.insert("kind".into(), s("timeline"));
+        item.insert("doc".into(), to_av(entry)?);
+        put(&self.table, item, None, Item::new())
+    }
+
+    async fn order_of_external(&self, k: (String, String)) -> Result<Option<Order>, StoreError> {
+        let Some(item) = self.get_item(k).await? else {
+            return Ok(None);
+        };
+        let id = OrderId::parse(get_s(&item, "order_id")?).map_err(|e| StoreError::Backend(boxed(e)))?;
+        self.get_order(id).await
+    }
+
+    /// Moves the order's held reservations (all, or one warehouse's) to `to`, adjusting stock:
+    /// released units become available again; committed units leave on-hand stock.
+    async fn settle(
+        &self,
+        order: OrderId,
+        warehouse: Option<&WarehouseId>,
+        to: ReservationState,
+    ) -> Result<usize, StoreError> {
+        for _ in 0..MAX_CONFLICT_ATTEMPTS {
+            let held: Vec<Reservation> = self
+                .reservations(order)
+                .await?
+                .into_iter()
+                .filter(|r| r.state == ReservationState::Held)
+                .filter(|r| warehouse.is_none_or(|w| *w == r.warehouse))
+                .collect();
+            if held.is_empty() {
+                return Ok(0);
+            }
+            let mut items = Vec::new();
+            for r in &held {
+                items.push(update(
+                    &self.table,
+                    key(keys::reservation(order, &r.warehouse)),
+                    "SET #state = :to",
+                    Some("#state = :held"),
+                    &[("#state", "state")],
+                    HashMap::from([
+                        (":to".into(), s(state_name(to))),
+                        (":held".into(), s(state_name(ReservationState::Held))),
+                    ]),
+                )?);
+                for (sku, q) in &r.lines {
+                    let (expr, names): (&str, &[(&str, &str)]) = match to {
+                        ReservationState::Committed => (
+                            "SET #oh = #oh - :q, #r = #r - :q",
+                            &[("#oh", "on_hand"), ("#r", "reserved")],
+                        ),
+                        _ => (
+                            "SET #r = #r - :q, #a = #a + :q",
+                            &[("#r", "reserved"), ("#a", "available")],
+                        ),
+                    };
+                    items.push(update(
+                        &self.table,
+                        key(keys::stock(sku, &r.warehouse)),
+                        expr,
+                        None,
+                        names,
+                        HashMap::from([(":q".into(), n(q))]),
+                    )?);
+                }
+            }
+            match self.transact(items).await {
+                Ok(()) => return Ok(held.len()),
+                // Someone settled one of them first: look again.
+                Err(Ok(_)) => continue,
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(
+            format!("reservations of order {order} kept changing while being settled").into(),
+        ))
+    }
+}
+
+fn state_name(s: ReservationState) -> &'static str {
+    match s {
+        ReservationState::Held => "held",
+        ReservationState::Released => "released",
+        ReservationState::Committed => "committed",
+    }
+}
+
+fn parse_state(s: &str) -> Result<ReservationState, StoreError> {
+    match s {
+        "held" => Ok(ReservationState::Held),
+        "released" => Ok(ReservationState::Released),
+        "committed" => Ok(ReservationState::Committed),
+        other => Err(corrupt(format!("unknown reservation state {other:?}"))),
+    }
+}
+
+/// Exponential backoff with jitter: 10 ms, 20 ms, 40 ms, ... plus up to as much again at random,
+/// so that transactions that collided do not collide again in step.
+async fn backoff(attempt: u32) {
+    let base = 10u64 << attempt.min(6);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(base)) as u64;
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+fn level(item: &Item) -> Result<StockLevel, StoreError> {
+    let bad = |e: crate::domain::InvalidValue| StoreError::Backend(boxed(e));
+    Ok(StockLevel {
+        sku: Sku::parse(get_s(item, "sku")?).map_err(bad)?,
+        warehouse: WarehouseId::parse(get_s(item, "warehouse")?).map_err(bad)?,
+        on_hand: get_n(item, "on_hand")?,
+        reserved: get_n(item, "reserved")?,
+        safety: get_n(item, "safety")?,
+    })
+}
+
+#[async_trait]
+impl OrderStore for DynamoStore {
+    async fn create_order(&self, order: &Order, entry: &TimelineEntry) -> Result<Created, StoreError> {
+        let mut items = vec![
+            put(&self.table, self.order_item(order)?, Some("attribute_not_exists(pk)"), Item::new())?,
+            self.entry_put(order.id, entry)?,
+        ];
+        let ext_key = order.external_id.as_ref().map(|e| keys::external(&order.channel, e));
+        if let Some(k) = &ext_key {
+            let mut item = key(k.clone());
+            item.insert("order_id".into(), s(order.id.to_string()));
+            items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), Item::new())?);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(Created::New),
+            Err(Err(e)) => Err(e),
+            Err(Ok(cancelled)) => {
+                let existing = if cancelled.failed(0) {
+                    self.get_order(order.id).await?
+                } else if let (true, Some(k)) = (cancelled.failed(2), ext_key) {
+                    self.order_of_external(k).await?
+                } else {
+                    None
+                };
+                existing
+                    .map(|o| Created::Existing(Box::new(o)))
+                    .ok_or_else(|| corrupt("order creation cancelled for no known reason"))
+            }
+        }
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.get_item(keys::order(id))
+            .await?
+            .map(|item| from_av(&item, "doc"))
+            .transpose()
+    }
+
+    async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError> {
+        Ok(self
+            .query_index(0, keys::by_number(number), true, 1)
+            .await?
+            .pop())
+    }
+
+    async fn orders_by_customer(&self, customer: &CustomerId, limit: usize) -> Result<Vec<Order>, StoreError> {
+        self.query_index(1, keys::by_customer(customer), false, limit).await
+    }
+
+    async fn orders_by_status(&self, status: Status, limit: usize) -> Result<Vec<Order>, StoreError> {
+        self.query_index(2, keys::by_status(status), true, limit).await
+    }
+
+    async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
+        let id = change.order.id;
+        let order_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.order_item(&change.order)?))
+            .condition_expression("#v = :v AND #st = :st")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":v", n(change.expected_version))
+            .expression_attribute_values(":st", s(change.expected_status.as_str()));
+        let items = vec![
+            TransactWriteItem::builder().put(build(order_put.build())?).build(),
+            self.entry_put(id, &change.entry)?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(Err(e)) => Err(e),
+            Err(Ok(_)) => Err(if self.get_item(keys::order(id)).await?.is_some() {
+                StoreError::Conflict(id)
+            } else {
+                StoreError::NotFound(id)
+            }),
+        }
+    }
+
+    async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
+        let exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::order(id))))
+            .condition_expression("attribute_exists(pk)")
+            .build();
+        let items = vec![
+            TransactWriteItem::builder().condition_check(build(exists)?).build(),
+            self.entry_put(id, entry)?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(Ok(_)) => Err(StoreError::NotFound(id)),
+            Err(Err(e)) => Err(e),
+        }
+    }
+
+    async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError> {
+        let (pk, _) = keys::order(id);
+        self.query_prefix(pk, keys::timeline_prefix())
+            .await?
+            .iter()
+            .map(|item| from_av(item, "doc"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl NumberStore for DynamoStore {
+    async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError> {
+        let mut item = key(keys::number(number));
+        item.insert("order_id".into(), s(order.to_string()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR order_id = :me")
+            .expression_attribute_values(":me", s(order.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                Err(StoreError::NumberTaken(number.clone()))
+            }
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError> {
+        if size == 0 {
+            return Err(StoreError::TooLarge("a block must hold at least one value".into()));
+        }
+        // One atomic ADD per block, not per number: a busy counter is touched `size` times less.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::counter(counter))))
+            .update_expression("ADD high :size")
+            .expression_attribute_values(":size", n(size))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(sdk)?;
+        let high: u64 = get_n(&out.attributes.unwrap_or_default(), "high")?;
+        Ok(high + 1 - size..high + 1)
+    }
+}
+
+#[async_trait]
+impl StockStore for DynamoStore {
+    async fn set_stock(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        on_hand: u64,
+        safety: u64,
+    ) -> Result<StockLevel, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::stock(sku, warehouse))))
+            .update_expression(
+                "SET #oh = :oh, #sf = :sf, #sku = :sku, #wh = :wh, \
+                 #r = if_not_exists(#r, :zero), #a = :oh - if_not_exists(#r, :zero)",
+            )
+            .condition_expression("attribute_not_exists(#r) OR #r <= :oh")
+            .expression_attribute_names("#oh", "on_hand")
+            .expression_attribute_names("#sf", "safety")
+            .expression_attribute_names("#sku", "sku")
+            .expression_attribute_names("#wh", "warehouse")
+            .expression_attribute_names("#r", "reserved")
+            .expression_attribute_names("#a", "available")
+            .expression_attribute_values(":oh", n(on_hand))
+            .expression_attribute_values(":sf", n(safety))
+            .expression_attribute_values(":sku", s(sku.as_str()))
+            .expression_attribute_values(":wh", s(warehouse.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => level(&out.attributes.unwrap_or_default()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                let reserved = match self.get_item(keys::stock(sku, warehouse)).await? {
+                    Some(item) => get_n(&item, "reserved")?,
+                    None => 0,
+                };
+                Err(StoreError::BelowReserved {
+                    sku: sku.clone(),
+                    warehouse: warehouse.clone(),
+                    on_hand,
+                    reserved,
+                })
+            }
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn stock_of(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError> {
+        self.query_prefix(keys::stock_partition(sku), "WH#")
+            .await?
+            .iter()
+            .map(level)
+            .collect()
+    }
+
+    async fn reserve(&self, order: OrderId, allocations: &[Allocation]) -> Result<Reserved, StoreError> {
+        let sums = sum_allocations(allocations);
+        let mut per_warehouse: BTreeMap<&WarehouseId, Vec<(Sku, u64)>> = BTreeMap::new();
+        for ((sku, wh), q) in &sums {
+            per_warehouse.entry(wh).or_default().push((sku.clone(), *q));
+        }
+        for _ in 0..MAX_CONFLICT_ATTEMPTS {
+            if !self.reservations(order).await?.is_empty() {
+                return Ok(Reserved::AlreadyHeld);
+            }
+            // Stock updates first, then one reservation record per warehouse; the indexes of
+            // the cancellation reasons follow this order.
+            let mut items = Vec::with_capacity(sums.len() + per_warehouse.len());
+            for ((sku, wh), q) in &sums {
+                items.push(update(
+                    &self.table,
+                    key(keys::stock(sku, wh)),
+                    "SET #r = #r + :q, #a = #a - :q",
+                    Some("#a >= :q"),
+                    &[("#r", "reserved"), ("#a", "available")],
+                    HashMap::from([(":q".into(), n(q))]),
+                )?);
+            }
+            for (wh, lines) in &per_warehouse {
+                let mut item = key(keys::reservation(order, wh));
+                item.insert("kind".into(), s("reservation"));
+                item.insert("warehouse".into(), s(wh.as_str()));
+                item.insert("state".into(), s(state_name(ReservationState::Held)));
+                item.insert("lines".into(), to_av(lines)?);
+                items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), Item::new())?);
+            }
+            let cancelled = match self.transact(items).await {
+                Ok(()) => return Ok(Reserved::New),
+                Err(Err(e)) => return Err(e),
+                Err(Ok(c)) => c,
+            };
+            if (sums.len()..sums.len() + per_warehouse.len()).any(|i| cancelled.failed(i)) {
+                // A concurrent run of the same step reserved first.
+                return Ok(Reserved::AlreadyHeld);
+            }
+            // Read what is available now to name every short line (not only those the
+            // cancellation reasons flagged: a backend may stop at the first failed condition).
+            let mut shortages = Vec::new();
+            for ((sku, wh), q) in &sums {
+                let available = match self.get_item(keys::stock(sku, wh)).await? {
+                    Some(item) => get_n::<u64>(&item, "available")?,
+                    None => 0,
+                };
+                if available < *q {
+                    shortages.push(Shortage {
+                        sku: sku.clone(),
+                        warehouse: wh.clone(),
+                        requested: *q,
+                        available,
+                    });
+                }
+            }
+            if !shortages.is_empty() {
+                return Err(StoreError::InsufficientStock(shortages));
+            }
+            // Stock came back between the attempt and the read: try again.
+        }
+        Err(StoreError::Unavailable(
+            format!("stock for order {order} kept changing while being reserved").into(),
+        ))
+    }
+
+    async fn release(&self, order: OrderId) -> Result<usize, StoreError> {
+        self.settle(order, None, ReservationState::Released).await
+    }
+
+    async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError> {
+        Ok(self.settle(order, Some(warehouse), ReservationState::Committed).await? > 0)
+    }
+
+    async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError> {
+        let (pk, _) = keys::order(order);
+        self.query_prefix(pk, keys::reservation_prefix())
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(Reservation {
+                    order,
+                    warehouse: WarehouseId::parse(get_s(item, "warehouse")?)
+                        .map_err(|e| StoreError::Backend(boxed(e)))?,
+                    lines: from_av(item, "lines")?,
+                    state: parse_state(get_s(item, "state")?)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    let ms: i64 = get_n(item, "expires_ms")?;
+    Ok(IdempotencyRecord {
+        key: get_s(item, "key")?.to_owned(),
+        request_hash: get_s(item, "request_hash")?.to_owned(),
+        response: get_s(item, "response")?.to_owned(),
+        expires_at: DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| corrupt("bad expiry in idempotency record"))?,
+    })
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn put_idempotency(
+        &self,
+        rec: &IdempotencyRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let mut item = key(keys::idempotency(&rec.key));
+        item.insert("key".into(), s(&rec.key));
+        item.insert("request_hash".into(), s(&rec.request_hash));
+        item.insert("response".into(), s(&rec.response));
+        item.insert("expires_ms".into(), n(rec.expires_at.timestamp_millis()));
+        item.insert(TTL_ATTRIBUTE.into(), n(rec.expires_at.timestamp()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_ms <= :now")
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                self.get_idempotency(&rec.key, now).await
+            }
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn get_idempotency(
+        &self,
+        k: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        match self.get_item(keys::idempotency(k)).await? {
+            Some(item) => {
+                let rec = record(&item)?;
+                Ok((rec.expires_at > now).then_some(rec))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The production adapters: the store on one DynamoDB table (single-table design) and the queues
+//! on SQS standard queues with dead-letter queues. AWS types never leave this module.
+
+mod dynamodb;
+mod sqs;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+pub use dynamodb::{DynamoStore, ensure_table};
+pub use sqs::SqsQueue;
+
+use crate::ports::BoxError;
+
+/// Where the AWS clients connect.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// A wire-compatible endpoint (moto, DynamoDB Local) instead of AWS. With one set, the
+    /// clients use fixed dummy credentials and `us-east-1` unless `region` says otherwise, since
+    /// emulators accept any.
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Loads the SDK configuration once (at a function's init, outside the handler).
+pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader
+            .endpoint_url(url)
+            .credentials_provider(Credentials::new("test", "test", None, None, "local-endpoint"));
+        if settings.region.is_none() {
+            loader = loader.region(Region::new("us-east-1"));
+        }
+    }
+    loader.load().await
+}
+
+/// Error codes after which the same request may succeed.
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+    "RequestThrottled",
+];
+
+/// Whether an SDK error is worth retrying: the request never got an answer (timeout, connection)
+/// or the service said it was throttled or busy.
+fn is_retryable<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => e.code().is_some_and(|c| RETRYABLE_CODES.contains(&c)),
+        _ => false,
+    }
+}
+
+/// Rounds a duration up to whole seconds, as SQS counts them.
+fn whole_seconds(d: Duration) -> i32 {
+    let secs = d.as_millis().div_ceil(1000);
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> BoxError {
+    Box::new(e)
+}

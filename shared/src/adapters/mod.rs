@@ -1,0 +1,4 @@
+//! Adapters: the ports implemented on real backends.
+
+pub mod aws;
+pub mod sqlite;

@@ -1,0 +1,211 @@
+//! The embedded adapters: one SQLite file in WAL mode holds the store and the queues, so the local
+//! runtime needs no server. The file is opened once per process and shared behind a mutex; every
+//! operation runs on the blocking thread pool inside one `BEGIN IMMEDIATE` transaction, which makes
+//! each port operation atomic and serialises writers (what DynamoDB's conditional writes and
+//! transactions give the AWS adapter).
+
+mod queue;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, ErrorCode};
+
+pub use queue::SqliteQueue;
+pub use store::SqliteStore;
+
+use crate::ports::{QueueError, StoreError};
+
+/// Bumped whenever [`SCHEMA`] changes shape; `open` refuses a file from a newer version.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS orders (
+    id           TEXT PRIMARY KEY,
+    channel      TEXT NOT NULL,
+    external_id  TEXT,
+    number       TEXT UNIQUE,
+    customer_id  TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    doc          TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_external ON orders(channel, external_id)
+    WHERE external_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, id);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders(status, updated_at, id);
+
+CREATE TABLE IF NOT EXISTS timeline (
+    order_id  TEXT NOT NULL,
+    entry_id  TEXT NOT NULL,
+    doc       TEXT NOT NULL,
+    PRIMARY KEY (order_id, entry_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS numbers (
+    number    TEXT PRIMARY KEY,
+    order_id  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS counters (
+    key    TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS stock (
+    sku        TEXT NOT NULL,
+    warehouse  TEXT NOT NULL,
+    on_hand    INTEGER NOT NULL,
+    reserved   INTEGER NOT NULL,
+    safety     INTEGER NOT NULL,
+    PRIMARY KEY (sku, warehouse),
+    CHECK (reserved >= 0 AND on_hand >= reserved)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS reservations (
+    order_id   TEXT NOT NULL,
+    warehouse  TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    lines      TEXT NOT NULL,
+    PRIMARY KEY (order_id, warehouse)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    key           TEXT PRIMARY KEY,
+    request_hash  TEXT NOT NULL,
+    response      TEXT NOT NULL,
+    expires_at    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS queues (
+    name            TEXT PRIMARY KEY,
+    visibility_ms   INTEGER NOT NULL,
+    max_receives    INTEGER,
+    dead_letter     TEXT
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS messages (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT NOT NULL UNIQUE,
+    queue          TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    sent_at_ms     INTEGER NOT NULL,
+    visible_at_ms  INTEGER NOT NULL,
+    receive_count  INTEGER NOT NULL DEFAULT 0,
+    receipt        TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS messages_visible ON messages(queue, visible_at_ms, seq);
+"#;
+
+/// One open database file, shared by the store and the queue.
+#[derive(Clone)]
+pub struct SqliteDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path.as_ref())?;
+        // WAL lets readers (an operator's `sqlite3` shell, a second process) work while we write;
+        // NORMAL sync in WAL mode is still durable against process crashes, and an OS crash can
+        // lose at most the last transactions, never corrupt the file.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Backend(
+                format!(
+                    "{} has schema version {version}, newer than this build's {SCHEMA_VERSION}",
+                    path.as_ref().display()
+                )
+                .into(),
+            ));
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn store(&self) -> SqliteStore {
+        SqliteStore::new(self.clone())
+    }
+
+    pub fn queue(&self, clock: Arc<dyn crate::clock::Clock>) -> SqliteQueue {
+        SqliteQueue::new(self.clone(), clock)
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbFailure> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held cannot leave a half-written transaction behind:
+            // rusqlite rolls back an unfinished transaction when it is dropped.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| E::from(DbFailure::Join(e.to_string())))?
+    }
+}
+
+/// A failure of the blocking task itself.
+#[derive(Debug)]
+enum DbFailure {
+    Join(String),
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if is_busy(&e) {
+            StoreError::Unavailable(Box::new(e))
+        } else {
+            StoreError::Backend(Box::new(e))
+        }
+    }
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        if is_busy(&e) {
+            QueueError::Unavailable(Box::new(e))
+        } else {
+            QueueError::Backend(Box::new(e))
+        }
+    }
+}
+
+impl From<DbFailure> for StoreError {
+    fn from(DbFailure::Join(e): DbFailure) -> Self {
+        StoreError::Backend(e.into())
+    }
+}
+
+impl From<DbFailure> for QueueError {
+    fn from(DbFailure::Join(e): DbFailure) -> Self {
+        QueueError::Backend(e.into())
+    }
+}
+
+/// A number stored in an INTEGER column: SQLite integers are signed 64-bit.
+fn to_sql_int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::TooLarge(format!("{v} does not fit a 64-bit integer")))
+}

@@ -1,0 +1,190 @@
+//! The queue port on SQLite, with the semantics of an SQS standard queue with a redrive policy:
+//! a received message is hidden until its visibility timeout passes, comes back if not deleted,
+//! and after `max_receives` receives moves to the dead-letter queue instead of being delivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::SqliteDb;
+use crate::clock::Clock;
+use crate::ports::{Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes};
+
+/// How often a long poll looks again while its queue is empty.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+#[derive(Clone)]
+pub struct SqliteQueue {
+    db: SqliteDb,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteQueue {
+    pub(super) fn new(db: SqliteDb, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    async fn receive_once(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError> {
+        let (name, now) = (queue.clone(), self.now_ms());
+        let hide_ms = i64::try_from(opts.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
+        let max = i64::from(opts.max_messages.clamp(1, 10));
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (max_receives, dead_letter) = queue_settings(&tx, &name)?;
+                let mut out = Vec::new();
+                loop {
+                    let row = tx
+                        .query_row(
+                            "SELECT seq, id, body, receive_count FROM messages
+                             WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT 1",
+                            params![name.as_str(), now],
+                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)),
+                        )
+                        .optional()?;
+                    let Some((seq, id, body, count)) = row else { break };
+                    if let (Some(max_receives), Some(dlq)) = (max_receives, &dead_letter) {
+                        if count >= max_receives {
+                            tx.execute(
+                                "UPDATE messages SET queue = ?1, visible_at_ms = ?2, receipt = NULL WHERE seq = ?3",
+                                params![dlq, now, seq],
+                            )?;
+                            tracing::warn!(queue = %name, message_id = %id, receive_count = count, "message moved to the dead-letter queue");
+                            continue;
+                        }
+                    }
+                    let receipt = Uuid::new_v4().to_string();
+                    tx.execute(
+                        "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?1, receipt = ?2
+                         WHERE seq = ?3",
+                        params![now.saturating_add(hide_ms), receipt, seq],
+                    )?;
+                    out.push(Message {
+                        id,
+                        receipt,
+                        body,
+                        receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
+                    });
+                    if out.len() as i64 >= max {
+                        break;
+                    }
+                }
+                tx.commit()?;
+                Ok(out)
+            })
+            .await
+    }
+}
+
+/// The queue's redrive settings; `UnknownQueue` if it was never created.
+fn queue_settings(
+    conn: &rusqlite::Connection,
+    name: &QueueName,
+) -> Result<(Option<i64>, Option<String>), QueueError> {
+    conn.query_row(
+        "SELECT max_receives, dead_letter FROM queues WHERE name = ?1",
+        [name.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?
+    .ok_or_else(|| QueueError::UnknownQueue(name.clone()))
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn ensure_queues(&self, specs: &[QueueSpec]) -> Result<(), QueueError> {
+        let specs = specs.to_vec();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for s in &specs {
+                    let dlq = s.name.dead_letter();
+                    let vis = i64::try_from(s.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
+                    // Dead-letter queues keep the main queue's visibility and have no redrive.
+                    tx.execute(
+                        "INSERT INTO queues (name, visibility_ms, max_receives, dead_letter) VALUES (?1, ?2, NULL, NULL)
+                         ON CONFLICT (name) DO NOTHING",
+                        params![dlq.as_str(), vis],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO queues (name, visibility_ms, max_receives, dead_letter) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (name) DO UPDATE SET visibility_ms = excluded.visibility_ms,
+                             max_receives = excluded.max_receives, dead_letter = excluded.dead_letter",
+                        params![s.name.as_str(), vis, i64::from(s.max_receives), dlq.as_str()],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn send(&self, queue: &QueueName, body: &str) -> Result<(), QueueError> {
+        self.send_batch(queue, &[body.to_owned()]).await
+    }
+
+    async fn send_batch(&self, queue: &QueueName, bodies: &[String]) -> Result<(), QueueError> {
+        check_message_sizes(bodies.iter().map(String::as_str))?;
+        let (name, bodies, now) = (queue.clone(), bodies.to_vec(), self.now_ms());
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                queue_settings(&tx, &name)?;
+                for body in &bodies {
+                    tx.execute(
+                        "INSERT INTO messages (id, queue, body, sent_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+                        params![Uuid::now_v7().to_string(), name.as_str(), body, now],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn receive(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError> {
+        let deadline = tokio::time::Instant::now() + opts.wait;
+        loop {
+            let got = self.receive_once(queue, opts).await?;
+            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(got);
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError> {
+        let (name, receipt) = (queue.clone(), receipt.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
+                    params![name.as_str(), receipt],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError> {
+        let name = queue.clone();
+        self.db
+            .call(move |conn| {
+                queue_settings(conn, &name)?;
+                let n: i64 = conn.query_row(
+                    "SELECT count(*) FROM messages WHERE queue = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+}

@@ -1,0 +1,613 @@
+//! The store port on SQLite.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{SqliteDb, to_sql_int};
+use crate::domain::{
+    CustomerId, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+};
+use crate::ports::{
+    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore,
+    Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError,
+    sum_allocations,
+};
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: SqliteDb,
+}
+
+impl SqliteStore {
+    pub(super) fn new(db: SqliteDb) -> Self {
+        Self { db }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    // Fixed width, so that text order is time order in the status index.
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn immediate(conn: &mut rusqlite::Connection) -> Result<Transaction<'_>, StoreError> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+fn insert_entry(tx: &Transaction<'_>, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO timeline (order_id, entry_id, doc) VALUES (?1, ?2, ?3)",
+        params![id.to_string(), entry.id.to_string(), json(entry)?],
+    )?;
+    Ok(())
+}
+
+fn order_where(
+    tx: &rusqlite::Connection,
+    clause: &str,
+    args: impl rusqlite::Params,
+) -> Result<Option<Order>, StoreError> {
+    let doc: Option<String> = tx
+        .query_row(&format!("SELECT doc FROM orders WHERE {clause}"), args, |r| r.get(0))
+        .optional()?;
+    doc.as_deref().map(from_json).transpose()
+}
+
+fn orders_where(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Order>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let docs = stmt
+        .query_map(args, |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    docs.iter().map(|d| from_json(d)).collect()
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        entry: &TimelineEntry,
+    ) -> Result<Created, StoreError> {
+        let (order, entry) = (order.clone(), entry.clone());
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let id = order.id.to_string();
+                if let Some(existing) = order_where(&tx, "id = ?1", [&id])? {
+                    return Ok(Created::Existing(Box::new(existing)));
+                }
+                if let Some(ext) = &order.external_id {
+                    let found = order_where(
+                        &tx,
+                        "channel = ?1 AND external_id = ?2",
+                        [order.channel.as_str(), ext.as_str()],
+                    )?;
+                    if let Some(existing) = found {
+                        return Ok(Created::Existing(Box::new(existing)));
+                    }
+                }
+                tx.execute(
+                    "INSERT INTO orders (id, channel, external_id, number, customer_id, status, version,
+                                         created_at, updated_at, doc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        id,
+                        order.channel.as_str(),
+                        order.external_id.as_ref().map(|e| e.as_str()),
+                        order.number.as_ref().map(|n| n.as_str()),
+                        order.customer.id.as_str(),
+                        order.status().as_str(),
+                        to_sql_int(order.version())?,
+                        ts(order.created_at),
+                        ts(order.updated_at),
+                        json(&order)?,
+                    ],
+                )?;
+                insert_entry(&tx, order.id, &entry)?;
+                tx.commit()?;
+                Ok(Created::New)
+            })
+            .await
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.db
+            .call(move |conn| order_where(conn, "id = ?1", [id.to_string()]))
+            .await
+    }
+
+    async fn get_order_by_number(
+        &self,
+        number: &OrderNumber,
+    ) -> Result<Option<Order>, StoreError> {
+        let number = number.to_string();
+        self.db
+            .call(move |conn| order_where(conn, "number = ?1", [number]))
+            .await
+    }
+
+    async fn orders_by_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let customer = customer.to_string();
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                orders_where(
+                    conn,
+                    "SELECT doc FROM orders WHERE customer_id = ?1 ORDER BY id DESC LIMIT ?2",
+                    params![customer, limit],
+                )
+            })
+            .await
+    }
+
+    async fn orders_by_status(
+        &self,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                orders_where(
+                    conn,
+                    "SELECT doc FROM orders WHERE status = ?1 ORDER BY updated_at, id LIMIT ?2",
+                    params![status.as_str(), limit],
+                )
+            })
+            .await
+    }
+
+    async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
+        let change = change.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let o = &change.order;
+                let id = o.id.to_string();
+                let updated = tx.execute(
+                    "UPDATE orders SET number = ?1, status = ?2, version = ?3, updated_at = ?4, doc = ?5,
+                                       customer_id = ?6
+                     WHERE id = ?7 AND version = ?8 AND status = ?9",
+                    params![
+                        o.number.as_ref().map(|n| n.as_str()),
+                        o.status().as_str(),
+                        to_sql_int(o.version())?,
+                        ts(o.updated_at),
+                        json(o)?,
+                        o.customer.id.as_str(),
+                        id,
+                        to_sql_int(change.expected_version)?,
+                        change.expected_status.as_str(),
+                    ],
+                )?;
+                if updated == 0 {
+                    let exists = tx
+                        .query_row("SELECT 1 FROM orders WHERE id = ?1", [&id], |_| Ok(()))
+                        .optional()?
+                        .is_some();
+                    return Err(if exists {
+                        StoreError::Conflict(o.id)
+                    } else {
+                        StoreError::NotFound(o.id)
+                    });
+                }
+                insert_entry(&tx, o.id, &change.entry)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let exists = tx
+                    .query_row("SELECT 1 FROM orders WHERE id = ?1", [id.to_string()], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if !exists {
+                    return Err(StoreError::NotFound(id));
+                }
+                insert_entry(&tx, id, &entry)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT doc FROM timeline WHERE order_id = ?1 ORDER BY entry_id")?;
+                let docs = stmt
+                    .query_map([id.to_string()], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                docs.iter().map(|d| from_json(d)).collect()
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl NumberStore for SqliteStore {
+    async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError> {
+        let n = number.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                tx.execute(
+                    "INSERT INTO numbers (number, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    [n.as_str(), &order.to_string()],
+                )?;
+                let holder: String =
+                    tx.query_row("SELECT order_id FROM numbers WHERE number = ?1", [n.as_str()], |r| {
+                        r.get(0)
+                    })?;
+                if holder != order.to_string() {
+                    return Err(StoreError::NumberTaken(n));
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError> {
+        if size == 0 {
+            return Err(StoreError::TooLarge("a block must hold at least one value".into()));
+        }
+        let counter = counter.to_owned();
+        let step = to_sql_int(size)?;
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                // The counter holds the last value handed out (its high-water mark).
+                let high: i64 = tx.query_row(
+                    "INSERT INTO counters (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = value + excluded.value
+                     RETURNING value",
+                    params![counter, step],
+                    |r| r.get(0),
+                )?;
+                tx.commit()?;
+                let high = high as u64;
+                Ok(high + 1 - size..high + 1)
+            })
+            .await
+    }
+}
+
+fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_level((sku, wh, on_hand, reserved, safety): (String, String, i64, i64, i64)) -> Result<StockLevel, StoreError> {
+    let bad = |e: crate::domain::InvalidValue| StoreError::Backend(Box::new(e));
+    Ok(StockLevel {
+        sku: Sku::parse(&sku).map_err(bad)?,
+        warehouse: WarehouseId::parse(&wh).map_err(bad)?,
+        on_hand: on_hand.max(0) as u64,
+        reserved: reserved.max(0) as u64,
+        safety: safety.max(0) as u64,
+    })
+}
+
+const STOCK_COLUMNS: &str = "sku, warehouse, on_hand, reserved, safety";
+
+fn state_name(s: ReservationState) -> &'static str {
+    match s {
+        ReservationState::Held => "held",
+        ReservationState::Released => "released",
+        ReservationState::Committed => "committed",
+    }
+}
+
+fn parse_state(s: &str) -> Result<ReservationState, StoreError> {
+    match s {
+        "held" => Ok(ReservationState::Held),
+        "released" => Ok(ReservationState::Released),
+        "committed" => Ok(ReservationState::Committed),
+        other => Err(StoreError::Backend(format!("unknown reservation state {other:?}").into())),
+    }
+}
+
+/// Applies `delta_on_hand` and `delta_reserved` to every line of the order's held reservations
+/// (all of them, or the one in `warehouse`) and moves them to `to`. Returns how many moved.
+fn settle(
+    tx: &Transaction<'_>,
+    order: OrderId,
+    warehouse: Option<&WarehouseId>,
+    to: ReservationState,
+) -> Result<usize, StoreError> {
+    let mut stmt = tx.prepare(
+        "SELECT warehouse, lines FROM reservations
+         WHERE order_id = ?1 AND state = 'held' AND (?2 IS NULL OR warehouse = ?2)",
+    )?;
+    let held = stmt
+        .query_map(
+            params![order.to_string(), warehouse.map(|w| w.as_str())],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(stmt);
+    for (wh, lines) in &held {
+        let lines: Vec<(Sku, u64)> = from_json(lines)?;
+        for (sku, q) in lines {
+            let q = to_sql_int(q)?;
+            let on_hand_delta = if to == ReservationState::Committed { q } else { 0 };
+            tx.execute(
+                "UPDATE stock SET reserved = reserved - ?1, on_hand = on_hand - ?2
+                 WHERE sku = ?3 AND warehouse = ?4",
+                params![q, on_hand_delta, sku.as_str(), wh],
+            )?;
+        }
+        tx.execute(
+            "UPDATE reservations SET state = ?1 WHERE order_id = ?2 AND warehouse = ?3",
+            params![state_name(to), order.to_string(), wh],
+        )?;
+    }
+    Ok(held.len())
+}
+
+#[async_trait]
+impl StockStore for SqliteStore {
+    async fn set_stock(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        on_hand: u64,
+        safety: u64,
+    ) -> Result<StockLevel, StoreError> {
+        let (sku, warehouse) = (sku.clone(), warehouse.clone());
+        let (oh, sf) = (to_sql_int(on_hand)?, to_sql_int(safety)?);
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let reserved: i64 = tx
+                    .query_row(
+                        "SELECT reserved FROM stock WHERE sku = ?1 AND warehouse = ?2",
+                        [sku.as_str(), warehouse.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                if oh < reserved {
+                    return Err(StoreError::BelowReserved {
+                        sku,
+                        warehouse,
+                        on_hand,
+                        reserved: reserved as u64,
+                    });
+                }
+                let row = tx.query_row(
+                    &format!(
+                        "INSERT INTO stock (sku, warehouse, on_hand, reserved, safety) VALUES (?1, ?2, ?3, 0, ?4)
+                         ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand, safety = excluded.safety
+                         RETURNING {STOCK_COLUMNS}"
+                    ),
+                    params![sku.as_str(), warehouse.as_str(), oh, sf],
+                    stock_row,
+                )?;
+                tx.commit()?;
+                to_level(row)
+            })
+            .await
+    }
+
+    async fn stock_of(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError> {
+        let sku = sku.clone();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {STOCK_COLUMNS} FROM stock WHERE sku = ?1 ORDER BY warehouse"
+                ))?;
+                let rows = stmt
+                    .query_map([sku.as_str()], stock_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter().map(to_level).collect()
+            })
+            .await
+    }
+
+    async fn reserve(
+        &self,
+        order: OrderId,
+        allocations: &[Allocation],
+    ) -> Result<Reserved, StoreError> {
+        let sums = sum_allocations(allocations);
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let held: i64 = tx.query_row(
+                    "SELECT count(*) FROM reservations WHERE order_id = ?1",
+                    [order.to_string()],
+                    |r| r.get(0),
+                )?;
+                if held > 0 {
+                    return Ok(Reserved::AlreadyHeld);
+                }
+                let mut shortages = Vec::new();
+                for ((sku, wh), q) in &sums {
+                    let available: i64 = tx
+                        .query_row(
+                            "SELECT on_hand - reserved FROM stock WHERE sku = ?1 AND warehouse = ?2",
+                            [sku.as_str(), wh.as_str()],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .unwrap_or(0);
+                    if (available.max(0) as u64) < *q {
+                        shortages.push(Shortage {
+                            sku: sku.clone(),
+                            warehouse: wh.clone(),
+                            requested: *q,
+                            available: available.max(0) as u64,
+                        });
+                    }
+                }
+                if !shortages.is_empty() {
+                    // Dropping the transaction rolls it back: nothing was written anyway.
+                    return Err(StoreError::InsufficientStock(shortages));
+                }
+                let mut per_warehouse: std::collections::BTreeMap<&WarehouseId, Vec<(Sku, u64)>> =
+                    Default::default();
+                for ((sku, wh), q) in &sums {
+                    tx.execute(
+                        "UPDATE stock SET reserved = reserved + ?1 WHERE sku = ?2 AND warehouse = ?3",
+                        params![to_sql_int(*q)?, sku.as_str(), wh.as_str()],
+                    )?;
+                    per_warehouse.entry(wh).or_default().push((sku.clone(), *q));
+                }
+                for (wh, lines) in per_warehouse {
+                    tx.execute(
+                        "INSERT INTO reservations (order_id, warehouse, state, lines) VALUES (?1, ?2, 'held', ?3)",
+                        params![order.to_string(), wh.as_str(), json(&lines)?],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(Reserved::New)
+            })
+            .await
+    }
+
+    async fn release(&self, order: OrderId) -> Result<usize, StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let n = settle(&tx, order, None, ReservationState::Released)?;
+                tx.commit()?;
+                Ok(n)
+            })
+            .await
+    }
+
+    async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError> {
+        let warehouse = warehouse.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let n = settle(&tx, order, Some(&warehouse), ReservationState::Committed)?;
+                tx.commit()?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT warehouse, state, lines FROM reservations WHERE order_id = ?1 ORDER BY warehouse",
+                )?;
+                let rows = stmt
+                    .query_map([order.to_string()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(wh, state, lines)| {
+                        Ok(Reservation {
+                            order,
+                            warehouse: WarehouseId::parse(&wh)
+                                .map_err(|e| StoreError::Backend(Box::new(e)))?,
+                            lines: from_json(&lines)?,
+                            state: parse_state(&state)?,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+}
+
+fn idem_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_record((key, request_hash, response, expires): (String, String, String, i64)) -> Result<IdempotencyRecord, StoreError> {
+    Ok(IdempotencyRecord {
+        key,
+        request_hash,
+        response,
+        expires_at: DateTime::from_timestamp_millis(expires)
+            .ok_or_else(|| StoreError::Backend("bad expiry in idempotency record".into()))?,
+    })
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn put_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let rec = record.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let existing = tx
+                    .query_row(
+                        "SELECT key, request_hash, response, expires_at FROM idempotency
+                         WHERE key = ?1 AND expires_at > ?2",
+                        params![rec.key, now.timestamp_millis()],
+                        idem_row,
+                    )
+                    .optional()?;
+                if let Some(row) = existing {
+                    return to_record(row).map(Some);
+                }
+                // SQLite has no TTL: an expired record stays until its key comes again and is
+                // replaced here. It is never returned either way.
+                tx.execute(
+                    "INSERT OR REPLACE INTO idempotency (key, request_hash, response, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![rec.key, rec.request_hash, rec.response, rec.expires_at.timestamp_millis()],
+                )?;
+                tx.commit()?;
+                Ok(None)
+            })
+            .await
+    }
+
+    async fn get_idempotency(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let key = key.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT key, request_hash, response, expires_at FROM idempotency
+                     WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now.timestamp_millis()],
+                    idem_row,
+                )
+                .optional()?
+                .map(to_record)
+                .transpose()
+            })
+            .await
+    }
+}

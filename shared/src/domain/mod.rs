@@ -1,0 +1,15 @@
+//! The order domain: pure types and rules, no I/O.
+
+pub mod order;
+pub mod status;
+pub mod values;
+
+pub use order::{
+    Address, Customer, FieldError, InvalidOrder, NewOrder, Order, OrderChange, OrderDraft,
+    OrderLine, PaymentMethod, TransitionNotAllowed,
+};
+pub use status::{Actor, Status, TimelineEntry, TRANSITIONS};
+pub use values::{
+    ChannelId, CountryCode, Currency, CustomerId, Email, ExternalId, InvalidValue, MinorUnits,
+    Money, OrderId, OrderNumber, Phone, Quantity, Sku, Text, WarehouseId,
+};

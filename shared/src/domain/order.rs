@@ -1,0 +1,584 @@
+//! The order aggregate: what was ordered, by whom, shipped where, paid how; and the only ways its
+//! status may change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::status::{Actor, Status, TimelineEntry};
+use super::values::{
+    ChannelId, CountryCode, Currency, CustomerId, Email, ExternalId, InvalidValue, MinorUnits,
+    Money, OrderId, OrderNumber, Phone, Quantity, Sku, Text,
+};
+
+/// A refused input value, named by its path in the request (`lines[1].quantity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Every refused field of one input, so a client can fix them all at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid order: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidOrder(pub Vec<FieldError>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// Paid online before dispatch.
+    Prepaid,
+    /// Paid to the courier on delivery: skips `awaiting_payment`/`paid`.
+    CashOnDelivery,
+    /// Invoiced on the customer's credit terms: skips `awaiting_payment`/`paid`.
+    Credit,
+}
+
+impl PaymentMethod {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw.trim() {
+            "prepaid" => Ok(Self::Prepaid),
+            "cash_on_delivery" => Ok(Self::CashOnDelivery),
+            "credit" => Ok(Self::Credit),
+            other => Err(InvalidValue(format!(
+                "{other:?} is not one of prepaid, cash_on_delivery, credit"
+            ))),
+        }
+    }
+    /// Whether the order waits for a payment before dispatch.
+    pub fn is_prepaid(self) -> bool {
+        self == Self::Prepaid
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub name: Text,
+    pub email: Option<Email>,
+    pub phone: Option<Phone>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: Text,
+    pub phone: Option<Phone>,
+    pub country: CountryCode,
+    pub region: Text,
+    pub city: Text,
+    pub line1: Text,
+    pub line2: Option<Text>,
+    pub postal_code: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub sku: Sku,
+    pub quantity: Quantity,
+    pub unit_price: MinorUnits,
+}
+
+/// An order as a channel sent it, before any check: every field optional and loosely typed so that
+/// [`OrderDraft::validate`] can name each missing or bad field instead of failing on the first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderDraft {
+    pub channel: Option<String>,
+    pub external_id: Option<String>,
+    pub customer: Option<CustomerDraft>,
+    pub lines: Option<Vec<LineDraft>>,
+    pub currency: Option<String>,
+    pub shipping_address: Option<AddressDraft>,
+    pub payment_method: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CustomerDraft {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LineDraft {
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    pub unit_price: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AddressDraft {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub postal_code: Option<String>,
+}
+
+/// Collects field errors while a draft is checked.
+#[derive(Default)]
+struct Checker(Vec<FieldError>);
+
+impl Checker {
+    fn fail(&mut self, field: &str, reason: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    fn required<T, V>(
+        &mut self,
+        field: &str,
+        raw: Option<V>,
+        parse: impl FnOnce(V) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        match raw {
+            None => {
+                self.fail(field, "is required");
+                None
+            }
+            Some(v) => self.optional(field, Some(v), parse).flatten(),
+        }
+    }
+
+    /// `Some(None)` for an absent value, `None` for a bad one.
+    fn optional<T, V>(
+        &mut self,
+        field: &str,
+        raw: Option<V>,
+        parse: impl FnOnce(V) -> Result<T, InvalidValue>,
+    ) -> Option<Option<T>> {
+        match raw.map(parse) {
+            None => Some(None),
+            Some(Ok(v)) => Some(Some(v)),
+            Some(Err(e)) => {
+                self.fail(field, e.0);
+                None
+            }
+        }
+    }
+}
+
+/// The most lines one order may carry (a DynamoDB transaction holds at most 100 items, and the
+/// stock lock writes one per line and warehouse plus its reservation records).
+pub const MAX_LINES: usize = 40;
+
+/// A validated order before it is stored: what intake hands to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub channel: ChannelId,
+    pub external_id: Option<ExternalId>,
+    pub customer: Customer,
+    pub lines: Vec<OrderLine>,
+    pub currency: Currency,
+    pub shipping_address: Address,
+    pub payment_method: PaymentMethod,
+}
+
+impl OrderDraft {
+    /// Checks every field and returns all problems at once.
+    pub fn validate(self) -> Result<NewOrder, InvalidOrder> {
+        let mut c = Checker::default();
+        let channel = c.required("channel", self.channel.as_deref(), ChannelId::parse);
+        let external_id = c.optional("external_id", self.external_id.as_deref(), ExternalId::parse);
+        let customer = match self.customer {
+            None => {
+                c.fail("customer", "is required");
+                None
+            }
+            Some(cd) => {
+                let id = c.required("customer.id", cd.id.as_deref(), CustomerId::parse);
+                let name = c.required("customer.name", cd.name.as_deref(), Text::parse);
+                let email = c.optional("customer.email", cd.email.as_deref(), Email::parse);
+                let phone = c.optional("customer.phone", cd.phone.as_deref(), Phone::parse);
+                if cd.email.is_none() && cd.phone.is_none() {
+                    c.fail("customer.email", "an e-mail address or a phone number is required");
+                }
+                match (id, name, email, phone) {
+                    (Some(id), Some(name), Some(email), Some(phone)) => Some(Customer {
+                        id,
+                        name,
+                        email,
+                        phone,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        let lines = match self.lines {
+            None => {
+                c.fail("lines", "is required");
+                None
+            }
+            Some(ls) if ls.is_empty() => {
+                c.fail("lines", "must hold at least one line");
+                None
+            }
+            Some(ls) if ls.len() > MAX_LINES => {
+                c.fail("lines", format!("must hold at most {MAX_LINES} lines"));
+                None
+            }
+            Some(ls) => {
+                let mut out = Vec::with_capacity(ls.len());
+                for (i, l) in ls.into_iter().enumerate() {
+                    let sku = c.required(&format!("lines[{i}].sku"), l.sku.as_deref(), Sku::parse);
+                    let quantity =
+                        c.required(&format!("lines[{i}].quantity"), l.quantity, Quantity::parse);
+                    let unit_price = c.required(
+                        &format!("lines[{i}].unit_price"),
+                        l.unit_price,
+                        MinorUnits::parse,
+                    );
+                    if let (Some(sku), Some(quantity), Some(unit_price)) = (sku, quantity, unit_price)
+                    {
+                        out.push(OrderLine {
+                            sku,
+                            quantity,
+                            unit_price,
+                        });
+                    }
+                }
+                Some(out)
+            }
+        };
+        let currency = c.required("currency", self.currency.as_deref(), Currency::parse);
+        let shipping_address = match self.shipping_address {
+            None => {
+                c.fail("shipping_address", "is required");
+                None
+            }
+            Some(a) => {
+                let f = |n: &str| format!("shipping_address.{n}");
+                let name = c.required(&f("name"), a.name.as_deref(), Text::parse);
+                let phone = c.optional(&f("phone"), a.phone.as_deref(), Phone::parse);
+                let country = c.required(&f("country"), a.country.as_deref(), CountryCode::parse);
+                let region = c.required(&f("region"), a.region.as_deref(), Text::parse);
+                let city = c.required(&f("city"), a.city.as_deref(), Text::parse);
+                let line1 = c.required(&f("line1"), a.line1.as_deref(), Text::parse);
+                let line2 = c.optional(&f("line2"), a.line2.as_deref(), Text::parse);
+                let postal_code = c.optional(&f("postal_code"), a.postal_code.as_deref(), Text::parse);
+                match (name, phone, country, region, city, line1, line2, postal_code) {
+                    (
+                        Some(name),
+                        Some(phone),
+                        Some(country),
+                        Some(region),
+                        Some(city),
+                        Some(line1),
+                        Some(line2),
+                        Some(postal_code),
+                    ) => Some(Address {
+                        name,
+                        phone,
+                        country,
+                        region,
+                        city,
+                        line1,
+                        line2,
+                        postal_code,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        let payment_method = c.required(
+            "payment_method",
+            self.payment_method.as_deref(),
+            PaymentMethod::parse,
+        );
+        match (channel, external_id, customer, lines, currency, shipping_address, payment_method) {
+            (
+                Some(channel),
+                Some(external_id),
+                Some(customer),
+                Some(lines),
+                Some(currency),
+                Some(shipping_address),
+                Some(payment_method),
+            ) if c.0.is_empty() => {
+                let order = NewOrder {
+                    channel,
+                    external_id,
+                    customer,
+                    lines,
+                    currency,
+                    shipping_address,
+                    payment_method,
+                };
+                // Bounded prices and quantities keep this far from overflow; checked all the same.
+                if order.total_minor().is_none() {
+                    return Err(InvalidOrder(vec![FieldError {
+                        field: "lines".into(),
+                        reason: "the order total is too large".into(),
+                    }]));
+                }
+                Ok(order)
+            }
+            _ => Err(InvalidOrder(c.0)),
+        }
+    }
+}
+
+fn total_of(lines: &[OrderLine]) -> Option<i64> {
+    lines.iter().try_fold(0i64, |acc, l| {
+        acc.checked_add(l.unit_price.checked_mul(l.quantity)?)
+    })
+}
+
+impl NewOrder {
+    pub fn total_minor(&self) -> Option<i64> {
+        total_of(&self.lines)
+    }
+
+    /// The stored order in status `received`, version 1, with its first timeline entry.
+    pub fn accept(self, id: OrderId, at: DateTime<Utc>) -> (Order, TimelineEntry) {
+        let total = total_of(&self.lines).unwrap_or(i64::MAX);
+        let entry = TimelineEntry {
+            id: Uuid::now_v7(),
+            at,
+            actor: Actor::Channel(self.channel.to_string()),
+            from: None,
+            to: Some(Status::Received),
+            reason: None,
+        };
+        let order = Order {
+            id,
+            number: None,
+            channel: self.channel,
+            external_id: self.external_id,
+            customer: self.customer,
+            lines: self.lines,
+            total: Money {
+                minor: total,
+                currency: self.currency,
+            },
+            shipping_address: self.shipping_address,
+            payment_method: self.payment_method,
+            status: Status::Received,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        (order, entry)
+    }
+}
+
+/// A stored order. `status` and `version` are private: the only way to change them is
+/// [`Order::transition`] (or [`Order::revise`]), which the store then applies conditionally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub number: Option<OrderNumber>,
+    pub channel: ChannelId,
+    pub external_id: Option<ExternalId>,
+    pub customer: Customer,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+    pub shipping_address: Address,
+    pub payment_method: PaymentMethod,
+    status: Status,
+    version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an order that is {from} cannot become {to}")]
+pub struct TransitionNotAllowed {
+    pub from: Status,
+    pub to: Status,
+}
+
+/// A change to one order, to be written only if the stored order is still at `expected_status`
+/// and `expected_version` (optimistic concurrency: a concurrent writer makes this one lose).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderChange {
+    pub expected_status: Status,
+    pub expected_version: u64,
+    /// The order as it will be stored (version = expected + 1). Fields other than status and
+    /// version may be edited before the change is saved (an assigned number, a new address).
+    pub order: Order,
+    pub entry: TimelineEntry,
+}
+
+impl Order {
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn change(
+        &self,
+        to: Status,
+        actor: Actor,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+        status_changes: bool,
+    ) -> OrderChange {
+        let mut order = self.clone();
+        order.status = to;
+        order.version = self.version + 1;
+        order.updated_at = at;
+        OrderChange {
+            expected_status: self.status,
+            expected_version: self.version,
+            order,
+            entry: TimelineEntry {
+                id: Uuid::now_v7(),
+                at,
+                actor,
+                from: Some(self.status),
+                to: status_changes.then_some(to),
+                reason,
+            },
+        }
+    }
+
+    /// A status change, if the state machine allows it.
+    pub fn transition(
+        &self,
+        to: Status,
+        actor: Actor,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<OrderChange, TransitionNotAllowed> {
+        if !self.status.can_become(to) {
+            return Err(TransitionNotAllowed {
+                from: self.status,
+                to,
+            });
+        }
+        Ok(self.change(to, actor, reason, at, true))
+    }
+
+    /// A change that keeps the status (an edited address, a recorded note): still versioned,
+    /// still on the timeline.
+    pub fn revise(&self, actor: Actor, reason: String, at: DateTime<Utc>) -> OrderChange {
+        self.change(self.status, actor, Some(reason), at, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn draft() -> OrderDraft {
+        serde_json::from_value(serde_json::json!({
+            "channel": "web", "external_id": "W-1",
+            "customer": {"id": "C1001", "name": "Li Lei", "email": "li@example.com", "phone": "+8613800000000"},
+            "lines": [{"sku": "TEA-001", "quantity": 2, "unit_price": 4990},
+                      {"sku": "CUP-002", "quantity": 1, "unit_price": 1500}],
+            "currency": "CNY",
+            "shipping_address": {"name": "Li Lei", "phone": "+8613800000000", "country": "CN", "region": "Jiangsu",
+                                 "city": "Nanjing", "line1": "1 Zhongshan Rd", "postal_code": "210000"},
+            "payment_method": "prepaid"
+        }))
+        .unwrap()
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_valid_draft_becomes_a_received_order_with_its_total() {
+        let new = draft().validate().unwrap();
+        let id = OrderId::from_uuid(Uuid::now_v7()).unwrap();
+        let (order, entry) = new.accept(id, at());
+        assert_eq!(order.status(), Status::Received);
+        assert_eq!(order.version(), 1);
+        assert_eq!(order.total.minor, 2 * 4990 + 1500);
+        assert_eq!(order.total.currency.code(), "CNY");
+        assert_eq!(entry.to, Some(Status::Received));
+        assert_eq!(entry.actor, Actor::Channel("web".into()));
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let mut d = draft();
+        d.currency = Some("XXX1".into());
+        d.lines.as_mut().unwrap()[1].quantity = Some(0);
+        d.lines.as_mut().unwrap()[0].sku = None;
+        d.shipping_address.as_mut().unwrap().city = Some("  ".into());
+        d.payment_method = Some("bitcoin".into());
+        let InvalidOrder(errs) = d.validate().unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "lines[0].sku",
+                "lines[1].quantity",
+                "currency",
+                "shipping_address.city",
+                "payment_method"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_customer_needs_a_way_to_be_reached() {
+        let mut d = draft();
+        let c = d.customer.as_mut().unwrap();
+        c.email = None;
+        c.phone = None;
+        let InvalidOrder(errs) = d.validate().unwrap_err();
+        assert_eq!(errs[0].field, "customer.email");
+    }
+
+    #[test]
+    fn empty_and_missing_lines_are_refused() {
+        let mut d = draft();
+        d.lines = Some(vec![]);
+        assert_eq!(d.validate().unwrap_err().0[0].field, "lines");
+        let d = OrderDraft::default();
+        let InvalidOrder(errs) = d.validate().unwrap_err();
+        assert!(errs.iter().any(|e| e.field == "lines" && e.reason == "is required"));
+        assert!(errs.iter().any(|e| e.field == "channel"));
+    }
+
+    #[test]
+    fn a_transition_bumps_the_version_and_records_who_and_why() {
+        let id = OrderId::from_uuid(Uuid::now_v7()).unwrap();
+        let (order, _) = draft().validate().unwrap().accept(id, at());
+        let ch = order
+            .transition(Status::Numbered, Actor::System("numbering".into()), None, at())
+            .unwrap();
+        assert_eq!(ch.expected_version, 1);
+        assert_eq!(ch.expected_status, Status::Received);
+        assert_eq!(ch.order.version(), 2);
+        assert_eq!(ch.order.status(), Status::Numbered);
+        assert_eq!(ch.entry.from, Some(Status::Received));
+        assert_eq!(ch.entry.to, Some(Status::Numbered));
+    }
+
+    #[test]
+    fn a_transition_outside_the_table_is_refused() {
+        let id = OrderId::from_uuid(Uuid::now_v7()).unwrap();
+        let (order, _) = draft().validate().unwrap().accept(id, at());
+        let err = order
+            .transition(Status::Shipped, Actor::Customer, None, at())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "an order that is received cannot become shipped");
+    }
+
+    #[test]
+    fn a_stored_order_round_trips_through_json() {
+        let id = OrderId::from_uuid(Uuid::now_v7()).unwrap();
+        let (order, _) = draft().validate().unwrap().accept(id, at());
+        let json = serde_json::to_string(&order).unwrap();
+        let back: Order = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, order);
+    }
+}

@@ -1,0 +1,25 @@
+//! The order management system's shared crate: every Lambda function and the local runtime are
+//! thin wrappers around what is here.
+//!
+//! # Layout
+//!
+//! - [`domain`]: the order and its rules, pure and free of I/O.
+//!   - [`domain::values`]: validated value types (`Sku`, `Quantity`, `Currency`, `OrderId`, ...);
+//!     `parse` is the only way in.
+//!   - [`domain::order`]: the order aggregate, the unvalidated `OrderDraft` and its checks, and
+//!     `OrderChange`, the only way a stored order changes.
+//!   - [`domain::status`]: the status state machine; every allowed transition is in one table.
+//! - [`ports`]: what the domain needs from outside, as small traits: `OrderStore`,
+//!   `NumberStore`, `StockStore`, `IdempotencyStore` (together `Store`) and `Queue`.
+//! - [`clock`]: time and ids as ports, so tests control them.
+//! - [`adapters`]: the ports on real backends, each proven by the same contract suite
+//!   (`tests/` at the workspace root):
+//!   - [`adapters::sqlite`]: the embedded default, one SQLite file in WAL mode for the store and
+//!     the queues;
+//!   - [`adapters::aws`]: DynamoDB (one table) and SQS (standard queues with dead-letter queues),
+//!     plus provisioning of both.
+
+pub mod adapters;
+pub mod clock;
+pub mod domain;
+pub mod ports;

@@ -1,0 +1,422 @@
+//! The ports: what the domain needs from the outside world, as traits. Each has two adapters
+//! ([`crate::adapters::sqlite`] and [`crate::adapters::aws`]) and one contract test suite that runs
+//! against both (`tests/` at the workspace root).
+//!
+//! The traits are small capabilities (`OrderStore`, `NumberStore`, `StockStore`,
+//! `IdempotencyStore`, `Queue`), so a handler asks only for what it uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    CustomerId, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku, Status,
+    TimelineEntry, WarehouseId,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a store operation can fail with. Business outcomes (a stale version, missing stock, a
+/// taken number) are variants of their own so that callers can map them to answers; everything the
+/// backend itself failed at is `Unavailable` (worth retrying) or `Backend` (not).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("order {0} was changed concurrently: its status or version is no longer the expected one")]
+    Conflict(OrderId),
+    #[error("order {0} does not exist")]
+    NotFound(OrderId),
+    #[error("order number {0} already belongs to another order")]
+    NumberTaken(OrderNumber),
+    #[error("not enough stock: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    InsufficientStock(Vec<Shortage>),
+    #[error("on hand {on_hand} of {sku} in {warehouse} would be less than the {reserved} units reserved")]
+    BelowReserved {
+        sku: Sku,
+        warehouse: WarehouseId,
+        on_hand: u64,
+        reserved: u64,
+    },
+    #[error("the request is too large for one atomic step: {0}")]
+    TooLarge(String),
+    #[error("the store is unavailable (retryable): {0}")]
+    Unavailable(#[source] BoxError),
+    #[error("the store failed: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if tried again later (a throttled or busy backend).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Conflict(_))
+    }
+}
+
+/// The result of creating an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Stored now.
+    New,
+    /// An order with this id, or with this channel's external id, was already stored: it is
+    /// returned and nothing was written.
+    Existing(Box<Order>),
+}
+
+/// Orders and their timelines.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Stores a new order with its first timeline entry, unless one with the same id or the same
+    /// `(channel, external_id)` exists.
+    async fn create_order(&self, order: &Order, entry: &TimelineEntry)
+    -> Result<Created, StoreError>;
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    async fn get_order_by_number(&self, number: &OrderNumber)
+    -> Result<Option<Order>, StoreError>;
+    /// A customer's orders, newest first.
+    async fn orders_by_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError>;
+    /// Orders in one status, least recently updated first (what the sweeper needs).
+    async fn orders_by_status(
+        &self,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError>;
+    /// Writes `change.order` and its timeline entry only if the stored order is still at
+    /// `change.expected_status` and `change.expected_version`; otherwise `Conflict` and nothing
+    /// is written.
+    async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError>;
+    /// Adds a note to an order's timeline without changing the order.
+    async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError>;
+    /// The order's timeline, oldest first.
+    async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError>;
+}
+
+/// Order numbers and the counters they are built from.
+#[async_trait]
+pub trait NumberStore: Send + Sync {
+    /// Makes `number` belong to `order`. Claiming a number the same order already holds succeeds
+    /// (a replayed step); a number held by another order is `NumberTaken`.
+    async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError>;
+    /// Hands out the next `size` values of the named counter, never the same value twice. The
+    /// first block of a new counter starts at 1.
+    async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError>;
+}
+
+/// Stock of one SKU in one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub sku: Sku,
+    pub warehouse: WarehouseId,
+    pub on_hand: u64,
+    pub reserved: u64,
+    /// Below this many available units a low-stock alert is raised.
+    pub safety: u64,
+}
+
+impl StockLevel {
+    /// Units that can still be promised to an order.
+    pub fn available(&self) -> u64 {
+        self.on_hand.saturating_sub(self.reserved)
+    }
+}
+
+/// The part of an order line to take from one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub sku: Sku,
+    pub warehouse: WarehouseId,
+    pub quantity: u64,
+}
+
+/// A SKU and warehouse that could not cover what was asked of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortage {
+    pub sku: Sku,
+    pub warehouse: WarehouseId,
+    pub requested: u64,
+    pub available: u64,
+}
+
+impl fmt::Display for Shortage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in {}: {} requested, {} available",
+            self.sku, self.warehouse, self.requested, self.available
+        )
+    }
+}
+
+/// Sums allocations that share a SKU and warehouse, so that two lines of the same SKU are checked
+/// against stock together, not each on its own. Quantities of zero are dropped.
+pub fn sum_allocations(allocations: &[Allocation]) -> BTreeMap<(Sku, WarehouseId), u64> {
+    let mut sums = BTreeMap::new();
+    for a in allocations.iter().filter(|a| a.quantity > 0) {
+        *sums
+            .entry((a.sku.clone(), a.warehouse.clone()))
+            .or_insert(0u64) += a.quantity;
+    }
+    sums
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    /// Stock is set aside for the order.
+    Held,
+    /// Given back (cancelled, expired).
+    Released,
+    /// Deducted from on-hand stock: the goods left the warehouse.
+    Committed,
+}
+
+/// What one order holds in one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub order: OrderId,
+    pub warehouse: WarehouseId,
+    pub lines: Vec<(Sku, u64)>,
+    pub state: ReservationState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// Reserved now.
+    New,
+    /// The order already had its reservation (a replayed step): nothing changed.
+    AlreadyHeld,
+}
+
+/// Stock per SKU and warehouse, and the reservations orders hold against it.
+#[async_trait]
+pub trait StockStore: Send + Sync {
+    /// Sets on-hand stock and the safety level. Refused with `BelowReserved` if fewer units than
+    /// are reserved would remain.
+    async fn set_stock(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        on_hand: u64,
+        safety: u64,
+    ) -> Result<StockLevel, StoreError>;
+    /// Stock of a SKU in every warehouse that has a record of it.
+    async fn stock_of(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError>;
+    /// Reserves every allocation of an order in one atomic step, or nothing
+    /// (`InsufficientStock` names each short SKU and warehouse). Allocations sharing a SKU and
+    /// warehouse are summed first. Available stock never goes below zero.
+    async fn reserve(
+        &self,
+        order: OrderId,
+        allocations: &[Allocation],
+    ) -> Result<Reserved, StoreError>;
+    /// Gives back everything the order still holds. Returns how many warehouse reservations were
+    /// released; 0 when there was nothing (left) to release.
+    async fn release(&self, order: OrderId) -> Result<usize, StoreError>;
+    /// Deducts what the order holds in one warehouse from on-hand stock (the shipment left).
+    /// Returns false if there was no held reservation there (already committed or released).
+    async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError>;
+    async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError>;
+}
+
+/// A stored answer to a request that carried an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// A digest of the request, so that the same key with another body can be refused.
+    pub request_hash: String,
+    /// The answer to repeat, as the caller serialised it.
+    pub response: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores the record unless an unexpired one with the same key exists, which is returned
+    /// instead (and nothing is written).
+    async fn put_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// The record, if it exists and has not expired at `now`.
+    async fn get_idempotency(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// Everything the handlers keep state in.
+pub trait Store: OrderStore + NumberStore + StockStore + IdempotencyStore {}
+impl<T: OrderStore + NumberStore + StockStore + IdempotencyStore> Store for T {}
+
+/// A queue's logical name (`numbering`, `review`, ...). Backends map it to their own names
+/// (SQS adds a deployment prefix). Its dead-letter queue is the same name with `-dlq`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueueName(String);
+
+impl QueueName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 40
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue(
+                "a queue name is 1 to 40 characters of a-z, 0-9 and -".into(),
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn dead_letter(&self) -> QueueName {
+        QueueName(format!("{}-dlq", self.0))
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A queue to create, with its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: QueueName,
+    /// How long a received message stays invisible to other receivers unless deleted.
+    pub visibility_timeout: Duration,
+    /// After this many receives without a delete the message moves to the dead-letter queue.
+    pub max_receives: u32,
+}
+
+/// A received message. `receipt` deletes it; `receive_count` says how often it was delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receive {
+    pub max_messages: u32,
+    /// Overrides the queue's visibility timeout for these messages.
+    pub visibility_timeout: Duration,
+    /// Long polling: wait up to this long for a first message.
+    pub wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue {0} does not exist")]
+    UnknownQueue(QueueName),
+    #[error("message too large: {0} bytes (at most 262144)")]
+    TooLarge(usize),
+    #[error("the queue is unavailable (retryable): {0}")]
+    Unavailable(#[source] BoxError),
+    #[error("the queue failed: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl QueueError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The largest message body SQS accepts; the embedded queue keeps the same limit.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// An at-least-once queue with visibility timeouts and a dead-letter queue, with SQS semantics.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Creates the queues and their dead-letter queues if they do not exist.
+    async fn ensure_queues(&self, specs: &[QueueSpec]) -> Result<(), QueueError>;
+    async fn send(&self, queue: &QueueName, body: &str) -> Result<(), QueueError>;
+    /// Sends many bodies; either all are sent or the call fails (some may have been sent: the
+    /// queue is at-least-once anyway, and consumers are idempotent).
+    async fn send_batch(&self, queue: &QueueName, bodies: &[String]) -> Result<(), QueueError>;
+    /// Receives up to `max_messages` visible messages and hides them for the visibility timeout.
+    /// A message already received `max_receives` times moves to the dead-letter queue instead.
+    async fn receive(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError>;
+    /// Deletes a received message. Deleting with a receipt that is no longer valid does nothing.
+    async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError>;
+    /// Approximate number of messages waiting (visible or in flight).
+    async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError>;
+}
+
+fn check_size(body: &str) -> Result<(), QueueError> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        Err(QueueError::TooLarge(body.len()))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn check_message_sizes<'a>(
+    bodies: impl IntoIterator<Item = &'a str>,
+) -> Result<(), QueueError> {
+    bodies.into_iter().try_for_each(check_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(sku: &str, wh: &str, q: u64) -> Allocation {
+        Allocation {
+            sku: Sku::parse(sku).unwrap(),
+            warehouse: WarehouseId::parse(wh).unwrap(),
+            quantity: q,
+        }
+    }
+
+    #[test]
+    fn allocations_sharing_a_sku_and_warehouse_are_summed() {
+        let sums = sum_allocations(&[
+            alloc("A", "nj", 2),
+            alloc("B", "nj", 1),
+            alloc("A", "nj", 3),
+            alloc("A", "sh", 4),
+            alloc("C", "sh", 0),
+        ]);
+        let got: Vec<_> = sums
+            .iter()
+            .map(|((s, w), q)| (s.as_str(), w.as_str(), *q))
+            .collect();
+        assert_eq!(got, vec![("A", "nj", 5), ("A", "sh", 4), ("B", "nj", 1)]);
+    }
+
+    #[test]
+    fn queue_names_are_checked_and_know_their_dead_letter_queue() {
+        let q = QueueName::parse("numbering").unwrap();
+        assert_eq!(q.dead_letter().as_str(), "numbering-dlq");
+        assert!(QueueName::parse("Numbering").is_err());
+        assert!(QueueName::parse("").is_err());
+    }
+
+    #[test]
+    fn available_stock_is_on_hand_less_reserved() {
+        let s = StockLevel {
+            sku: Sku::parse("A").unwrap(),
+            warehouse: WarehouseId::parse("nj").unwrap(),
+            on_hand: 10,
+            reserved: 4,
+            safety: 2,
+        };
+        assert_eq!(s.available(), 6);
+    }
+}
