@@ -2,8 +2,8 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
 use crate::domain::OrderId;
+use chrono::{DateTime, Duration, Utc};
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CustomerId, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku, Status,
-    TimelineEntry, WarehouseId,
+    CustomerId, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
+    WarehouseId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -26,7 +26,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// backend itself failed at is `Unavailable` (worth retrying) or `Backend` (not).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("order {0} was changed concurrently: its status or version is no longer the expected one")]
+    #[error(
+        "order {0} was changed concurrently: its status or version is no longer the expected one"
+    )]
     Conflict(OrderId),
     #[error("order {0} does not exist")]
     NotFound(OrderId),
@@ -34,7 +36,9 @@ pub enum StoreError {
     NumberTaken(OrderNumber),
     #[error("not enough stock: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     InsufficientStock(Vec<Shortage>),
-    #[error("on hand {on_hand} of {sku} in {warehouse} would be less than the {reserved} units reserved")]
+    #[error(
+        "on hand {on_hand} of {sku} in {warehouse} would be less than the {reserved} units reserved"
+    )]
     BelowReserved {
         sku: Sku,
         warehouse: WarehouseId,
@@ -71,11 +75,13 @@ pub enum Created {
 pub trait OrderStore: Send + Sync {
     /// Stores a new order with its first timeline entry, unless one with the same id or the same
     /// `(channel, external_id)` exists.
-    async fn create_order(&self, order: &Order, entry: &TimelineEntry)
-    -> Result<Created, StoreError>;
+    async fn create_order(
+        &self,
+        order: &Order,
+        entry: &TimelineEntry,
+    ) -> Result<Created, StoreError>;
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
-    async fn get_order_by_number(&self, number: &OrderNumber)
-    -> Result<Option<Order>, StoreError>;
+    async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError>;
     /// A customer's orders, newest first.
     async fn orders_by_customer(
         &self,

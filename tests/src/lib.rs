@@ -1,1 +1,106 @@
+//! Helpers for the workspace-level tests: a fresh backend per test, and sample orders.
+//!
+//! Each test gets its own SQLite file, or its own DynamoDB table and SQS queue prefix on the moto
+//! server named by `OMS_TEST_AWS_ENDPOINT` (the README's test command starts one and sets it).
 
+use std::io::Write;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use oms::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
+use oms::adapters::sqlite::SqliteDb;
+use oms::clock::SystemClock;
+use oms::domain::{Order, OrderDraft, OrderId, TimelineEntry};
+use oms::ports::{Queue, Store};
+
+/// The moto (or other wire-compatible) endpoint for the AWS suite.
+pub const AWS_ENDPOINT_VAR: &str = "OMS_TEST_AWS_ENDPOINT";
+/// Set to `1` to make a missing endpoint a failure instead of a loud skip (the test command does).
+pub const REQUIRE_AWS_VAR: &str = "OMS_TEST_REQUIRE_AWS";
+
+/// One backend under test: a store and a queue on fresh, private resources.
+pub struct Backend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    // Keeps the SQLite file alive for the test's duration.
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = SqliteDb::open(dir.path().join("oms.sqlite")).expect("open sqlite");
+    Backend {
+        name: "sqlite",
+        store: Arc::new(db.store()),
+        queue: Arc::new(db.queue(Arc::new(SystemClock))),
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh table and queue prefix on the AWS endpoint, or `None` (announced on stderr, past the
+/// test harness's capture) when no endpoint is configured.
+pub async fn dynamodb() -> Option<Backend> {
+    let Ok(endpoint) = std::env::var(AWS_ENDPOINT_VAR) else {
+        if std::env::var(REQUIRE_AWS_VAR).as_deref() == Ok("1") {
+            panic!("{REQUIRE_AWS_VAR}=1 but {AWS_ENDPOINT_VAR} is not set");
+        }
+        // Written to the process's stderr directly, so that the harness does not swallow it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!! SKIPPED: DynamoDB/SQS contract test (no {AWS_ENDPOINT_VAR}). \
+             Run the README's test command to run it against moto. !!!"
+        );
+        return None;
+    };
+    let config = sdk_config(&AwsSettings {
+        endpoint_url: Some(endpoint),
+        region: None,
+    })
+    .await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let table = format!("oms-test-{}", &id[..12]);
+    ensure_table(&dynamo, &table).await.expect("create table");
+    Some(Backend {
+        name: "dynamodb",
+        store: Arc::new(DynamoStore::new(dynamo, table)),
+        queue: Arc::new(SqsQueue::new(sqs, format!("t{}-", &id[..10]))),
+        _dir: None,
+    })
+}
+
+/// A fixed instant for tests that do not depend on the real clock.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap()
+}
+
+/// A valid order from the `web` channel for `customer`, with an optional external id and the
+/// given `(sku, quantity)` lines.
+pub fn order(
+    customer: &str,
+    external_id: Option<&str>,
+    lines: &[(&str, i64)],
+) -> (Order, TimelineEntry) {
+    let lines: Vec<_> = lines
+        .iter()
+        .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q, "unit_price": 4990}))
+        .collect();
+    let draft: OrderDraft = serde_json::from_value(serde_json::json!({
+        "channel": "web",
+        "external_id": external_id,
+        "customer": {"id": customer, "name": "Li Lei", "email": "li@example.com", "phone": "+8613800000000"},
+        "lines": lines,
+        "currency": "CNY",
+        "shipping_address": {"name": "Li Lei", "phone": "+8613800000000", "country": "CN",
+                             "region": "Jiangsu", "city": "Nanjing", "line1": "1 Zhongshan Rd",
+                             "postal_code": "210000"},
+        "payment_method": "prepaid"
+    }))
+    .expect("draft json");
+    draft
+        .validate()
+        .expect("valid sample order")
+        .accept(OrderId::generate(), t0())
+}

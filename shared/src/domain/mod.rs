@@ -8,7 +8,7 @@ pub use order::{
     Address, Customer, FieldError, InvalidOrder, NewOrder, Order, OrderChange, OrderDraft,
     OrderLine, PaymentMethod, TransitionNotAllowed,
 };
-pub use status::{Actor, Status, TimelineEntry, TRANSITIONS};
+pub use status::{Actor, Status, TRANSITIONS, TimelineEntry};
 pub use values::{
     ChannelId, CountryCode, Currency, CustomerId, Email, ExternalId, InvalidValue, MinorUnits,
     Money, OrderId, OrderNumber, Phone, Quantity, Sku, Text, WarehouseId,

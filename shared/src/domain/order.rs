@@ -189,7 +189,11 @@ impl OrderDraft {
     pub fn validate(self) -> Result<NewOrder, InvalidOrder> {
         let mut c = Checker::default();
         let channel = c.required("channel", self.channel.as_deref(), ChannelId::parse);
-        let external_id = c.optional("external_id", self.external_id.as_deref(), ExternalId::parse);
+        let external_id = c.optional(
+            "external_id",
+            self.external_id.as_deref(),
+            ExternalId::parse,
+        );
         let customer = match self.customer {
             None => {
                 c.fail("customer", "is required");
@@ -201,7 +205,10 @@ impl OrderDraft {
                 let email = c.optional("customer.email", cd.email.as_deref(), Email::parse);
                 let phone = c.optional("customer.phone", cd.phone.as_deref(), Phone::parse);
                 if cd.email.is_none() && cd.phone.is_none() {
-                    c.fail("customer.email", "an e-mail address or a phone number is required");
+                    c.fail(
+                        "customer.email",
+                        "an e-mail address or a phone number is required",
+                    );
                 }
                 match (id, name, email, phone) {
                     (Some(id), Some(name), Some(email), Some(phone)) => Some(Customer {
@@ -238,7 +245,8 @@ impl OrderDraft {
                         l.unit_price,
                         MinorUnits::parse,
                     );
-                    if let (Some(sku), Some(quantity), Some(unit_price)) = (sku, quantity, unit_price)
+                    if let (Some(sku), Some(quantity), Some(unit_price)) =
+                        (sku, quantity, unit_price)
                     {
                         out.push(OrderLine {
                             sku,
@@ -265,8 +273,18 @@ impl OrderDraft {
                 let city = c.required(&f("city"), a.city.as_deref(), Text::parse);
                 let line1 = c.required(&f("line1"), a.line1.as_deref(), Text::parse);
                 let line2 = c.optional(&f("line2"), a.line2.as_deref(), Text::parse);
-                let postal_code = c.optional(&f("postal_code"), a.postal_code.as_deref(), Text::parse);
-                match (name, phone, country, region, city, line1, line2, postal_code) {
+                let postal_code =
+                    c.optional(&f("postal_code"), a.postal_code.as_deref(), Text::parse);
+                match (
+                    name,
+                    phone,
+                    country,
+                    region,
+                    city,
+                    line1,
+                    line2,
+                    postal_code,
+                ) {
                     (
                         Some(name),
                         Some(phone),
@@ -295,7 +313,15 @@ impl OrderDraft {
             self.payment_method.as_deref(),
             PaymentMethod::parse,
         );
-        match (channel, external_id, customer, lines, currency, shipping_address, payment_method) {
+        match (
+            channel,
+            external_id,
+            customer,
+            lines,
+            currency,
+            shipping_address,
+            payment_method,
+        ) {
             (
                 Some(channel),
                 Some(external_id),
@@ -544,7 +570,10 @@ mod tests {
         assert_eq!(d.validate().unwrap_err().0[0].field, "lines");
         let d = OrderDraft::default();
         let InvalidOrder(errs) = d.validate().unwrap_err();
-        assert!(errs.iter().any(|e| e.field == "lines" && e.reason == "is required"));
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "lines" && e.reason == "is required")
+        );
         assert!(errs.iter().any(|e| e.field == "channel"));
     }
 
@@ -553,7 +582,12 @@ mod tests {
         let id = OrderId::from_uuid(Uuid::now_v7()).unwrap();
         let (order, _) = draft().validate().unwrap().accept(id, at());
         let ch = order
-            .transition(Status::Numbered, Actor::System("numbering".into()), None, at())
+            .transition(
+                Status::Numbered,
+                Actor::System("numbering".into()),
+                None,
+                at(),
+            )
             .unwrap();
         assert_eq!(ch.expected_version, 1);
         assert_eq!(ch.expected_status, Status::Received);
@@ -570,7 +604,10 @@ mod tests {
         let err = order
             .transition(Status::Shipped, Actor::Customer, None, at())
             .unwrap_err();
-        assert_eq!(err.to_string(), "an order that is received cannot become shipped");
+        assert_eq!(
+            err.to_string(),
+            "an order that is received cannot become shipped"
+        );
     }
 
     #[test]

@@ -42,9 +42,8 @@ use crate::domain::{
     CustomerId, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore,
-    Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError,
-    sum_allocations,
+    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore, Reservation,
+    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -205,8 +204,18 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
     };
     let key_schema = |hash: &str, range: &str| -> Result<Vec<KeySchemaElement>, StoreError> {
         Ok(vec![
-            build(KeySchemaElement::builder().attribute_name(hash).key_type(KeyType::Hash).build())?,
-            build(KeySchemaElement::builder().attribute_name(range).key_type(KeyType::Range).build())?,
+            build(
+                KeySchemaElement::builder()
+                    .attribute_name(hash)
+                    .key_type(KeyType::Hash)
+                    .build(),
+            )?,
+            build(
+                KeySchemaElement::builder()
+                    .attribute_name(range)
+                    .key_type(KeyType::Range)
+                    .build(),
+            )?,
         ])
     };
     let mut req = client
@@ -224,7 +233,11 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
                 GlobalSecondaryIndex::builder()
                     .index_name(index)
                     .set_key_schema(Some(key_schema(pk, sk)?))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
                     .build(),
             )?);
     }
@@ -234,13 +247,23 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         Err(e) => return Err(sdk(e)),
     }
     for _ in 0..600 {
-        let desc = client.describe_table().table_name(table).send().await.map_err(sdk)?;
+        let desc = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(sdk)?;
         if desc.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ttl = client.describe_time_to_live().table_name(table).send().await.map_err(sdk)?;
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(sdk)?;
     let enabled = ttl
         .time_to_live_description()
         .and_then(|d| d.attribute_name())
@@ -262,7 +285,12 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
     Ok(())
 }
 
-fn put(table: &str, item: Item, condition: Option<&str>, values: Item) -> Result<TransactWriteItem, StoreError> {
+fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+    values: Item,
+) -> Result<TransactWriteItem, StoreError> {
     let mut b = Put::builder().table_name(table).set_item(Some(item));
     if let Some(c) = condition {
         b = b.condition_expression(c);
@@ -292,7 +320,9 @@ fn update(
     if let Some(c) = condition {
         b = b.condition_expression(c);
     }
-    Ok(TransactWriteItem::builder().update(build(b.build())?).build())
+    Ok(TransactWriteItem::builder()
+        .update(build(b.build())?)
+        .build())
 }
 
 impl DynamoStore {
@@ -305,7 +335,10 @@ impl DynamoStore {
 
     /// Runs a transaction, retrying while it only lost to concurrent transactions on the same
     /// items. A failed condition comes back as `Err(Ok(Cancelled))` for the caller to interpret.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Result<Cancelled, StoreError>> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), Result<Cancelled, StoreError>> {
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(Err(StoreError::TooLarge(format!(
                 "{} items in one transaction, at most {MAX_TRANSACTION_ITEMS}",
@@ -356,7 +389,11 @@ impl DynamoStore {
                 continue;
             }
             return Err(Err(StoreError::Unavailable(
-                format!("transaction kept losing to concurrent ones: {:?}", cancelled.0).into(),
+                format!(
+                    "transaction kept losing to concurrent ones: {:?}",
+                    cancelled.0
+                )
+                .into(),
             )));
         }
     }
@@ -455,7 +492,11 @@ impl DynamoStore {
         Ok(item)
     }
 
-    fn entry_put(&self, id: OrderId, entry: &TimelineEntry) -> Result<TransactWriteItem, StoreError> {
+    fn entry_put(
+        &self,
+        id: OrderId,
+        entry: &TimelineEntry,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = key(keys::timeline(id, entry.id));
         item.insert("kind".into(), s("timeline"));
         item.insert("doc".into(), to_av(entry)?);
@@ -466,7 +507,8 @@ impl DynamoStore {
         let Some(item) = self.get_item(k).await? else {
             return Ok(None);
         };
-        let id = OrderId::parse(get_s(&item, "order_id")?).map_err(|e| StoreError::Backend(boxed(e)))?;
+        let id =
+            OrderId::parse(get_s(&item, "order_id")?).map_err(|e| StoreError::Backend(boxed(e)))?;
         self.get_order(id).await
     }
 
@@ -574,16 +616,33 @@ fn level(item: &Item) -> Result<StockLevel, StoreError> {
 
 #[async_trait]
 impl OrderStore for DynamoStore {
-    async fn create_order(&self, order: &Order, entry: &TimelineEntry) -> Result<Created, StoreError> {
+    async fn create_order(
+        &self,
+        order: &Order,
+        entry: &TimelineEntry,
+    ) -> Result<Created, StoreError> {
         let mut items = vec![
-            put(&self.table, self.order_item(order)?, Some("attribute_not_exists(pk)"), Item::new())?,
+            put(
+                &self.table,
+                self.order_item(order)?,
+                Some("attribute_not_exists(pk)"),
+                Item::new(),
+            )?,
             self.entry_put(order.id, entry)?,
         ];
-        let ext_key = order.external_id.as_ref().map(|e| keys::external(&order.channel, e));
+        let ext_key = order
+            .external_id
+            .as_ref()
+            .map(|e| keys::external(&order.channel, e));
         if let Some(k) = &ext_key {
             let mut item = key(k.clone());
             item.insert("order_id".into(), s(order.id.to_string()));
-            items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), Item::new())?);
+            items.push(put(
+                &self.table,
+                item,
+                Some("attribute_not_exists(pk)"),
+                Item::new(),
+            )?);
         }
         match self.transact(items).await {
             Ok(()) => Ok(Created::New),
@@ -617,12 +676,22 @@ impl OrderStore for DynamoStore {
             .pop())
     }
 
-    async fn orders_by_customer(&self, customer: &CustomerId, limit: usize) -> Result<Vec<Order>, StoreError> {
-        self.query_index(1, keys::by_customer(customer), false, limit).await
+    async fn orders_by_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.query_index(1, keys::by_customer(customer), false, limit)
+            .await
     }
 
-    async fn orders_by_status(&self, status: Status, limit: usize) -> Result<Vec<Order>, StoreError> {
-        self.query_index(2, keys::by_status(status), true, limit).await
+    async fn orders_by_status(
+        &self,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.query_index(2, keys::by_status(status), true, limit)
+            .await
     }
 
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
@@ -636,7 +705,9 @@ impl OrderStore for DynamoStore {
             .expression_attribute_values(":v", n(change.expected_version))
             .expression_attribute_values(":st", s(change.expected_status.as_str()));
         let items = vec![
-            TransactWriteItem::builder().put(build(order_put.build())?).build(),
+            TransactWriteItem::builder()
+                .put(build(order_put.build())?)
+                .build(),
             self.entry_put(id, &change.entry)?,
         ];
         match self.transact(items).await {
@@ -657,7 +728,9 @@ impl OrderStore for DynamoStore {
             .condition_expression("attribute_exists(pk)")
             .build();
         let items = vec![
-            TransactWriteItem::builder().condition_check(build(exists)?).build(),
+            TransactWriteItem::builder()
+                .condition_check(build(exists)?)
+                .build(),
             self.entry_put(id, entry)?,
         ];
         match self.transact(items).await {
@@ -702,7 +775,9 @@ impl NumberStore for DynamoStore {
 
     async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError> {
         if size == 0 {
-            return Err(StoreError::TooLarge("a block must hold at least one value".into()));
+            return Err(StoreError::TooLarge(
+                "a block must hold at least one value".into(),
+            ));
         }
         // One atomic ADD per block, not per number: a busy counter is touched `size` times less.
         let out = self
@@ -780,7 +855,11 @@ impl StockStore for DynamoStore {
             .collect()
     }
 
-    async fn reserve(&self, order: OrderId, allocations: &[Allocation]) -> Result<Reserved, StoreError> {
+    async fn reserve(
+        &self,
+        order: OrderId,
+        allocations: &[Allocation],
+    ) -> Result<Reserved, StoreError> {
         let sums = sum_allocations(allocations);
         let mut per_warehouse: BTreeMap<&WarehouseId, Vec<(Sku, u64)>> = BTreeMap::new();
         for ((sku, wh), q) in &sums {
@@ -809,7 +888,12 @@ impl StockStore for DynamoStore {
                 item.insert("warehouse".into(), s(wh.as_str()));
                 item.insert("state".into(), s(state_name(ReservationState::Held)));
                 item.insert("lines".into(), to_av(lines)?);
-                items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), Item::new())?);
+                items.push(put(
+                    &self.table,
+                    item,
+                    Some("attribute_not_exists(pk)"),
+                    Item::new(),
+                )?);
             }
             let cancelled = match self.transact(items).await {
                 Ok(()) => return Ok(Reserved::New),
@@ -852,7 +936,10 @@ impl StockStore for DynamoStore {
     }
 
     async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError> {
-        Ok(self.settle(order, Some(warehouse), ReservationState::Committed).await? > 0)
+        Ok(self
+            .settle(order, Some(warehouse), ReservationState::Committed)
+            .await?
+            > 0)
     }
 
     async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError> {

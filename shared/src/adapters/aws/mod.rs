@@ -33,7 +33,13 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
     if let Some(url) = &settings.endpoint_url {
         loader = loader
             .endpoint_url(url)
-            .credentials_provider(Credentials::new("test", "test", None, None, "local-endpoint"));
+            .credentials_provider(Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "local-endpoint",
+            ));
         if settings.region.is_none() {
             loader = loader.region(Region::new("us-east-1"));
         }

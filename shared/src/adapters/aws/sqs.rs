@@ -7,11 +7,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use tokio::sync::RwLock;
 
 use super::{boxed, is_retryable, whole_seconds};
-use crate::ports::{Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes};
+use crate::ports::{
+    Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
+};
 
 /// SQS's limit on a batch send and a receive.
 const MAX_BATCH: usize = 10;
@@ -96,9 +100,9 @@ impl SqsQueue {
             .send()
             .await;
         let url = match created {
-            Ok(out) => out.queue_url.ok_or_else(|| {
-                QueueError::Backend("CreateQueue answered without a URL".into())
-            })?,
+            Ok(out) => out
+                .queue_url
+                .ok_or_else(|| QueueError::Backend("CreateQueue answered without a URL".into()))?,
             // It exists with other settings: bring them to what the spec says.
             Err(e) if matches!(e.code(), Some("QueueAlreadyExists" | "QueueNameExists")) => {
                 let url = self.url(q).await?;
@@ -146,7 +150,10 @@ impl Queue for SqsQueue {
                 .create(
                     &spec.name.dead_letter(),
                     HashMap::from([
-                        (QueueAttributeName::MessageRetentionPeriod, DEAD_LETTER_RETENTION_SECS.into()),
+                        (
+                            QueueAttributeName::MessageRetentionPeriod,
+                            DEAD_LETTER_RETENTION_SECS.into(),
+                        ),
                         (QueueAttributeName::VisibilityTimeout, visibility.clone()),
                     ]),
                 )
@@ -196,8 +203,11 @@ impl Queue for SqsQueue {
         check_message_sizes(bodies.iter().map(String::as_str))?;
         let url = self.url(queue).await?;
         for chunk in bodies.chunks(MAX_BATCH) {
-            let mut pending: Vec<(String, &String)> =
-                chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
+            let mut pending: Vec<(String, &String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i.to_string(), b))
+                .collect();
             // Entries SQS failed for a reason on its side are sent once more, then reported.
             for attempt in 0..2 {
                 let entries = pending
@@ -285,7 +295,12 @@ impl Queue for SqsQueue {
         {
             Ok(_) => Ok(()),
             // A receipt from an earlier receive of a message that came back: nothing to do.
-            Err(e) if matches!(e.code(), Some("ReceiptHandleIsInvalid" | "InvalidParameterValue")) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("ReceiptHandleIsInvalid" | "InvalidParameterValue")
+                ) =>
+            {
                 Ok(())
             }
             Err(e) => Err(sdk(e)),

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::SqliteDb;
 use crate::clock::Clock;
-use crate::ports::{Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes};
+use crate::ports::{
+    Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
+};
 
 /// How often a long poll looks again while its queue is empty.
 const POLL_EVERY: Duration = Duration::from_millis(50);
@@ -31,7 +33,11 @@ impl SqliteQueue {
         self.clock.now().timestamp_millis()
     }
 
-    async fn receive_once(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError> {
+    async fn receive_once(
+        &self,
+        queue: &QueueName,
+        opts: Receive,
+    ) -> Result<Vec<Message>, QueueError> {
         let (name, now) = (queue.clone(), self.now_ms());
         let hide_ms = i64::try_from(opts.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
         let max = i64::from(opts.max_messages.clamp(1, 10));

@@ -11,9 +11,8 @@ use crate::domain::{
     CustomerId, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore,
-    Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError,
-    sum_allocations,
+    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore, Reservation,
+    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
 };
 
 #[derive(Clone)]
@@ -44,7 +43,11 @@ fn immediate(conn: &mut rusqlite::Connection) -> Result<Transaction<'_>, StoreEr
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
-fn insert_entry(tx: &Transaction<'_>, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
+fn insert_entry(
+    tx: &Transaction<'_>,
+    id: OrderId,
+    entry: &TimelineEntry,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO timeline (order_id, entry_id, doc) VALUES (?1, ?2, ?3)",
         params![id.to_string(), entry.id.to_string(), json(entry)?],
@@ -58,7 +61,11 @@ fn order_where(
     args: impl rusqlite::Params,
 ) -> Result<Option<Order>, StoreError> {
     let doc: Option<String> = tx
-        .query_row(&format!("SELECT doc FROM orders WHERE {clause}"), args, |r| r.get(0))
+        .query_row(
+            &format!("SELECT doc FROM orders WHERE {clause}"),
+            args,
+            |r| r.get(0),
+        )
         .optional()?;
     doc.as_deref().map(from_json).transpose()
 }
@@ -130,10 +137,7 @@ impl OrderStore for SqliteStore {
             .await
     }
 
-    async fn get_order_by_number(
-        &self,
-        number: &OrderNumber,
-    ) -> Result<Option<Order>, StoreError> {
+    async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError> {
         let number = number.to_string();
         self.db
             .call(move |conn| order_where(conn, "number = ?1", [number]))
@@ -222,7 +226,11 @@ impl OrderStore for SqliteStore {
             .call(move |conn| {
                 let tx = immediate(conn)?;
                 let exists = tx
-                    .query_row("SELECT 1 FROM orders WHERE id = ?1", [id.to_string()], |_| Ok(()))
+                    .query_row(
+                        "SELECT 1 FROM orders WHERE id = ?1",
+                        [id.to_string()],
+                        |_| Ok(()),
+                    )
                     .optional()?
                     .is_some();
                 if !exists {
@@ -260,10 +268,11 @@ impl NumberStore for SqliteStore {
                     "INSERT INTO numbers (number, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                     [n.as_str(), &order.to_string()],
                 )?;
-                let holder: String =
-                    tx.query_row("SELECT order_id FROM numbers WHERE number = ?1", [n.as_str()], |r| {
-                        r.get(0)
-                    })?;
+                let holder: String = tx.query_row(
+                    "SELECT order_id FROM numbers WHERE number = ?1",
+                    [n.as_str()],
+                    |r| r.get(0),
+                )?;
                 if holder != order.to_string() {
                     return Err(StoreError::NumberTaken(n));
                 }
@@ -275,7 +284,9 @@ impl NumberStore for SqliteStore {
 
     async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError> {
         if size == 0 {
-            return Err(StoreError::TooLarge("a block must hold at least one value".into()));
+            return Err(StoreError::TooLarge(
+                "a block must hold at least one value".into(),
+            ));
         }
         let counter = counter.to_owned();
         let step = to_sql_int(size)?;
@@ -302,7 +313,9 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i6
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn to_level((sku, wh, on_hand, reserved, safety): (String, String, i64, i64, i64)) -> Result<StockLevel, StoreError> {
+fn to_level(
+    (sku, wh, on_hand, reserved, safety): (String, String, i64, i64, i64),
+) -> Result<StockLevel, StoreError> {
     let bad = |e: crate::domain::InvalidValue| StoreError::Backend(Box::new(e));
     Ok(StockLevel {
         sku: Sku::parse(&sku).map_err(bad)?,
@@ -328,7 +341,9 @@ fn parse_state(s: &str) -> Result<ReservationState, StoreError> {
         "held" => Ok(ReservationState::Held),
         "released" => Ok(ReservationState::Released),
         "committed" => Ok(ReservationState::Committed),
-        other => Err(StoreError::Backend(format!("unknown reservation state {other:?}").into())),
+        other => Err(StoreError::Backend(
+            format!("unknown reservation state {other:?}").into(),
+        )),
     }
 }
 
@@ -355,7 +370,11 @@ fn settle(
         let lines: Vec<(Sku, u64)> = from_json(lines)?;
         for (sku, q) in lines {
             let q = to_sql_int(q)?;
-            let on_hand_delta = if to == ReservationState::Committed { q } else { 0 };
+            let on_hand_delta = if to == ReservationState::Committed {
+                q
+            } else {
+                0
+            };
             tx.execute(
                 "UPDATE stock SET reserved = reserved - ?1, on_hand = on_hand - ?2
                  WHERE sku = ?3 AND warehouse = ?4",
@@ -545,7 +564,9 @@ fn idem_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, 
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn to_record((key, request_hash, response, expires): (String, String, String, i64)) -> Result<IdempotencyRecord, StoreError> {
+fn to_record(
+    (key, request_hash, response, expires): (String, String, String, i64),
+) -> Result<IdempotencyRecord, StoreError> {
     Ok(IdempotencyRecord {
         key,
         request_hash,
@@ -582,7 +603,12 @@ impl IdempotencyStore for SqliteStore {
                 tx.execute(
                     "INSERT OR REPLACE INTO idempotency (key, request_hash, response, expires_at)
                      VALUES (?1, ?2, ?3, ?4)",
-                    params![rec.key, rec.request_hash, rec.response, rec.expires_at.timestamp_millis()],
+                    params![
+                        rec.key,
+                        rec.request_hash,
+                        rec.response,
+                        rec.expires_at.timestamp_millis()
+                    ],
                 )?;
                 tx.commit()?;
                 Ok(None)

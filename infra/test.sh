@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, on a fresh machine too:
+#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint) if there is none,
+#   2. starts moto on a free port on 127.0.0.1 and points the AWS contract tests at it,
+#   3. checks formatting and clippy, runs every test (cargo-nextest if installed, else cargo test)
+#      with the AWS suite required, not skipped,
+#   4. stops moto, whatever happened.
+# Environment: OMS_VENV (venv directory, default .venv at the workspace root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${OMS_VENV:-.venv}
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "==> preparing $venv with moto[server]"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+fi
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit("moto did not start within 30 s: see target/moto.log")
+PY
+echo "==> moto listening on 127.0.0.1:$port"
+export OMS_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
+export OMS_TEST_REQUIRE_AWS=1
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> tests"
+if cargo nextest --version > /dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,772 @@
+//! The store and queue contract: the same cases, run against every backend. Each case is
+//! generated once per backend, so a test's name says which backend it ran on
+//! (`sqlite::a_stale_version_loses_and_writes_nothing`, `dynamodb::...`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Duration as Span;
+use oms::domain::{Actor, OrderNumber, Sku, Status, WarehouseId};
+use oms::ports::{
+    Allocation, Created, IdempotencyRecord, QueueName, QueueSpec, Receive, ReservationState,
+    Reserved, StoreError,
+};
+use oms_tests::{Backend, order, t0};
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = oms_tests::sqlite().await;
+                    super::cases::$case(&backend).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(backend) = oms_tests::dynamodb().await else { return };
+                    super::cases::$case(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    a_stale_version_loses_and_writes_nothing,
+    creating_an_order_twice_stores_it_once,
+    a_second_order_with_the_same_external_id_is_the_first_one,
+    orders_are_found_by_id_number_customer_and_status,
+    the_timeline_keeps_every_change_in_order,
+    a_claimed_number_cannot_be_claimed_by_another_order,
+    counters_hand_out_disjoint_blocks_even_concurrently,
+    a_two_line_order_with_one_short_line_reserves_nothing,
+    lines_sharing_a_sku_are_summed_before_the_check,
+    fifty_concurrent_reservations_of_twenty_units_sell_exactly_twenty,
+    a_replayed_reservation_is_held_once,
+    release_and_commit_keep_on_hand_and_reserved_consistent,
+    stock_cannot_be_set_below_what_is_reserved,
+    idempotency_records_expire,
+    a_message_not_deleted_comes_back_after_the_visibility_timeout,
+    a_deleted_message_does_not_come_back,
+    a_message_received_too_often_lands_in_the_dead_letter_queue,
+    a_batch_send_delivers_every_message,
+    sending_to_an_unknown_queue_is_refused,
+);
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).unwrap()
+}
+fn wh(s: &str) -> WarehouseId {
+    WarehouseId::parse(s).unwrap()
+}
+fn alloc(s: &str, w: &str, q: u64) -> Allocation {
+    Allocation {
+        sku: sku(s),
+        warehouse: wh(w),
+        quantity: q,
+    }
+}
+fn queue(name: &str) -> QueueName {
+    QueueName::parse(name).unwrap()
+}
+fn spec(name: &str, max_receives: u32) -> QueueSpec {
+    QueueSpec {
+        name: queue(name),
+        visibility_timeout: Duration::from_secs(1),
+        max_receives,
+    }
+}
+fn receive(visibility_secs: u64) -> Receive {
+    Receive {
+        max_messages: 10,
+        visibility_timeout: Duration::from_secs(visibility_secs),
+        wait: Duration::ZERO,
+    }
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn a_stale_version_loses_and_writes_nothing(b: &Backend) {
+        // Given a stored order that one writer has already moved to `numbered`
+        let (o, first) = order("C1", None, &[("TEA-001", 1)]);
+        assert_eq!(
+            b.store.create_order(&o, &first).await.unwrap(),
+            Created::New
+        );
+        let winner = o
+            .transition(
+                Status::Numbered,
+                Actor::System("numbering".into()),
+                None,
+                t0(),
+            )
+            .unwrap();
+        b.store.save_change(&winner).await.unwrap();
+
+        // When a second writer, still holding version 1, tries to cancel it
+        let loser = o
+            .transition(
+                Status::Cancelled,
+                Actor::Customer,
+                Some("changed my mind".into()),
+                t0(),
+            )
+            .unwrap();
+        let err = b.store.save_change(&loser).await.unwrap_err();
+
+        // Then it loses, and neither the order nor the timeline carries its change
+        assert!(
+            matches!(err, StoreError::Conflict(id) if id == o.id),
+            "{}: {err:?}",
+            b.name
+        );
+        let stored = b.store.get_order(o.id).await.unwrap().unwrap();
+        assert_eq!(stored.status(), Status::Numbered);
+        assert_eq!(stored.version(), 2);
+        let timeline = b.store.timeline(o.id).await.unwrap();
+        assert_eq!(timeline.len(), 2, "{}", b.name);
+        assert!(timeline.iter().all(|e| e.to != Some(Status::Cancelled)));
+
+        // And a change to an order that does not exist is NotFound
+        let (ghost, _) = order("C1", None, &[("TEA-001", 1)]);
+        let ch = ghost
+            .transition(Status::Numbered, Actor::Customer, None, t0())
+            .unwrap();
+        assert!(matches!(
+            b.store.save_change(&ch).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    pub async fn creating_an_order_twice_stores_it_once(b: &Backend) {
+        let (o, entry) = order("C1", None, &[("TEA-001", 2)]);
+        assert_eq!(
+            b.store.create_order(&o, &entry).await.unwrap(),
+            Created::New
+        );
+        let again = b.store.create_order(&o, &entry).await.unwrap();
+        assert_eq!(again, Created::Existing(Box::new(o.clone())), "{}", b.name);
+        assert_eq!(b.store.timeline(o.id).await.unwrap().len(), 1);
+        assert_eq!(b.store.get_order(o.id).await.unwrap(), Some(o));
+    }
+
+    pub async fn a_second_order_with_the_same_external_id_is_the_first_one(b: &Backend) {
+        let (first, e1) = order("C1", Some("TM-778899"), &[("TEA-001", 1)]);
+        let (second, e2) = order("C1", Some("TM-778899"), &[("TEA-001", 1)]);
+        assert_eq!(
+            b.store.create_order(&first, &e1).await.unwrap(),
+            Created::New
+        );
+        let got = b.store.create_order(&second, &e2).await.unwrap();
+        assert_eq!(
+            got,
+            Created::Existing(Box::new(first.clone())),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.get_order(second.id).await.unwrap(),
+            None,
+            "the duplicate was not stored"
+        );
+    }
+
+    pub async fn orders_are_found_by_id_number_customer_and_status(b: &Backend) {
+        let (a, ea) = order("C7", None, &[("TEA-001", 1)]);
+        let (c, ec) = order("C7", None, &[("TEA-001", 1)]);
+        let (other, eo) = order("C8", None, &[("TEA-001", 1)]);
+        for (o, e) in [(&a, &ea), (&c, &ec), (&other, &eo)] {
+            b.store.create_order(o, e).await.unwrap();
+        }
+        // Given `a` numbered
+        let number = OrderNumber::parse("202611270001").unwrap();
+        b.store.claim_number(&number, a.id).await.unwrap();
+        let mut numbered = a
+            .transition(
+                Status::Numbered,
+                Actor::System("numbering".into()),
+                None,
+                t0(),
+            )
+            .unwrap();
+        numbered.order.number = Some(number.clone());
+        b.store.save_change(&numbered).await.unwrap();
+
+        let by_number = b.store.get_order_by_number(&number).await.unwrap().unwrap();
+        assert_eq!(by_number.id, a.id, "{}", b.name);
+        assert_eq!(by_number.status(), Status::Numbered);
+        let unknown = OrderNumber::parse("999").unwrap();
+        assert_eq!(b.store.get_order_by_number(&unknown).await.unwrap(), None);
+
+        let mine: Vec<_> = b
+            .store
+            .orders_by_customer(&a.customer.id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(mine, vec![c.id, a.id], "newest first, only C7's");
+        assert_eq!(
+            b.store
+                .orders_by_customer(&a.customer.id, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let received: Vec<_> = b
+            .store
+            .orders_by_status(Status::Received, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(received.len(), 2);
+        assert!(received.contains(&c.id) && received.contains(&other.id));
+        let numbered: Vec<_> = b
+            .store
+            .orders_by_status(Status::Numbered, 10)
+            .await
+            .unwrap();
+        assert_eq!(numbered.len(), 1);
+        assert_eq!(numbered[0].id, a.id);
+    }
+
+    pub async fn the_timeline_keeps_every_change_in_order(b: &Backend) {
+        let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
+        b.store.create_order(&o, &entry).await.unwrap();
+        let ch = o
+            .transition(
+                Status::Numbered,
+                Actor::System("numbering".into()),
+                None,
+                t0(),
+            )
+            .unwrap();
+        b.store.save_change(&ch).await.unwrap();
+        let note = ch.order.revise(
+            Actor::Staff("ops1".into()),
+            "called the customer".into(),
+            t0(),
+        );
+        b.store.append_timeline(o.id, &note.entry).await.unwrap();
+        let held = ch
+            .order
+            .transition(
+                Status::OnHold,
+                Actor::System("review".into()),
+                Some("unusual amount".into()),
+                t0(),
+            )
+            .unwrap();
+        // A revise change also saves like any other, bumping the version.
+        assert_eq!(held.expected_version, 2);
+        b.store.save_change(&held).await.unwrap();
+
+        let timeline = b.store.timeline(o.id).await.unwrap();
+        let steps: Vec<_> = timeline.iter().map(|e| (e.from, e.to)).collect();
+        assert_eq!(
+            steps,
+            vec![
+                (None, Some(Status::Received)),
+                (Some(Status::Received), Some(Status::Numbered)),
+                (Some(Status::Numbered), None),
+                (Some(Status::Numbered), Some(Status::OnHold)),
+            ],
+            "{}",
+            b.name
+        );
+        assert_eq!(timeline[2].actor, Actor::Staff("ops1".into()));
+        assert_eq!(timeline[3].reason.as_deref(), Some("unusual amount"));
+
+        let (ghost, _) = order("C1", None, &[("TEA-001", 1)]);
+        assert!(matches!(
+            b.store.append_timeline(ghost.id, &note.entry).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    pub async fn a_claimed_number_cannot_be_claimed_by_another_order(b: &Backend) {
+        let (first, _) = order("C1", None, &[("TEA-001", 1)]);
+        let (second, _) = order("C1", None, &[("TEA-001", 1)]);
+        let n = OrderNumber::parse("NJ_SALE_20261127001").unwrap();
+        b.store.claim_number(&n, first.id).await.unwrap();
+        // The same order claiming again (a replayed step) is fine.
+        b.store.claim_number(&n, first.id).await.unwrap();
+        let err = b.store.claim_number(&n, second.id).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NumberTaken(ref taken) if *taken == n),
+            "{}: {err:?}",
+            b.name
+        );
+    }
+
+    pub async fn counters_hand_out_disjoint_blocks_even_concurrently(b: &Backend) {
+        let first = b.store.allocate_block("web:20261127", 100).await.unwrap();
+        assert_eq!(first, 1..101, "{}", b.name);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let store = Arc::clone(&b.store);
+                tokio::spawn(async move { store.allocate_block("web:20261127", 10).await })
+            })
+            .collect();
+        let mut seen: HashSet<u64> = first.collect();
+        for t in tasks {
+            for v in t.await.unwrap().unwrap() {
+                assert!(seen.insert(v), "{}: {v} handed out twice", b.name);
+            }
+        }
+        assert_eq!(seen.len(), 200);
+        assert_eq!(seen.iter().max(), Some(&200));
+        // Counters are independent of each other.
+        assert_eq!(
+            b.store.allocate_block("app:20261127", 5).await.unwrap(),
+            1..6
+        );
+    }
+
+    pub async fn a_two_line_order_with_one_short_line_reserves_nothing(b: &Backend) {
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 10, 2)
+            .await
+            .unwrap();
+        b.store
+            .set_stock(&sku("CUP-002"), &wh("nj"), 1, 0)
+            .await
+            .unwrap();
+        let (o, _) = order("C1", None, &[("TEA-001", 2), ("CUP-002", 3)]);
+
+        let err = b
+            .store
+            .reserve(
+                o.id,
+                &[alloc("TEA-001", "nj", 2), alloc("CUP-002", "nj", 3)],
+            )
+            .await
+            .unwrap_err();
+        let StoreError::InsufficientStock(short) = err else {
+            panic!("{}: {err:?}", b.name)
+        };
+        assert_eq!(short.len(), 1);
+        assert_eq!(
+            (
+                short[0].sku.as_str(),
+                short[0].requested,
+                short[0].available
+            ),
+            ("CUP-002", 3, 1)
+        );
+
+        let tea = b.store.stock_of(&sku("TEA-001")).await.unwrap();
+        assert_eq!(
+            (tea[0].on_hand, tea[0].reserved),
+            (10, 0),
+            "{}: nothing reserved",
+            b.name
+        );
+        assert!(b.store.reservations(o.id).await.unwrap().is_empty());
+
+        // A SKU with no stock record at all is short by everything.
+        let err = b
+            .store
+            .reserve(o.id, &[alloc("GHOST-1", "nj", 1)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InsufficientStock(ref s) if s[0].available == 0));
+    }
+
+    pub async fn lines_sharing_a_sku_are_summed_before_the_check(b: &Backend) {
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 5, 0)
+            .await
+            .unwrap();
+        let (o, _) = order("C1", None, &[("TEA-001", 3), ("TEA-001", 3)]);
+        let err = b
+            .store
+            .reserve(
+                o.id,
+                &[alloc("TEA-001", "nj", 3), alloc("TEA-001", "nj", 3)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InsufficientStock(ref s) if s[0].requested == 6 && s[0].available == 5),
+            "{}: {err:?}",
+            b.name
+        );
+        let (o2, _) = order("C1", None, &[("TEA-001", 2), ("TEA-001", 3)]);
+        let got = b
+            .store
+            .reserve(
+                o2.id,
+                &[alloc("TEA-001", "nj", 2), alloc("TEA-001", "nj", 3)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got, Reserved::New);
+        let level = &b.store.stock_of(&sku("TEA-001")).await.unwrap()[0];
+        assert_eq!(
+            (level.on_hand, level.reserved, level.available()),
+            (5, 5, 0)
+        );
+        let res = b.store.reservations(o2.id).await.unwrap();
+        assert_eq!(res.len(), 1);
+        assert_eq!(res[0].lines, vec![(sku("TEA-001"), 5)]);
+    }
+
+    pub async fn fifty_concurrent_reservations_of_twenty_units_sell_exactly_twenty(b: &Backend) {
+        // Given 20 units on hand
+        b.store
+            .set_stock(&sku("HOT-1"), &wh("nj"), 20, 0)
+            .await
+            .unwrap();
+        // When 50 orders each try to reserve 1 at the same time
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let store = Arc::clone(&b.store);
+                let (o, _) = order("C1", None, &[("HOT-1", 1)]);
+                tokio::spawn(async move { store.reserve(o.id, &[alloc("HOT-1", "nj", 1)]).await })
+            })
+            .collect();
+        let (mut won, mut short) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(Reserved::New) => won += 1,
+                Err(StoreError::InsufficientStock(_)) => short += 1,
+                other => panic!("{}: unexpected {other:?}", b.name),
+            }
+        }
+        // Then exactly 20 succeed and stock never went below zero
+        assert_eq!((won, short), (20, 30), "{}", b.name);
+        let level = &b.store.stock_of(&sku("HOT-1")).await.unwrap()[0];
+        assert_eq!(
+            (level.on_hand, level.reserved, level.available()),
+            (20, 20, 0)
+        );
+    }
+
+    pub async fn a_replayed_reservation_is_held_once(b: &Backend) {
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 10, 0)
+            .await
+            .unwrap();
+        let (o, _) = order("C1", None, &[("TEA-001", 4)]);
+        let lines = [alloc("TEA-001", "nj", 4)];
+        assert_eq!(b.store.reserve(o.id, &lines).await.unwrap(), Reserved::New);
+        assert_eq!(
+            b.store.reserve(o.id, &lines).await.unwrap(),
+            Reserved::AlreadyHeld,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.stock_of(&sku("TEA-001")).await.unwrap()[0].reserved,
+            4
+        );
+    }
+
+    pub async fn release_and_commit_keep_on_hand_and_reserved_consistent(b: &Backend) {
+        // Given stock in two warehouses and an order split across them
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 10, 0)
+            .await
+            .unwrap();
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("sh"), 10, 0)
+            .await
+            .unwrap();
+        b.store
+            .set_stock(&sku("CUP-002"), &wh("sh"), 5, 0)
+            .await
+            .unwrap();
+        let (split, _) = order("C1", None, &[("TEA-001", 7), ("CUP-002", 2)]);
+        b.store
+            .reserve(
+                split.id,
+                &[
+                    alloc("TEA-001", "nj", 4),
+                    alloc("TEA-001", "sh", 3),
+                    alloc("CUP-002", "sh", 2),
+                ],
+            )
+            .await
+            .unwrap();
+        let (cancelled, _) = order("C1", None, &[("TEA-001", 5)]);
+        b.store
+            .reserve(cancelled.id, &[alloc("TEA-001", "nj", 5)])
+            .await
+            .unwrap();
+        let levels = |s: &'static str| {
+            let store = Arc::clone(&b.store);
+            async move {
+                store
+                    .stock_of(&sku(s))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| (l.warehouse.to_string(), l.on_hand, l.reserved))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            levels("TEA-001").await,
+            vec![("nj".into(), 10, 9), ("sh".into(), 10, 3)]
+        );
+
+        // When one order is cancelled, its stock comes back, once
+        assert_eq!(b.store.release(cancelled.id).await.unwrap(), 1);
+        assert_eq!(
+            b.store.release(cancelled.id).await.unwrap(),
+            0,
+            "{}: release is idempotent",
+            b.name
+        );
+        assert_eq!(
+            levels("TEA-001").await,
+            vec![("nj".into(), 10, 4), ("sh".into(), 10, 3)]
+        );
+
+        // When the split order's Shanghai parcel ships, only that warehouse's stock leaves, once
+        assert!(b.store.commit(split.id, &wh("sh")).await.unwrap());
+        assert!(
+            !b.store.commit(split.id, &wh("sh")).await.unwrap(),
+            "{}: commit is idempotent",
+            b.name
+        );
+        assert_eq!(
+            levels("TEA-001").await,
+            vec![("nj".into(), 10, 4), ("sh".into(), 7, 0)]
+        );
+        assert_eq!(levels("CUP-002").await, vec![("sh".into(), 3, 0)]);
+
+        // And a later cancel releases only what is still held
+        assert_eq!(b.store.release(split.id).await.unwrap(), 1);
+        assert_eq!(
+            levels("TEA-001").await,
+            vec![("nj".into(), 10, 0), ("sh".into(), 7, 0)]
+        );
+        let states: Vec<_> = b
+            .store
+            .reservations(split.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.warehouse.to_string(), r.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("nj".into(), ReservationState::Released),
+                ("sh".into(), ReservationState::Committed)
+            ]
+        );
+    }
+
+    pub async fn stock_cannot_be_set_below_what_is_reserved(b: &Backend) {
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 10, 3)
+            .await
+            .unwrap();
+        let (o, _) = order("C1", None, &[("TEA-001", 6)]);
+        b.store
+            .reserve(o.id, &[alloc("TEA-001", "nj", 6)])
+            .await
+            .unwrap();
+        let err = b
+            .store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 5, 3)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::BelowReserved {
+                    reserved: 6,
+                    on_hand: 5,
+                    ..
+                }
+            ),
+            "{}: {err:?}",
+            b.name
+        );
+        // Restocking keeps the reservation and raises availability.
+        let level = b
+            .store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 25, 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                level.on_hand,
+                level.reserved,
+                level.available(),
+                level.safety
+            ),
+            (25, 6, 19, 4)
+        );
+        assert_eq!(
+            b.store.stock_of(&sku("TEA-001")).await.unwrap(),
+            vec![level]
+        );
+    }
+
+    pub async fn idempotency_records_expire(b: &Backend) {
+        let rec = IdempotencyRecord {
+            key: "web:key-1".into(),
+            request_hash: "h1".into(),
+            response: r#"{"status":202}"#.into(),
+            expires_at: t0() + Span::hours(24),
+        };
+        assert_eq!(b.store.put_idempotency(&rec, t0()).await.unwrap(), None);
+        // A second request with the key while it lives gets the first record back, unchanged.
+        let other = IdempotencyRecord {
+            request_hash: "h2".into(),
+            ..rec.clone()
+        };
+        assert_eq!(
+            b.store
+                .put_idempotency(&other, t0() + Span::hours(1))
+                .await
+                .unwrap(),
+            Some(rec.clone())
+        );
+        assert_eq!(
+            b.store
+                .get_idempotency(&rec.key, t0() + Span::hours(23))
+                .await
+                .unwrap(),
+            Some(rec.clone())
+        );
+        // After expiry it is gone, and the key can be used afresh.
+        let later = t0() + Span::hours(24) + Span::seconds(1);
+        assert_eq!(
+            b.store.get_idempotency(&rec.key, later).await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        let fresh = IdempotencyRecord {
+            expires_at: later + Span::hours(24),
+            ..other
+        };
+        assert_eq!(b.store.put_idempotency(&fresh, later).await.unwrap(), None);
+        assert_eq!(
+            b.store.get_idempotency(&rec.key, later).await.unwrap(),
+            Some(fresh)
+        );
+    }
+
+    pub async fn a_message_not_deleted_comes_back_after_the_visibility_timeout(b: &Backend) {
+        b.queue.ensure_queues(&[spec("work", 5)]).await.unwrap();
+        let q = queue("work");
+        b.queue.send(&q, r#"{"order_id":"o-1"}"#).await.unwrap();
+        let first = b.queue.receive(&q, receive(1)).await.unwrap();
+        assert_eq!(first.len(), 1, "{}", b.name);
+        assert_eq!(first[0].receive_count, 1);
+        // Hidden while in flight
+        assert!(
+            b.queue.receive(&q, receive(1)).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let again = b.queue.receive(&q, receive(1)).await.unwrap();
+        assert_eq!(again.len(), 1, "{}: the message came back", b.name);
+        assert_eq!(again[0].id, first[0].id);
+        assert_eq!(again[0].body, r#"{"order_id":"o-1"}"#);
+        assert_eq!(again[0].receive_count, 2);
+    }
+
+    pub async fn a_deleted_message_does_not_come_back(b: &Backend) {
+        b.queue.ensure_queues(&[spec("work", 5)]).await.unwrap();
+        let q = queue("work");
+        b.queue.send(&q, "done soon").await.unwrap();
+        let got = b.queue.receive(&q, receive(1)).await.unwrap();
+        b.queue.delete(&q, &got[0].receipt).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            b.queue.receive(&q, receive(1)).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(b.queue.depth(&q).await.unwrap(), 0);
+    }
+
+    pub async fn a_message_received_too_often_lands_in_the_dead_letter_queue(b: &Backend) {
+        // Given a queue that gives up after 2 receives
+        b.queue.ensure_queues(&[spec("work", 2)]).await.unwrap();
+        let q = queue("work");
+        b.queue.send(&q, "poison").await.unwrap();
+        // When it is received twice and never deleted
+        for n in 1..=2 {
+            let got = b.queue.receive(&q, receive(1)).await.unwrap();
+            assert_eq!(got.len(), 1, "{}: receive {n}", b.name);
+            assert_eq!(got[0].receive_count, n);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        // Then the next receive does not deliver it: it is in the dead-letter queue
+        assert!(
+            b.queue.receive(&q, receive(1)).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        let dead = b
+            .queue
+            .receive(&q.dead_letter(), receive(30))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1, "{}", b.name);
+        assert_eq!(dead[0].body, "poison");
+        assert_eq!(b.queue.depth(&q).await.unwrap(), 0);
+    }
+
+    pub async fn a_batch_send_delivers_every_message(b: &Backend) {
+        b.queue.ensure_queues(&[spec("work", 5)]).await.unwrap();
+        let q = queue("work");
+        let bodies: Vec<String> = (0..23).map(|i| format!("m{i}")).collect();
+        b.queue.send_batch(&q, &bodies).await.unwrap();
+        let mut got = HashSet::new();
+        for _ in 0..20 {
+            let batch = b.queue.receive(&q, receive(30)).await.unwrap();
+            assert!(batch.len() <= 10);
+            for m in batch {
+                b.queue.delete(&q, &m.receipt).await.unwrap();
+                got.insert(m.body);
+            }
+            if got.len() == bodies.len() {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            bodies.into_iter().collect::<HashSet<_>>(),
+            "{}",
+            b.name
+        );
+        // Oversized bodies are refused before anything is sent.
+        let huge = "x".repeat(oms::ports::MAX_MESSAGE_BYTES + 1);
+        assert!(matches!(
+            b.queue.send(&q, &huge).await,
+            Err(oms::ports::QueueError::TooLarge(_))
+        ));
+    }
+
+    pub async fn sending_to_an_unknown_queue_is_refused(b: &Backend) {
+        let err = b.queue.send(&queue("nowhere"), "x").await.unwrap_err();
+        assert!(
+            matches!(err, oms::ports::QueueError::UnknownQueue(ref q) if q.as_str() == "nowhere"),
+            "{}: {err:?}",
+            b.name
+        );
+    }
+}
