@@ -21,5 +21,7 @@
 
 pub mod adapters;
 pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod numbering;
 pub mod ports;

@@ -1,0 +1,356 @@
+//! The configuration: channels, numbering rules, review rules, warehouses, timeouts. One TOML
+//! file; secrets are not in it (they come from the environment). [`Config::demo`] is the built-in
+//! configuration that makes the local runtime useful with no file (`shared/src/demo.toml`).
+//!
+//! Everything is checked when the file is loaded ([`Config::parse`]), so the handlers can rely on
+//! it: every channel names an existing numbering rule, every template parses, warehouses are
+//! unique, and so on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::FixedOffset;
+use serde::Deserialize;
+
+use crate::domain::{ChannelId, Currency, CustomerId, Sku, WarehouseId};
+use crate::numbering::Template;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration: {0}")]
+    Syntax(#[from] toml::de::Error),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// How a channel sends its orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelFormat {
+    /// Our own order format (`POST /orders`).
+    Native,
+    /// A Taobao/Tmall-style trade push (`POST /channels/{channel}/orders`): see `intake::taobao`.
+    Taobao,
+}
+
+/// What happens to an order whose stock cannot be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfStockPolicy {
+    /// It stays `out_of_stock` until stock arrives or someone cancels it.
+    Wait,
+    /// It is cancelled at once.
+    Cancel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    #[serde(default = "native")]
+    pub format: ChannelFormat,
+    /// The numbering rule (a key of `[numbering]`).
+    pub numbering: String,
+    /// The currency of a marketplace format that does not carry one.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Minutes a prepaid order may wait for its payment before it expires.
+    #[serde(default = "default_payment_timeout")]
+    pub payment_timeout_minutes: u32,
+    #[serde(default = "default_oos")]
+    pub out_of_stock: OutOfStockPolicy,
+    /// Whether one line may be taken from several warehouses.
+    #[serde(default = "yes")]
+    pub split_lines: bool,
+}
+
+fn native() -> ChannelFormat {
+    ChannelFormat::Native
+}
+fn default_payment_timeout() -> u32 {
+    30
+}
+fn default_oos() -> OutOfStockPolicy {
+    OutOfStockPolicy::Wait
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberingRule {
+    /// See [`crate::numbering`] for the tokens.
+    pub template: String,
+    /// Pass `{seq}` through the keyed permutation (key from `OMS_NUMBERING_KEY`).
+    #[serde(default)]
+    pub permute: bool,
+    /// Counter values fetched from the store at a time.
+    #[serde(default = "default_block")]
+    pub block_size: u32,
+    #[serde(default)]
+    pub prefix: String,
+    /// What `{channel}` renders; the channel id upper-cased when empty.
+    #[serde(default)]
+    pub channel_code: String,
+}
+
+fn default_block() -> u32 {
+    20
+}
+
+/// Review rules; see [`crate::review`] for the order in which they apply.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// Orders below this total (minor units) are approved unless a rule that always holds fires.
+    pub auto_approve_below: i64,
+    pub trusted_customers: BTreeSet<String>,
+    /// A total above this (minor units) is unusual and held.
+    pub hold_amount_above: Option<i64>,
+    /// A line with more units than this is unusual and held.
+    pub hold_quantity_above: Option<u32>,
+    /// More than `max_orders` orders from one customer within `window_minutes` are held.
+    pub velocity: Option<Velocity>,
+    /// Address words that make an address suspicious (compared case-insensitively).
+    pub suspicious_address_words: Vec<String>,
+    /// Hard blocks: an order from these is rejected.
+    pub blocked_customers: BTreeSet<String>,
+    pub blocked_emails: BTreeSet<String>,
+    pub blocked_phones: BTreeSet<String>,
+    /// Address fragments that are blocked (compared case-insensitively).
+    pub blocked_address_words: Vec<String>,
+    /// Credit limits (minor units) of customers that may buy on credit terms. A credit order
+    /// from a customer without a limit, or one that would take the customer's open credit
+    /// orders over it, is held.
+    pub credit_limits: BTreeMap<String, i64>,
+    /// SKU prefix → regulated category (`"RX-" = "pharmacy"`).
+    pub regulated_sku_prefixes: BTreeMap<String, String>,
+    /// Customer id → the regulated categories the customer is qualified for.
+    pub qualifications: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Velocity {
+    pub max_orders: u32,
+    pub window_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseConfig {
+    pub id: String,
+    pub name: String,
+    /// Shipping-address regions (provinces, states) this warehouse serves first.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Lower goes first among the warehouses that serve a region, and among the rest.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+/// Initial stock the local runtime puts in an empty store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedStock {
+    pub sku: String,
+    pub warehouse: String,
+    pub on_hand: u64,
+    #[serde(default)]
+    pub safety: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The merchant's UTC offset, for dates in order numbers (`+08:00`).
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub channels: BTreeMap<String, ChannelConfig>,
+    pub numbering: BTreeMap<String, NumberingRule>,
+    /// Shipping-address city or region → the code `{region}` renders (`Nanjing = "NJ"`).
+    #[serde(default)]
+    pub region_codes: BTreeMap<String, String>,
+    /// What `{region}` renders when the address matches no entry.
+    #[serde(default = "default_region")]
+    pub default_region_code: String,
+    #[serde(default)]
+    pub review: ReviewConfig,
+    #[serde(default)]
+    pub warehouses: Vec<WarehouseConfig>,
+    #[serde(default)]
+    pub seed_stock: Vec<SeedStock>,
+    /// Hours an `Idempotency-Key` is remembered.
+    #[serde(default = "default_idempotency_hours")]
+    pub idempotency_hours: u32,
+}
+
+fn utc() -> String {
+    "+00:00".into()
+}
+fn default_region() -> String {
+    "XX".into()
+}
+fn default_idempotency_hours() -> u32 {
+    24
+}
+
+const DEMO: &str = include_str!("demo.toml");
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The built-in demo configuration.
+    pub fn demo() -> Self {
+        Self::parse(DEMO).expect("the built-in demo configuration is valid (tested)")
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.offset()?;
+        if self.channels.is_empty() {
+            return bad("at least one channel is required".into());
+        }
+        for (name, rule) in &self.numbering {
+            Template::parse(&rule.template)
+                .map_err(|e| ConfigError::Invalid(format!("numbering.{name}: {e}")))?;
+            if rule.block_size == 0 {
+                return bad(format!("numbering.{name}.block_size must be at least 1"));
+            }
+        }
+        for (name, ch) in &self.channels {
+            ChannelId::parse(name)
+                .map_err(|e| ConfigError::Invalid(format!("channels.{name}: {e}")))?;
+            if !self.numbering.contains_key(&ch.numbering) {
+                return bad(format!(
+                    "channels.{name}.numbering: no rule {:?} in [numbering]",
+                    ch.numbering
+                ));
+            }
+            if let Some(c) = &ch.currency {
+                Currency::parse(c)
+                    .map_err(|e| ConfigError::Invalid(format!("channels.{name}.currency: {e}")))?;
+            }
+            if ch.format != ChannelFormat::Native && ch.currency.is_none() {
+                return bad(format!(
+                    "channels.{name}.currency is required for a marketplace format"
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for w in &self.warehouses {
+            WarehouseId::parse(&w.id)
+                .map_err(|e| ConfigError::Invalid(format!("warehouses {:?}: {e}", w.id)))?;
+            if !seen.insert(&w.id) {
+                return bad(format!("warehouse {:?} is listed twice", w.id));
+            }
+        }
+        for s in &self.seed_stock {
+            Sku::parse(&s.sku)
+                .map_err(|e| ConfigError::Invalid(format!("seed_stock {:?}: {e}", s.sku)))?;
+            if !seen.contains(&s.warehouse) {
+                return bad(format!(
+                    "seed_stock {}: unknown warehouse {:?}",
+                    s.sku, s.warehouse
+                ));
+            }
+        }
+        for c in self
+            .review
+            .credit_limits
+            .keys()
+            .chain(&self.review.trusted_customers)
+        {
+            CustomerId::parse(c)
+                .map_err(|e| ConfigError::Invalid(format!("review: customer {c:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The merchant's UTC offset.
+    pub fn offset(&self) -> Result<FixedOffset, ConfigError> {
+        self.timezone.parse::<FixedOffset>().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "timezone {:?} is not a UTC offset like +08:00",
+                self.timezone
+            ))
+        })
+    }
+
+    pub fn channel(&self, id: &ChannelId) -> Option<&ChannelConfig> {
+        self.channels.get(id.as_str())
+    }
+
+    pub fn warehouse_ids(&self) -> Vec<WarehouseId> {
+        self.warehouses
+            .iter()
+            .filter_map(|w| WarehouseId::parse(&w.id).ok())
+            .collect()
+    }
+
+    /// The code `{region}` renders for an address: its city, else its region, else the default.
+    pub fn region_code(&self, city: &str, region: &str) -> &str {
+        self.region_codes
+            .get(city)
+            .or_else(|| self.region_codes.get(region))
+            .map_or(self.default_region_code.as_str(), String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_configuration_is_valid() {
+        let c = Config::demo();
+        assert!(c.channels.contains_key("web"));
+        assert!(c.warehouses.len() >= 2);
+        assert_eq!(c.region_code("Nanjing", "Jiangsu"), "NJ");
+        assert_eq!(c.region_code("Nowhere", "Jiangsu"), "JS");
+    }
+
+    #[test]
+    fn a_channel_with_an_unknown_rule_is_refused() {
+        let err = Config::parse(
+            r#"
+            [channels.web]
+            numbering = "missing"
+            [numbering.daily]
+            template = "{date:%Y%m%d}{seq:4}"
+            "#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("channels.web.numbering"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_templates_are_refused() {
+        let err = Config::parse(
+            "[channels.web]\nnumbering = \"d\"\ncolour = 1\n[numbering.d]\ntemplate = \"{seq:3}\"",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        let err =
+            Config::parse("[channels.web]\nnumbering = \"d\"\n[numbering.d]\ntemplate = \"{seq}\"")
+                .unwrap_err();
+        assert!(err.to_string().contains("numbering.d"), "{err}");
+    }
+}
