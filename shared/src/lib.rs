@@ -25,3 +25,5 @@ pub mod config;
 pub mod domain;
 pub mod numbering;
 pub mod ports;
+pub mod allocation;
+pub mod review;

@@ -1,0 +1,291 @@
+//! Order review: the rules that approve, hold or reject a numbered order. Pure: the caller hands
+//! in the customer's recent orders.
+//!
+//! The rules apply in this order, and every reason that fires is recorded:
+//!
+//! 1. **Reject** on a hard block: a blocked customer id, e-mail, phone (customer's or
+//!    address's), or blocked address words.
+//! 2. **Hold**, whoever the customer and whatever the amount: a regulated SKU the customer has no
+//!    qualification for; a credit-terms order from a customer without a credit limit or one that
+//!    would take the customer's open credit orders over it; an incomplete address (no postal
+//!    code, no phone anywhere, or a first line too short to deliver to).
+//! 3. **Approve** trusted customers and orders below `auto_approve_below`.
+//! 4. **Hold** on anomalies: a total above `hold_amount_above`, a line above
+//!    `hold_quantity_above`, more than `velocity.max_orders` orders from the customer in the
+//!    window, or suspicious words in the address.
+//! 5. Otherwise **approve**.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::ReviewConfig;
+use crate::domain::{Order, PaymentMethod};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Approve(Vec<String>),
+    Hold(Vec<String>),
+    Reject(Vec<String>),
+}
+
+impl Decision {
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            Decision::Approve(r) | Decision::Hold(r) | Decision::Reject(r) => r,
+        }
+    }
+}
+
+/// Statuses in which a credit order still uses the customer's credit.
+fn uses_credit(o: &Order) -> bool {
+    use crate::domain::Status::*;
+    o.payment_method == PaymentMethod::Credit
+        && !matches!(o.status(), Rejected | Cancelled | Expired | Refunded | Completed)
+}
+
+fn contains_word(haystack: &str, words: &[String]) -> Option<String> {
+    let h = haystack.to_lowercase();
+    words.iter().find(|w| !w.is_empty() && h.contains(&w.to_lowercase())).cloned()
+}
+
+/// Reviews `order`. `history` is the customer's other recent orders (any status, the order
+/// itself may be among them and is ignored).
+pub fn review(order: &Order, history: &[Order], rules: &ReviewConfig, now: DateTime<Utc>) -> Decision {
+    let c = &order.customer;
+    let a = &order.shipping_address;
+    let address_text = [
+        Some(a.line1.as_str()),
+        a.line2.as_ref().map(|l| l.as_str()),
+        Some(a.city.as_str()),
+        Some(a.region.as_str()),
+        Some(a.name.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+
+    // 1. Hard blocks.
+    let mut reject = Vec::new();
+    if rules.blocked_customers.contains(c.id.as_str()) {
+        reject.push(format!("customer {} is blocked", c.id));
+    }
+    if let Some(e) = c.email.as_ref().filter(|e| rules.blocked_emails.contains(e.as_str())) {
+        reject.push(format!("e-mail {} is blocked", e.as_str()));
+    }
+    for p in [c.phone.as_ref(), a.phone.as_ref()].into_iter().flatten() {
+        if rules.blocked_phones.contains(p.as_str()) {
+            reject.push(format!("phone {} is blocked", p.as_str()));
+        }
+    }
+    if let Some(w) = contains_word(&address_text, &rules.blocked_address_words) {
+        reject.push(format!("the address matches the blocked {w:?}"));
+    }
+    if !reject.is_empty() {
+        return Decision::Reject(reject);
+    }
+
+    // 2. Holds that apply to everyone.
+    let mut hold = Vec::new();
+    for line in &order.lines {
+        let category = rules
+            .regulated_sku_prefixes
+            .iter()
+            .find(|(prefix, _)| line.sku.as_str().starts_with(prefix.as_str()))
+            .map(|(_, cat)| cat);
+        if let Some(cat) = category {
+            let qualified = rules.qualifications.get(c.id.as_str()).is_some_and(|q| q.contains(cat));
+            if !qualified {
+                hold.push(format!("{} is regulated ({cat}) and customer {} has no {cat} qualification", line.sku, c.id));
+            }
+        }
+    }
+    if order.payment_method == PaymentMethod::Credit {
+        match rules.credit_limits.get(c.id.as_str()) {
+            None => hold.push(format!("customer {} has no credit terms", c.id)),
+            Some(limit) => {
+                let open: i64 = history
+                    .iter()
+                    .filter(|o| o.id != order.id && uses_credit(o))
+                    .map(|o| o.total.minor)
+                    .sum();
+                if open.saturating_add(order.total.minor) > *limit {
+                    hold.push(format!(
+                        "credit limit exceeded: {} open + {} this order > {} limit",
+                        open, order.total.minor, limit
+                    ));
+                }
+            }
+        }
+    }
+    if a.postal_code.is_none() {
+        hold.push("incomplete address: no postal code".into());
+    }
+    if a.phone.is_none() && c.phone.is_none() {
+        hold.push("incomplete address: no phone number for the courier".into());
+    }
+    if a.line1.as_str().chars().count() < 4 {
+        hold.push("incomplete address: the street line is too short".into());
+    }
+    if !hold.is_empty() {
+        return Decision::Hold(hold);
+    }
+
+    // 3. Trusted customers and small orders.
+    if rules.trusted_customers.contains(c.id.as_str()) {
+        return Decision::Approve(vec![format!("customer {} is trusted", c.id)]);
+    }
+    if order.total.minor < rules.auto_approve_below {
+        return Decision::Approve(vec![format!(
+            "small order: {} below {}",
+            order.total.minor, rules.auto_approve_below
+        )]);
+    }
+
+    // 4. Anomalies.
+    if let Some(max) = rules.hold_amount_above.filter(|max| order.total.minor > *max) {
+        hold.push(format!("unusual amount: {} above {max}", order.total.minor));
+    }
+    if let Some(max) = rules.hold_quantity_above {
+        for l in order.lines.iter().filter(|l| l.quantity.get() > max) {
+            hold.push(format!("unusual quantity: {} x {} above {max}", l.quantity.get(), l.sku));
+        }
+    }
+    if let Some(v) = rules.velocity {
+        let since = now - Duration::minutes(i64::from(v.window_minutes));
+        let recent = history
+            .iter()
+            .filter(|o| o.id != order.id && o.created_at >= since)
+            .count()
+            + 1;
+        if recent > v.max_orders as usize {
+            hold.push(format!(
+                "velocity: {recent} orders from customer {} within {} minutes (at most {})",
+                c.id, v.window_minutes, v.max_orders
+            ));
+        }
+    }
+    if let Some(w) = contains_word(&address_text, &rules.suspicious_address_words) {
+        hold.push(format!("suspicious address: contains {w:?}"));
+    }
+    if hold.is_empty() {
+        Decision::Approve(vec!["passed every review rule".into()])
+    } else {
+        Decision::Hold(hold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::{OrderDraft, OrderId};
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap()
+    }
+
+    fn order_with(f: impl FnOnce(&mut serde_json::Value)) -> Order {
+        let mut v = serde_json::json!({
+            "channel": "web",
+            "customer": {"id": "C3003", "name": "Han Meimei", "email": "han@example.com", "phone": "+8613800000001"},
+            "lines": [{"sku": "TEA-001", "quantity": 10, "unit_price": 4990}],
+            "currency": "CNY",
+            "shipping_address": {"name": "Han Meimei", "phone": "+8613800000001", "country": "CN", "region": "Jiangsu",
+                                 "city": "Nanjing", "line1": "8 Hanzhong Rd", "postal_code": "210000"},
+            "payment_method": "prepaid"
+        });
+        f(&mut v);
+        let draft: OrderDraft = serde_json::from_value(v).unwrap();
+        draft.validate().unwrap().accept(OrderId::generate(), now()).0
+    }
+
+    fn rules() -> ReviewConfig {
+        Config::demo().review
+    }
+
+    #[test]
+    fn an_ordinary_order_passes() {
+        let d = review(&order_with(|_| {}), &[], &rules(), now());
+        assert_eq!(d, Decision::Approve(vec!["passed every review rule".into()]));
+    }
+
+    #[test]
+    fn small_orders_and_trusted_customers_skip_the_anomaly_rules() {
+        let small = order_with(|v| v["lines"][0]["quantity"] = 1.into());
+        assert!(matches!(review(&small, &[], &rules(), now()), Decision::Approve(r) if r[0].starts_with("small order")));
+        let big_trusted = order_with(|v| {
+            v["customer"]["id"] = "C1001".into();
+            v["lines"][0]["quantity"] = 500.into();
+        });
+        assert!(matches!(review(&big_trusted, &[], &rules(), now()), Decision::Approve(r) if r[0].contains("trusted")));
+    }
+
+    #[test]
+    fn anomalies_hold_with_every_reason() {
+        let o = order_with(|v| {
+            v["lines"][0]["quantity"] = 200.into();
+            v["shipping_address"]["line1"] = "test address 1".into();
+        });
+        let Decision::Hold(reasons) = review(&o, &[], &rules(), now()) else { panic!() };
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].starts_with("unusual amount"));
+        assert!(reasons[1].starts_with("unusual quantity"));
+        assert!(reasons[2].starts_with("suspicious address"));
+    }
+
+    #[test]
+    fn a_burst_of_orders_from_one_customer_is_held() {
+        let history: Vec<Order> = (0..5).map(|_| order_with(|_| {})).collect();
+        let Decision::Hold(r) = review(&order_with(|_| {}), &history, &rules(), now()) else { panic!() };
+        assert!(r[0].starts_with("velocity: 6 orders"), "{r:?}");
+    }
+
+    #[test]
+    fn blocked_customers_are_rejected_even_when_trusted_rules_would_pass() {
+        let o = order_with(|v| v["customer"]["email"] = "Fraud@Example.com".into());
+        assert!(matches!(review(&o, &[], &rules(), now()), Decision::Reject(r) if r[0].contains("fraud@example.com")));
+    }
+
+    #[test]
+    fn regulated_goods_need_a_qualification_even_for_small_orders() {
+        let o = order_with(|v| {
+            v["lines"][0] = serde_json::json!({"sku": "RX-GINSENG", "quantity": 1, "unit_price": 100});
+        });
+        assert!(matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("pharmacy")));
+        let qualified = order_with(|v| {
+            v["customer"]["id"] = "C2002".into();
+            v["lines"][0] = serde_json::json!({"sku": "RX-GINSENG", "quantity": 1, "unit_price": 100});
+        });
+        assert!(matches!(review(&qualified, &[], &rules(), now()), Decision::Approve(_)));
+    }
+
+    #[test]
+    fn credit_orders_count_open_credit_against_the_limit() {
+        let credit = |qty: i64| {
+            order_with(move |v| {
+                v["customer"]["id"] = "B2B-01".into();
+                v["payment_method"] = "credit".into();
+                v["lines"][0]["quantity"] = qty.into();
+            })
+        };
+        // 100 x 49.90 = 4,990.00 of a 10,000.00 limit: fine alone
+        let first = credit(100);
+        assert!(!matches!(review(&first, &[], &rules(), now()), Decision::Hold(ref r) if r[0].contains("credit")));
+        // a second and a third open order take it over the limit
+        let Decision::Hold(r) = review(&credit(100), &[first.clone(), credit(100)], &rules(), now()) else { panic!() };
+        assert!(r[0].starts_with("credit limit exceeded"), "{r:?}");
+        // a customer without terms cannot buy on credit
+        let stranger = order_with(|v| v["payment_method"] = "credit".into());
+        assert!(matches!(review(&stranger, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("no credit terms")));
+    }
+
+    #[test]
+    fn an_incomplete_address_is_held_even_for_trusted_customers() {
+        let o = order_with(|v| {
+            v["customer"]["id"] = "C1001".into();
+            v["shipping_address"].as_object_mut().unwrap().remove("postal_code");
+        });
+        assert!(matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("postal code")));
+    }
+}
