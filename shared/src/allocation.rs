@@ -26,8 +26,15 @@ pub struct MissingLine {
 /// Warehouses in the order they are tried for an address in `region`.
 pub fn warehouse_order(warehouses: &[WarehouseConfig], region: &str) -> Vec<WarehouseId> {
     let mut ws: Vec<&WarehouseConfig> = warehouses.iter().collect();
-    ws.sort_by_key(|w| (!w.regions.iter().any(|r| r.eq_ignore_ascii_case(region)), w.priority));
-    ws.iter().filter_map(|w| WarehouseId::parse(&w.id).ok()).collect()
+    ws.sort_by_key(|w| {
+        (
+            !w.regions.iter().any(|r| r.eq_ignore_ascii_case(region)),
+            w.priority,
+        )
+    });
+    ws.iter()
+        .filter_map(|w| WarehouseId::parse(&w.id).ok())
+        .collect()
 }
 
 /// Allocates `lines` (SKU and quantity; lines sharing a SKU are summed first) from `stock`.
@@ -53,7 +60,10 @@ pub fn allocate(
         quantity,
     };
 
-    if let Some(wh) = order.iter().find(|wh| wanted.iter().all(|(sku, q)| available(sku, wh) >= *q)) {
+    if let Some(wh) = order
+        .iter()
+        .find(|wh| wanted.iter().all(|(sku, q)| available(sku, wh) >= *q))
+    {
         return Ok(wanted.iter().map(|(sku, q)| alloc(sku, wh, *q)).collect());
     }
     let mut out = Vec::new();
@@ -68,7 +78,11 @@ pub fn allocate(
             missing.push(MissingLine {
                 sku: (*sku).clone(),
                 requested: *q,
-                available: if split_lines { total } else { order.iter().map(|wh| available(sku, wh)).max().unwrap_or(0) },
+                available: if split_lines {
+                    total
+                } else {
+                    order.iter().map(|wh| available(sku, wh)).max().unwrap_or(0)
+                },
             });
             continue;
         }
@@ -84,7 +98,11 @@ pub fn allocate(
             }
         }
     }
-    if missing.is_empty() { Ok(out) } else { Err(missing) }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 #[cfg(test)]
@@ -112,24 +130,40 @@ mod tests {
         (Sku::parse(sku).unwrap(), q)
     }
     fn got(a: &[Allocation]) -> Vec<(String, String, u64)> {
-        a.iter().map(|a| (a.sku.to_string(), a.warehouse.to_string(), a.quantity)).collect()
+        a.iter()
+            .map(|a| (a.sku.to_string(), a.warehouse.to_string(), a.quantity))
+            .collect()
     }
     fn warehouses() -> Vec<WarehouseConfig> {
-        vec![wh("nj", &["Jiangsu"], 1), wh("sh", &["Shanghai"], 2), wh("gz", &["Guangdong"], 3)]
+        vec![
+            wh("nj", &["Jiangsu"], 1),
+            wh("sh", &["Shanghai"], 2),
+            wh("gz", &["Guangdong"], 3),
+        ]
     }
 
     #[test]
     fn the_warehouse_serving_the_region_goes_first_then_priority() {
-        let order: Vec<String> = warehouse_order(&warehouses(), "guangdong").iter().map(|w| w.to_string()).collect();
+        let order: Vec<String> = warehouse_order(&warehouses(), "guangdong")
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
         assert_eq!(order, vec!["gz", "nj", "sh"]);
     }
 
     #[test]
     fn one_warehouse_with_everything_is_preferred_over_a_nearer_partial_one() {
-        let stock = [level("A", "gz", 1), level("A", "nj", 5), level("B", "nj", 5)];
+        let stock = [
+            level("A", "gz", 1),
+            level("A", "nj", 5),
+            level("B", "nj", 5),
+        ];
         let order = warehouse_order(&warehouses(), "Guangdong");
         let a = allocate(&[line("A", 2), line("B", 1)], &order, &stock, true).unwrap();
-        assert_eq!(got(&a), vec![("A".into(), "nj".into(), 2), ("B".into(), "nj".into(), 1)]);
+        assert_eq!(
+            got(&a),
+            vec![("A".into(), "nj".into(), 2), ("B".into(), "nj".into(), 1)]
+        );
     }
 
     #[test]
@@ -137,7 +171,10 @@ mod tests {
         let stock = [level("A", "nj", 3), level("A", "sh", 4)];
         let order = warehouse_order(&warehouses(), "Jiangsu");
         let a = allocate(&[line("A", 6)], &order, &stock, true).unwrap();
-        assert_eq!(got(&a), vec![("A".into(), "nj".into(), 3), ("A".into(), "sh".into(), 3)]);
+        assert_eq!(
+            got(&a),
+            vec![("A".into(), "nj".into(), 3), ("A".into(), "sh".into(), 3)]
+        );
         let missing = allocate(&[line("A", 6)], &order, &stock, false).unwrap_err();
         assert_eq!(missing[0].available, 4);
     }
@@ -146,7 +183,20 @@ mod tests {
     fn lines_sharing_a_sku_are_summed_and_shortages_named() {
         let stock = [level("A", "nj", 5), level("B", "nj", 1)];
         let order = warehouse_order(&warehouses(), "Jiangsu");
-        let missing = allocate(&[line("A", 3), line("A", 3), line("B", 1)], &order, &stock, true).unwrap_err();
-        assert_eq!(missing, vec![MissingLine { sku: Sku::parse("A").unwrap(), requested: 6, available: 5 }]);
+        let missing = allocate(
+            &[line("A", 3), line("A", 3), line("B", 1)],
+            &order,
+            &stock,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(
+            missing,
+            vec![MissingLine {
+                sku: Sku::parse("A").unwrap(),
+                requested: 6,
+                available: 5
+            }]
+        );
     }
 }

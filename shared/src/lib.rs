@@ -20,10 +20,10 @@
 //!     plus provisioning of both.
 
 pub mod adapters;
+pub mod allocation;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod numbering;
 pub mod ports;
-pub mod allocation;
 pub mod review;

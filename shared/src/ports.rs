@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CustomerId, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
-    WarehouseId,
+    ChannelId, CustomerId, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku, Status,
+    TimelineEntry, WarehouseId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -45,6 +45,8 @@ pub enum StoreError {
         on_hand: u64,
         reserved: u64,
     },
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     #[error("the request is too large for one atomic step: {0}")]
     TooLarge(String),
     #[error("the store is unavailable (retryable): {0}")]
@@ -70,6 +72,74 @@ pub enum Created {
     Existing(Box<Order>),
 }
 
+/// Which orders to list. At least one of `customer`, `channel` or `status` is required (each
+/// has its own index); the others, and the creation-time window `[from, to)`, filter further.
+/// With `customer` or `channel` the newest orders come first; with only `status`, the most
+/// recently changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub status: Option<Status>,
+    pub customer: Option<CustomerId>,
+    pub channel: Option<ChannelId>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: usize,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Which index a query walks, and so what its cursor means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListIndex {
+    Customer,
+    Channel,
+    Status,
+}
+
+impl OrderQuery {
+    /// The index the query walks; `None` when it names no customer, channel or status.
+    pub fn index(&self) -> Option<ListIndex> {
+        if self.customer.is_some() {
+            Some(ListIndex::Customer)
+        } else if self.channel.is_some() {
+            Some(ListIndex::Channel)
+        } else if self.status.is_some() {
+            Some(ListIndex::Status)
+        } else {
+            None
+        }
+    }
+
+    /// The sort key of an order in the query's index: its id (time-ordered), or for status
+    /// lists its last change time and id. A cursor is the sort key of a page's last order.
+    pub fn sort_key(&self, o: &Order) -> String {
+        match self.index() {
+            Some(ListIndex::Status) => format!("{}#{}", timestamp_key(o.updated_at), o.id),
+            _ => o.id.to_string(),
+        }
+    }
+
+    pub fn matches(&self, o: &Order) -> bool {
+        self.status.is_none_or(|s| o.status() == s)
+            && self.customer.as_ref().is_none_or(|c| o.customer.id == *c)
+            && self.channel.as_ref().is_none_or(|c| o.channel == *c)
+            && self.from.is_none_or(|f| o.created_at >= f)
+            && self.to.is_none_or(|t| o.created_at < t)
+    }
+}
+
+/// A fixed-width UTC timestamp whose text order is time order.
+pub fn timestamp_key(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Orders and their timelines.
 #[async_trait]
 pub trait OrderStore: Send + Sync {
@@ -82,12 +152,8 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<Created, StoreError>;
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError>;
-    /// A customer's orders, newest first.
-    async fn orders_by_customer(
-        &self,
-        customer: &CustomerId,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError>;
+    /// A page of orders matching `query` (see [`OrderQuery`] for the order they come in).
+    async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError>;
     /// Orders in one status, least recently updated first (what the sweeper needs).
     async fn orders_by_status(
         &self,
@@ -229,6 +295,23 @@ pub trait StockStore: Send + Sync {
     /// Returns false if there was no held reservation there (already committed or released).
     async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError>;
     async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError>;
+    /// Records an open low-stock alert for the SKU and warehouse, or refreshes the figures of the
+    /// open one. Returns true when the alert is new (so it is announced once).
+    async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError>;
+    /// Closes the alert (stock is back above its safety level). Returns true if one was open.
+    async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError>;
+    /// Open alerts, by SKU and warehouse.
+    async fn alerts(&self) -> Result<Vec<LowStockAlert>, StoreError>;
+}
+
+/// Available stock of a SKU in a warehouse fell below its safety level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LowStockAlert {
+    pub sku: Sku,
+    pub warehouse: WarehouseId,
+    pub available: u64,
+    pub safety: u64,
+    pub raised_at: DateTime<Utc>,
 }
 
 /// A stored answer to a request that carried an idempotency key.

@@ -39,17 +39,28 @@ impl Decision {
 fn uses_credit(o: &Order) -> bool {
     use crate::domain::Status::*;
     o.payment_method == PaymentMethod::Credit
-        && !matches!(o.status(), Rejected | Cancelled | Expired | Refunded | Completed)
+        && !matches!(
+            o.status(),
+            Rejected | Cancelled | Expired | Refunded | Completed
+        )
 }
 
 fn contains_word(haystack: &str, words: &[String]) -> Option<String> {
     let h = haystack.to_lowercase();
-    words.iter().find(|w| !w.is_empty() && h.contains(&w.to_lowercase())).cloned()
+    words
+        .iter()
+        .find(|w| !w.is_empty() && h.contains(&w.to_lowercase()))
+        .cloned()
 }
 
 /// Reviews `order`. `history` is the customer's other recent orders (any status, the order
 /// itself may be among them and is ignored).
-pub fn review(order: &Order, history: &[Order], rules: &ReviewConfig, now: DateTime<Utc>) -> Decision {
+pub fn review(
+    order: &Order,
+    history: &[Order],
+    rules: &ReviewConfig,
+    now: DateTime<Utc>,
+) -> Decision {
     let c = &order.customer;
     let a = &order.shipping_address;
     let address_text = [
@@ -69,7 +80,11 @@ pub fn review(order: &Order, history: &[Order], rules: &ReviewConfig, now: DateT
     if rules.blocked_customers.contains(c.id.as_str()) {
         reject.push(format!("customer {} is blocked", c.id));
     }
-    if let Some(e) = c.email.as_ref().filter(|e| rules.blocked_emails.contains(e.as_str())) {
+    if let Some(e) = c
+        .email
+        .as_ref()
+        .filter(|e| rules.blocked_emails.contains(e.as_str()))
+    {
         reject.push(format!("e-mail {} is blocked", e.as_str()));
     }
     for p in [c.phone.as_ref(), a.phone.as_ref()].into_iter().flatten() {
@@ -93,9 +108,15 @@ pub fn review(order: &Order, history: &[Order], rules: &ReviewConfig, now: DateT
             .find(|(prefix, _)| line.sku.as_str().starts_with(prefix.as_str()))
             .map(|(_, cat)| cat);
         if let Some(cat) = category {
-            let qualified = rules.qualifications.get(c.id.as_str()).is_some_and(|q| q.contains(cat));
+            let qualified = rules
+                .qualifications
+                .get(c.id.as_str())
+                .is_some_and(|q| q.contains(cat));
             if !qualified {
-                hold.push(format!("{} is regulated ({cat}) and customer {} has no {cat} qualification", line.sku, c.id));
+                hold.push(format!(
+                    "{} is regulated ({cat}) and customer {} has no {cat} qualification",
+                    line.sku, c.id
+                ));
             }
         }
     }
@@ -142,12 +163,19 @@ pub fn review(order: &Order, history: &[Order], rules: &ReviewConfig, now: DateT
     }
 
     // 4. Anomalies.
-    if let Some(max) = rules.hold_amount_above.filter(|max| order.total.minor > *max) {
+    if let Some(max) = rules
+        .hold_amount_above
+        .filter(|max| order.total.minor > *max)
+    {
         hold.push(format!("unusual amount: {} above {max}", order.total.minor));
     }
     if let Some(max) = rules.hold_quantity_above {
         for l in order.lines.iter().filter(|l| l.quantity.get() > max) {
-            hold.push(format!("unusual quantity: {} x {} above {max}", l.quantity.get(), l.sku));
+            hold.push(format!(
+                "unusual quantity: {} x {} above {max}",
+                l.quantity.get(),
+                l.sku
+            ));
         }
     }
     if let Some(v) = rules.velocity {
@@ -197,7 +225,11 @@ mod tests {
         });
         f(&mut v);
         let draft: OrderDraft = serde_json::from_value(v).unwrap();
-        draft.validate().unwrap().accept(OrderId::generate(), now()).0
+        draft
+            .validate()
+            .unwrap()
+            .accept(OrderId::generate(), now())
+            .0
     }
 
     fn rules() -> ReviewConfig {
@@ -207,18 +239,25 @@ mod tests {
     #[test]
     fn an_ordinary_order_passes() {
         let d = review(&order_with(|_| {}), &[], &rules(), now());
-        assert_eq!(d, Decision::Approve(vec!["passed every review rule".into()]));
+        assert_eq!(
+            d,
+            Decision::Approve(vec!["passed every review rule".into()])
+        );
     }
 
     #[test]
     fn small_orders_and_trusted_customers_skip_the_anomaly_rules() {
         let small = order_with(|v| v["lines"][0]["quantity"] = 1.into());
-        assert!(matches!(review(&small, &[], &rules(), now()), Decision::Approve(r) if r[0].starts_with("small order")));
+        assert!(
+            matches!(review(&small, &[], &rules(), now()), Decision::Approve(r) if r[0].starts_with("small order"))
+        );
         let big_trusted = order_with(|v| {
             v["customer"]["id"] = "C1001".into();
             v["lines"][0]["quantity"] = 500.into();
         });
-        assert!(matches!(review(&big_trusted, &[], &rules(), now()), Decision::Approve(r) if r[0].contains("trusted")));
+        assert!(
+            matches!(review(&big_trusted, &[], &rules(), now()), Decision::Approve(r) if r[0].contains("trusted"))
+        );
     }
 
     #[test]
@@ -227,7 +266,9 @@ mod tests {
             v["lines"][0]["quantity"] = 200.into();
             v["shipping_address"]["line1"] = "test address 1".into();
         });
-        let Decision::Hold(reasons) = review(&o, &[], &rules(), now()) else { panic!() };
+        let Decision::Hold(reasons) = review(&o, &[], &rules(), now()) else {
+            panic!()
+        };
         assert_eq!(reasons.len(), 3, "{reasons:?}");
         assert!(reasons[0].starts_with("unusual amount"));
         assert!(reasons[1].starts_with("unusual quantity"));
@@ -237,27 +278,38 @@ mod tests {
     #[test]
     fn a_burst_of_orders_from_one_customer_is_held() {
         let history: Vec<Order> = (0..5).map(|_| order_with(|_| {})).collect();
-        let Decision::Hold(r) = review(&order_with(|_| {}), &history, &rules(), now()) else { panic!() };
+        let Decision::Hold(r) = review(&order_with(|_| {}), &history, &rules(), now()) else {
+            panic!()
+        };
         assert!(r[0].starts_with("velocity: 6 orders"), "{r:?}");
     }
 
     #[test]
     fn blocked_customers_are_rejected_even_when_trusted_rules_would_pass() {
         let o = order_with(|v| v["customer"]["email"] = "Fraud@Example.com".into());
-        assert!(matches!(review(&o, &[], &rules(), now()), Decision::Reject(r) if r[0].contains("fraud@example.com")));
+        assert!(
+            matches!(review(&o, &[], &rules(), now()), Decision::Reject(r) if r[0].contains("fraud@example.com"))
+        );
     }
 
     #[test]
     fn regulated_goods_need_a_qualification_even_for_small_orders() {
         let o = order_with(|v| {
-            v["lines"][0] = serde_json::json!({"sku": "RX-GINSENG", "quantity": 1, "unit_price": 100});
+            v["lines"][0] =
+                serde_json::json!({"sku": "RX-GINSENG", "quantity": 1, "unit_price": 100});
         });
-        assert!(matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("pharmacy")));
+        assert!(
+            matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("pharmacy"))
+        );
         let qualified = order_with(|v| {
             v["customer"]["id"] = "C2002".into();
-            v["lines"][0] = serde_json::json!({"sku": "RX-GINSENG", "quantity": 1, "unit_price": 100});
+            v["lines"][0] =
+                serde_json::json!({"sku": "RX-GINSENG", "quantity": 1, "unit_price": 100});
         });
-        assert!(matches!(review(&qualified, &[], &rules(), now()), Decision::Approve(_)));
+        assert!(matches!(
+            review(&qualified, &[], &rules(), now()),
+            Decision::Approve(_)
+        ));
     }
 
     #[test]
@@ -271,21 +323,34 @@ mod tests {
         };
         // 100 x 49.90 = 4,990.00 of a 10,000.00 limit: fine alone
         let first = credit(100);
-        assert!(!matches!(review(&first, &[], &rules(), now()), Decision::Hold(ref r) if r[0].contains("credit")));
+        assert!(
+            !matches!(review(&first, &[], &rules(), now()), Decision::Hold(ref r) if r[0].contains("credit"))
+        );
         // a second and a third open order take it over the limit
-        let Decision::Hold(r) = review(&credit(100), &[first.clone(), credit(100)], &rules(), now()) else { panic!() };
+        let Decision::Hold(r) =
+            review(&credit(100), &[first.clone(), credit(100)], &rules(), now())
+        else {
+            panic!()
+        };
         assert!(r[0].starts_with("credit limit exceeded"), "{r:?}");
         // a customer without terms cannot buy on credit
         let stranger = order_with(|v| v["payment_method"] = "credit".into());
-        assert!(matches!(review(&stranger, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("no credit terms")));
+        assert!(
+            matches!(review(&stranger, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("no credit terms"))
+        );
     }
 
     #[test]
     fn an_incomplete_address_is_held_even_for_trusted_customers() {
         let o = order_with(|v| {
             v["customer"]["id"] = "C1001".into();
-            v["shipping_address"].as_object_mut().unwrap().remove("postal_code");
+            v["shipping_address"]
+                .as_object_mut()
+                .unwrap()
+                .remove("postal_code");
         });
-        assert!(matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("postal code")));
+        assert!(
+            matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("postal code"))
+        );
     }
 }

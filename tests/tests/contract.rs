@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Duration as Span;
-use oms::domain::{Actor, OrderNumber, Sku, Status, WarehouseId};
+use oms::domain::{Actor, ChannelId, OrderNumber, Sku, Status, WarehouseId};
 use oms::ports::{
-    Allocation, Created, IdempotencyRecord, QueueName, QueueSpec, Receive, ReservationState,
-    Reserved, StoreError,
+    Allocation, Created, IdempotencyRecord, LowStockAlert, OrderQuery, QueueName, QueueSpec,
+    Receive, ReservationState, Reserved, StoreError,
 };
 use oms_tests::{Backend, order, t0};
 
@@ -42,6 +42,8 @@ contract!(
     creating_an_order_twice_stores_it_once,
     a_second_order_with_the_same_external_id_is_the_first_one,
     orders_are_found_by_id_number_customer_and_status,
+    order_lists_filter_and_page_without_gaps_or_repeats,
+    low_stock_alerts_are_raised_once_and_cleared,
     the_timeline_keeps_every_change_in_order,
     a_claimed_number_cannot_be_claimed_by_another_order,
     counters_hand_out_disjoint_blocks_even_concurrently,
@@ -205,23 +207,14 @@ mod cases {
         let unknown = OrderNumber::parse("999").unwrap();
         assert_eq!(b.store.get_order_by_number(&unknown).await.unwrap(), None);
 
-        let mine: Vec<_> = b
-            .store
-            .orders_by_customer(&a.customer.id, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.id)
-            .collect();
+        let by_customer = OrderQuery {
+            customer: Some(a.customer.id.clone()),
+            limit: 10,
+            ..Default::default()
+        };
+        let page = b.store.list_orders(&by_customer).await.unwrap();
+        let mine: Vec<_> = page.orders.into_iter().map(|o| o.id).collect();
         assert_eq!(mine, vec![c.id, a.id], "newest first, only C7's");
-        assert_eq!(
-            b.store
-                .orders_by_customer(&a.customer.id, 1)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
 
         let received: Vec<_> = b
             .store
@@ -240,6 +233,149 @@ mod cases {
             .unwrap();
         assert_eq!(numbered.len(), 1);
         assert_eq!(numbered[0].id, a.id);
+    }
+
+    pub async fn order_lists_filter_and_page_without_gaps_or_repeats(b: &Backend) {
+        // Given 5 orders of C1 (two of them numbered) and one of C2
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let (o, e) = order("C1", None, &[("TEA-001", 1)]);
+            b.store.create_order(&o, &e).await.unwrap();
+            if i % 2 == 1 {
+                let ch = o
+                    .transition(
+                        Status::Numbered,
+                        Actor::System("numbering".into()),
+                        None,
+                        t0(),
+                    )
+                    .unwrap();
+                b.store.save_change(&ch).await.unwrap();
+            }
+            ids.push(o.id);
+        }
+        let (other, e) = order("C2", None, &[("TEA-001", 1)]);
+        b.store.create_order(&other, &e).await.unwrap();
+        ids.reverse(); // newest first
+
+        // When C1's orders are read two at a time
+        let mut query = OrderQuery {
+            customer: Some(oms::domain::CustomerId::parse("C1").unwrap()),
+            limit: 2,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let page = b.store.list_orders(&query).await.unwrap();
+            seen.extend(page.orders.iter().map(|o| o.id));
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => break,
+            }
+        }
+        // Then every order comes once, newest first
+        assert_eq!(seen, ids, "{}", b.name);
+
+        // And filters combine with the index
+        let numbered = OrderQuery {
+            customer: Some(oms::domain::CustomerId::parse("C1").unwrap()),
+            status: Some(Status::Numbered),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            b.store.list_orders(&numbered).await.unwrap().orders.len(),
+            2,
+            "{}",
+            b.name
+        );
+        let web = OrderQuery {
+            channel: Some(ChannelId::parse("web").unwrap()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(b.store.list_orders(&web).await.unwrap().orders.len(), 6);
+        let by_status = OrderQuery {
+            status: Some(Status::Received),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            b.store.list_orders(&by_status).await.unwrap().orders.len(),
+            4
+        );
+        let future = OrderQuery {
+            from: Some(t0() + Span::days(1)),
+            ..web.clone()
+        };
+        assert!(
+            b.store
+                .list_orders(&future)
+                .await
+                .unwrap()
+                .orders
+                .is_empty()
+        );
+        let window = OrderQuery {
+            from: Some(t0()),
+            to: Some(t0() + Span::seconds(1)),
+            ..web
+        };
+        assert_eq!(b.store.list_orders(&window).await.unwrap().orders.len(), 6);
+        // A query without an index is refused
+        let err = b
+            .store
+            .list_orders(&OrderQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidQuery(_)));
+    }
+
+    pub async fn low_stock_alerts_are_raised_once_and_cleared(b: &Backend) {
+        let alert = LowStockAlert {
+            sku: sku("POT-003"),
+            warehouse: wh("nj"),
+            available: 4,
+            safety: 5,
+            raised_at: t0(),
+        };
+        assert!(b.store.raise_alert(&alert).await.unwrap(), "{}", b.name);
+        let lower = LowStockAlert {
+            available: 2,
+            raised_at: t0() + Span::hours(1),
+            ..alert.clone()
+        };
+        assert!(
+            !b.store.raise_alert(&lower).await.unwrap(),
+            "{}: already open",
+            b.name
+        );
+        let open = b.store.alerts().await.unwrap();
+        assert_eq!(
+            open,
+            vec![LowStockAlert {
+                available: 2,
+                ..alert.clone()
+            }],
+            "{}",
+            b.name
+        );
+        assert!(
+            b.store
+                .clear_alert(&alert.sku, &alert.warehouse)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.store
+                .clear_alert(&alert.sku, &alert.warehouse)
+                .await
+                .unwrap()
+        );
+        assert!(b.store.alerts().await.unwrap().is_empty());
     }
 
     pub async fn the_timeline_keeps_every_change_in_order(b: &Backend) {

@@ -12,10 +12,14 @@
 //! | counter | `COUNTER#<key>` | `COUNTER` | `high`: last value handed out |
 //! | stock | `SKU#<sku>` | `WH#<warehouse>` | `on_hand`, `reserved`, `available`, `safety` |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `expires_at` is the table's TTL attribute |
+//! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
 //!
 //! GSIs (projection ALL): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
-//! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`, newest last), `by_status`
-//! (`gsi3pk = STATUS#<status>`, `gsi3sk = <updated_at>#<id>`, oldest first).
+//! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`), `by_status`
+//! (`gsi3pk = STATUS#<status>`, `gsi3sk = <updated_at>#<id>`), `by_channel`
+//! (`gsi4pk = CHANNEL#<channel>`, `gsi4sk = <order id>`). Order ids are UUIDv7, so id order is
+//! creation order. Order items also carry `status`, `channel`, `customer` and `created` at the
+//! top level for list filters.
 //!
 //! Stock keeps `available = on_hand - reserved` as its own attribute because a condition
 //! expression cannot do arithmetic: `available >= :q` is the check that makes overselling
@@ -35,15 +39,16 @@ use aws_sdk_dynamodb::types::{
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
     TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{boxed, is_retryable};
 use crate::domain::{
-    CustomerId, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore, Reservation,
-    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
+    Allocation, Created, IdempotencyRecord, IdempotencyStore, ListIndex, LowStockAlert,
+    NumberStore, OrderPage, OrderQuery, OrderStore, Reservation, ReservationState, Reserved,
+    Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -98,13 +103,23 @@ mod keys {
     pub fn by_status(s: Status) -> String {
         format!("STATUS#{s}")
     }
+    pub fn by_channel(c: &ChannelId) -> String {
+        format!("CHANNEL#{c}")
+    }
+    pub fn alerts() -> String {
+        "ALERTS".into()
+    }
+    pub fn alert(sku: &Sku, wh: &WarehouseId) -> (String, String) {
+        (alerts(), format!("SKU#{sku}#WH#{wh}"))
+    }
 }
 
 /// Index names and their key attributes.
-const GSIS: [(&str, &str, &str); 3] = [
+const GSIS: [(&str, &str, &str); 4] = [
     ("by_number", "gsi1pk", "gsi1sk"),
     ("by_customer", "gsi2pk", "gsi2sk"),
     ("by_status", "gsi3pk", "gsi3sk"),
+    ("by_channel", "gsi4pk", "gsi4sk"),
 ];
 /// The TTL attribute (epoch seconds). DynamoDB deletes expired items lazily (within days), so
 /// reads still compare `expires_ms` with the clock.
@@ -163,10 +178,6 @@ where
 
 fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::Backend(boxed(e)))
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Why a transaction was cancelled: one code per item, in the order the items were given
@@ -488,7 +499,15 @@ impl DynamoStore {
         item.insert("gsi2pk".into(), s(keys::by_customer(&o.customer.id)));
         item.insert("gsi2sk".into(), s(o.id.to_string()));
         item.insert("gsi3pk".into(), s(keys::by_status(o.status())));
-        item.insert("gsi3sk".into(), s(format!("{}#{}", ts(o.updated_at), o.id)));
+        item.insert(
+            "gsi3sk".into(),
+            s(format!("{}#{}", timestamp_key(o.updated_at), o.id)),
+        );
+        item.insert("gsi4pk".into(), s(keys::by_channel(&o.channel)));
+        item.insert("gsi4sk".into(), s(o.id.to_string()));
+        item.insert("channel".into(), s(o.channel.as_str()));
+        item.insert("customer".into(), s(o.customer.id.as_str()));
+        item.insert("created".into(), s(timestamp_key(o.created_at)));
         Ok(item)
     }
 
@@ -676,13 +695,89 @@ impl OrderStore for DynamoStore {
             .pop())
     }
 
-    async fn orders_by_customer(
-        &self,
-        customer: &CustomerId,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        self.query_index(1, keys::by_customer(customer), false, limit)
-            .await
+    async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError> {
+        let (index, pk_value) = match query.index() {
+            Some(ListIndex::Customer) => (1, query.customer.as_ref().map(keys::by_customer)),
+            Some(ListIndex::Channel) => (3, query.channel.as_ref().map(keys::by_channel)),
+            Some(ListIndex::Status) => (2, query.status.map(keys::by_status)),
+            None => (0, None),
+        };
+        let Some(pk_value) = pk_value else {
+            return Err(StoreError::InvalidQuery(
+                "name a customer, a channel or a status".into(),
+            ));
+        };
+        let (name, pk, sk) = GSIS[index];
+        let mut filters = Vec::new();
+        let mut values = HashMap::from([(":pk".to_owned(), s(pk_value))]);
+        let mut names = HashMap::from([("#pk".to_owned(), pk.to_owned())]);
+        let mut filter = |attr: &str, op: &str, v: Option<String>| {
+            if let Some(v) = v {
+                let (n, p) = (
+                    format!("#f{}", filters.len()),
+                    format!(":f{}", filters.len()),
+                );
+                filters.push(format!("{n} {op} {p}"));
+                names.insert(n, attr.to_owned());
+                values.insert(p, s(v));
+            }
+        };
+        filter("status", "=", query.status.map(|st| st.as_str().to_owned()));
+        filter(
+            "channel",
+            "=",
+            query.channel.as_ref().map(ToString::to_string),
+        );
+        filter(
+            "customer",
+            "=",
+            query.customer.as_ref().map(ToString::to_string),
+        );
+        filter("created", ">=", query.from.map(timestamp_key));
+        filter("created", "<", query.to.map(timestamp_key));
+        let mut key_condition = "#pk = :pk".to_owned();
+        if let Some(c) = &query.cursor {
+            key_condition.push_str(" AND #sk < :cursor");
+            names.insert("#sk".into(), sk.to_owned());
+            values.insert(":cursor".into(), s(c.clone()));
+        }
+        let mut orders = Vec::new();
+        let mut start = None;
+        while orders.len() < query.limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(name)
+                .key_condition_expression(&key_condition)
+                .set_filter_expression((!filters.is_empty()).then(|| filters.join(" AND ")))
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                // The limit counts items read before the filter: read a little more than needed.
+                .limit(
+                    i32::try_from(query.limit - orders.len())
+                        .unwrap_or(i32::MAX)
+                        .clamp(1, 100)
+                        * 2,
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk)?;
+            for item in out.items.unwrap_or_default() {
+                orders.push(from_av::<Order>(&item, "doc")?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        orders.truncate(query.limit);
+        let next = (orders.len() == query.limit && query.limit > 0)
+            .then(|| orders.last().map(|o| query.sort_key(o)))
+            .flatten();
+        Ok(OrderPage { orders, next })
     }
 
     async fn orders_by_status(
@@ -940,6 +1035,58 @@ impl StockStore for DynamoStore {
             .settle(order, Some(warehouse), ReservationState::Committed)
             .await?
             > 0)
+    }
+
+    async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError> {
+        let mut item = key(keys::alert(&alert.sku, &alert.warehouse));
+        item.insert("doc".into(), to_av(alert)?);
+        let created = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                // Already open: refresh the figures, keep when it was first raised.
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(keys::alert(&alert.sku, &alert.warehouse))))
+                    .update_expression("SET doc.available = :a, doc.safety = :s")
+                    .expression_attribute_values(":a", n(alert.available))
+                    .expression_attribute_values(":s", n(alert.safety))
+                    .send()
+                    .await
+                    .map_err(sdk)?;
+                Ok(false)
+            }
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::alert(sku, warehouse))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn alerts(&self) -> Result<Vec<LowStockAlert>, StoreError> {
+        self.query_prefix(keys::alerts(), "SKU#")
+            .await?
+            .iter()
+            .map(|item| from_av(item, "doc"))
+            .collect()
     }
 
     async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError> {

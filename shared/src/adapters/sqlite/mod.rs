@@ -37,6 +37,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS orders_by_external ON orders(channel, external
     WHERE external_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, id);
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders(status, updated_at, id);
+CREATE INDEX IF NOT EXISTS orders_by_channel ON orders(channel, id);
 
 CREATE TABLE IF NOT EXISTS timeline (
     order_id  TEXT NOT NULL,
@@ -71,6 +72,13 @@ CREATE TABLE IF NOT EXISTS reservations (
     state      TEXT NOT NULL,
     lines      TEXT NOT NULL,
     PRIMARY KEY (order_id, warehouse)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS alerts (
+    sku        TEXT NOT NULL,
+    warehouse  TEXT NOT NULL,
+    doc        TEXT NOT NULL,
+    PRIMARY KEY (sku, warehouse)
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS idempotency (

@@ -3,16 +3,17 @@
 use std::ops::Range;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{SqliteDb, to_sql_int};
 use crate::domain::{
-    CustomerId, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, Created, IdempotencyRecord, IdempotencyStore, NumberStore, OrderStore, Reservation,
-    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
+    Allocation, Created, IdempotencyRecord, IdempotencyStore, ListIndex, LowStockAlert,
+    NumberStore, OrderPage, OrderQuery, OrderStore, Reservation, ReservationState, Reserved,
+    Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
 };
 
 #[derive(Clone)]
@@ -32,11 +33,6 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(Box::new(e)))
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    // Fixed width, so that text order is time order in the status index.
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 fn immediate(conn: &mut rusqlite::Connection) -> Result<Transaction<'_>, StoreError> {
@@ -119,8 +115,8 @@ impl OrderStore for SqliteStore {
                         order.customer.id.as_str(),
                         order.status().as_str(),
                         to_sql_int(order.version())?,
-                        ts(order.created_at),
-                        ts(order.updated_at),
+                        timestamp_key(order.created_at),
+                        timestamp_key(order.updated_at),
                         json(&order)?,
                     ],
                 )?;
@@ -144,22 +140,46 @@ impl OrderStore for SqliteStore {
             .await
     }
 
-    async fn orders_by_customer(
-        &self,
-        customer: &CustomerId,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        let customer = customer.to_string();
-        let limit = to_sql_int(limit as u64)?;
-        self.db
+    async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError> {
+        let key = match query.index() {
+            Some(ListIndex::Status) => "updated_at || '#' || id",
+            Some(_) => "id",
+            None => {
+                return Err(StoreError::InvalidQuery(
+                    "name a customer, a channel or a status".into(),
+                ));
+            }
+        };
+        let q = query.clone();
+        let limit = to_sql_int(q.limit as u64)?;
+        let orders = self
+            .db
             .call(move |conn| {
                 orders_where(
                     conn,
-                    "SELECT doc FROM orders WHERE customer_id = ?1 ORDER BY id DESC LIMIT ?2",
-                    params![customer, limit],
+                    &format!(
+                        "SELECT doc FROM orders
+                         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR customer_id = ?2)
+                           AND (?3 IS NULL OR channel = ?3) AND (?4 IS NULL OR created_at >= ?4)
+                           AND (?5 IS NULL OR created_at < ?5) AND (?6 IS NULL OR {key} < ?6)
+                         ORDER BY {key} DESC LIMIT ?7"
+                    ),
+                    params![
+                        q.status.map(Status::as_str),
+                        q.customer.as_ref().map(|c| c.as_str()),
+                        q.channel.as_ref().map(|c| c.as_str()),
+                        q.from.map(timestamp_key),
+                        q.to.map(timestamp_key),
+                        q.cursor,
+                        limit,
+                    ],
                 )
             })
-            .await
+            .await?;
+        let next = (orders.len() == query.limit && query.limit > 0)
+            .then(|| orders.last().map(|o| query.sort_key(o)))
+            .flatten();
+        Ok(OrderPage { orders, next })
     }
 
     async fn orders_by_status(
@@ -194,7 +214,7 @@ impl OrderStore for SqliteStore {
                         o.number.as_ref().map(|n| n.as_str()),
                         o.status().as_str(),
                         to_sql_int(o.version())?,
-                        ts(o.updated_at),
+                        timestamp_key(o.updated_at),
                         json(o)?,
                         o.customer.id.as_str(),
                         id,
@@ -529,6 +549,68 @@ impl StockStore for SqliteStore {
                 let n = settle(&tx, order, Some(&warehouse), ReservationState::Committed)?;
                 tx.commit()?;
                 Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError> {
+        let alert = alert.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let (sku, wh) = (alert.sku.as_str(), alert.warehouse.as_str());
+                let open: Option<String> = tx
+                    .query_row(
+                        "SELECT doc FROM alerts WHERE sku = ?1 AND warehouse = ?2",
+                        [sku, wh],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let (doc, new) = match open {
+                    // Keep when it was first raised; refresh the figures.
+                    Some(doc) => {
+                        let first: LowStockAlert = from_json(&doc)?;
+                        (
+                            LowStockAlert {
+                                raised_at: first.raised_at,
+                                ..alert.clone()
+                            },
+                            false,
+                        )
+                    }
+                    None => (alert.clone(), true),
+                };
+                tx.execute(
+                    "INSERT OR REPLACE INTO alerts (sku, warehouse, doc) VALUES (?1, ?2, ?3)",
+                    params![sku, wh, json(&doc)?],
+                )?;
+                tx.commit()?;
+                Ok(new)
+            })
+            .await
+    }
+
+    async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError> {
+        let (sku, wh) = (sku.clone(), warehouse.clone());
+        self.db
+            .call(move |conn| {
+                let n = conn.execute(
+                    "DELETE FROM alerts WHERE sku = ?1 AND warehouse = ?2",
+                    [sku.as_str(), wh.as_str()],
+                )?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn alerts(&self) -> Result<Vec<LowStockAlert>, StoreError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn.prepare("SELECT doc FROM alerts ORDER BY sku, warehouse")?;
+                let docs = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                docs.iter().map(|d| from_json(d)).collect()
             })
             .await
     }
