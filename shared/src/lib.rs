@@ -21,9 +21,11 @@
 
 pub mod adapters;
 pub mod allocation;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod numbering;
+pub mod pipeline;
 pub mod ports;
 pub mod review;

@@ -25,12 +25,18 @@
 //! also claimed in the store before use; see [`Fallback`] for what happens when a claim fails or
 //! the sequence space runs out.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, FixedOffset};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::config::{Config, ConfigError};
+use crate::domain::{Order, OrderNumber};
+use crate::ports::{NumberStore, StoreError};
 
 /// A template that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -340,6 +346,165 @@ pub struct Fallback;
 
 impl Fallback {
     pub const RERENDERS: u32 = 5;
+}
+
+/// Why no number could be assigned.
+#[derive(Debug, thiserror::Error)]
+pub enum NumberingError {
+    #[error("channel {0} has no numbering rule")]
+    NoRule(String),
+    #[error("rule {rule} rendered {number:?}, which is not a valid order number: {reason}")]
+    Invalid {
+        rule: String,
+        number: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct CompiledRule {
+    template: Template,
+    permutation: Option<Permutation>,
+    block_size: u64,
+    prefix: String,
+    channel_code: Option<String>,
+}
+
+/// Assigns order numbers by the configured rules. Holds the counter blocks this process has
+/// fetched, so that a busy rule touches its store counter once per block, not once per order
+/// (no hot key). Values of a block that a process never uses are simply skipped: numbers have
+/// gaps, never repeats.
+pub struct Numberer {
+    rules: HashMap<String, CompiledRule>,
+    offset: FixedOffset,
+    blocks: tokio::sync::Mutex<HashMap<String, Range<u64>>>,
+}
+
+impl Numberer {
+    /// `key` keys the permutation (each rule gets its own, derived from it and the rule name).
+    pub fn new(config: &Config, key: Vec<u8>) -> Result<Self, ConfigError> {
+        let mut rules = HashMap::new();
+        for (name, rule) in &config.numbering {
+            let template = Template::parse(&rule.template)
+                .map_err(|e| ConfigError::Invalid(format!("numbering.{name}: {e}")))?;
+            let permutation = match (rule.permute, template.seq_digits()) {
+                (true, Some(digits)) => {
+                    let rule_key = [key.as_slice(), b":", name.as_bytes()].concat();
+                    Some(Permutation::new(&rule_key, digits))
+                }
+                _ => None,
+            };
+            rules.insert(
+                name.clone(),
+                CompiledRule {
+                    template,
+                    permutation,
+                    block_size: u64::from(rule.block_size.max(1)),
+                    prefix: rule.prefix.clone(),
+                    channel_code: (!rule.channel_code.is_empty())
+                        .then(|| rule.channel_code.clone()),
+                },
+            );
+        }
+        Ok(Self {
+            rules,
+            offset: config.offset()?,
+            blocks: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn next_value(
+        &self,
+        store: &dyn NumberStore,
+        counter: &str,
+        block: u64,
+    ) -> Result<u64, StoreError> {
+        let mut blocks = self.blocks.lock().await;
+        let range = blocks.entry(counter.to_owned()).or_insert(0..0);
+        if range.is_empty() {
+            *range = store.allocate_block(counter, block).await?;
+        }
+        let v = range.start;
+        range.start += 1;
+        Ok(v)
+    }
+
+    /// Renders and claims a number for `order`. The number is rendered from the order's creation
+    /// time, so a replayed step renders the same context.
+    pub async fn assign(
+        &self,
+        store: &dyn NumberStore,
+        config: &Config,
+        order: &Order,
+    ) -> Result<(String, OrderNumber), NumberingError> {
+        let rule_name = config
+            .channel(&order.channel)
+            .map(|c| c.numbering.clone())
+            .ok_or_else(|| NumberingError::NoRule(order.channel.to_string()))?;
+        let rule = self
+            .rules
+            .get(&rule_name)
+            .ok_or_else(|| NumberingError::NoRule(order.channel.to_string()))?;
+        let channel_code = rule
+            .channel_code
+            .clone()
+            .unwrap_or_else(|| order.channel.as_str().to_uppercase());
+        let a = &order.shipping_address;
+        let input = RenderInput {
+            at: order.created_at.with_timezone(&self.offset),
+            region: config.region_code(a.city.as_str(), a.region.as_str()),
+            channel: &channel_code,
+            prefix: &rule.prefix,
+            customer: order.customer.id.as_str(),
+        };
+        let counter = format!("{rule_name}:{}", rule.template.context(&input));
+        let mut random = || (uuid::Uuid::new_v4().as_u128() % 10) as u8;
+        let parse = |n: String| {
+            OrderNumber::parse(&n).map_err(|e| NumberingError::Invalid {
+                rule: rule_name.clone(),
+                number: n,
+                reason: e.0,
+            })
+        };
+        let mut last = String::new();
+        for _ in 0..=Fallback::RERENDERS {
+            let seq = match rule.template.seq_digits() {
+                None => None,
+                Some(_) => {
+                    // Counters start at 1; the sequence space is 0..10^N.
+                    let v = self.next_value(store, &counter, rule.block_size).await? - 1;
+                    Some(match &rule.permutation {
+                        Some(p) if v < p.range() => p.apply(v),
+                        _ => v,
+                    })
+                }
+            };
+            last = rule.template.render(&input, seq, &mut random);
+            let number = parse(last.clone())?;
+            match store.claim_number(&number, order.id).await {
+                Ok(()) => return Ok((rule_name, number)),
+                Err(StoreError::NumberTaken(_)) => {
+                    tracing::warn!(order_id = %order.id, rule = %rule_name, number = %number, "order number taken; rendering again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let fallback = format!("{rule_name}:fallback");
+        for _ in 0..10 {
+            let k = store.allocate_block(&fallback, 1).await?.start;
+            let number = parse(format!("{last}-{k}"))?;
+            match store.claim_number(&number, order.id).await {
+                Ok(()) => return Ok((rule_name, number)),
+                Err(StoreError::NumberTaken(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(
+            StoreError::Unavailable(format!("no free order number for rule {rule_name}").into())
+                .into(),
+        )
+    }
 }
 
 #[cfg(test)]

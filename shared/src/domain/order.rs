@@ -389,6 +389,8 @@ impl NewOrder {
             },
             shipping_address: self.shipping_address,
             payment_method: self.payment_method,
+            payment_due_at: None,
+            hold_reasons: Vec::new(),
             status: Status::Received,
             version: 1,
             created_at: at,
@@ -411,6 +413,12 @@ pub struct Order {
     pub total: Money,
     pub shipping_address: Address,
     pub payment_method: PaymentMethod,
+    /// A prepaid order that is not paid by then expires (set when its stock is reserved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_due_at: Option<DateTime<Utc>>,
+    /// Why review held the order, while a person decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hold_reasons: Vec<String>,
     status: Status,
     version: u64,
     pub created_at: DateTime<Utc>,

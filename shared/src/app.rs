@@ -1,0 +1,184 @@
+//! The application context every handler runs with, built once per process (at a Lambda
+//! function's init, or when the local runtime starts): the store, the queue, the clock, the
+//! configuration and secrets.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
+use crate::adapters::sqlite::SqliteDb;
+use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
+use crate::config::{Config, ConfigError};
+use crate::numbering::Numberer;
+use crate::ports::{Queue, QueueError, QueueName, QueueSpec, Store, StoreError};
+
+/// The queues, by logical name. Each has a dead-letter queue `<name>-dlq`.
+pub mod queues {
+    use super::*;
+
+    pub const NUMBERING: &str = "numbering";
+    pub const REVIEW: &str = "review";
+    pub const INVENTORY: &str = "inventory";
+    /// Orders ready to ship (consumed by the dispatch function).
+    pub const DISPATCH: &str = "dispatch";
+    /// Low-stock alerts for integrators.
+    pub const ALERTS: &str = "alerts";
+
+    pub const ALL: [&str; 5] = [NUMBERING, REVIEW, INVENTORY, DISPATCH, ALERTS];
+
+    /// Receives before a message goes to the dead-letter queue.
+    pub const MAX_RECEIVES: u32 = 5;
+
+    pub fn name(q: &'static str) -> QueueName {
+        QueueName::parse(q).expect("queue names in `queues` are valid (tested)")
+    }
+
+    pub fn specs(visibility_timeout: Duration) -> Vec<QueueSpec> {
+        ALL.iter()
+            .map(|q| QueueSpec {
+                name: name(q),
+                visibility_timeout,
+                max_receives: MAX_RECEIVES,
+            })
+            .collect()
+    }
+}
+
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded default: one SQLite file.
+    Sqlite { path: PathBuf },
+    /// DynamoDB and SQS (AWS, or a wire-compatible endpoint such as moto).
+    Aws {
+        settings: AwsSettings,
+        table: String,
+        queue_prefix: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("{0}")]
+    Environment(String),
+}
+
+/// Everything a handler needs.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+    pub config: Arc<Config>,
+    /// `Authorization: Bearer` token of the staff endpoints; `None` refuses every staff call.
+    pub staff_token: Option<String>,
+    pub numberer: Numberer,
+}
+
+impl App {
+    /// Connects to the backend. With `provision`, creates the table and queues if missing (the
+    /// local runtime does; on AWS the deployment template creates them).
+    pub async fn connect(
+        backend: &Backend,
+        config: Config,
+        staff_token: Option<String>,
+        numbering_key: Vec<u8>,
+        clock: Arc<dyn Clock>,
+        provision: bool,
+    ) -> Result<Self, StartError> {
+        let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = match backend {
+            Backend::Sqlite { path } => {
+                let db = SqliteDb::open(path)?;
+                (Arc::new(db.store()), Arc::new(db.queue(Arc::clone(&clock))))
+            }
+            Backend::Aws {
+                settings,
+                table,
+                queue_prefix,
+            } => {
+                let sdk = sdk_config(settings).await;
+                let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+                if provision {
+                    ensure_table(&dynamo, table).await?;
+                }
+                (
+                    Arc::new(DynamoStore::new(dynamo, table.clone())),
+                    Arc::new(SqsQueue::new(
+                        aws_sdk_sqs::Client::new(&sdk),
+                        queue_prefix.clone(),
+                    )),
+                )
+            }
+        };
+        if provision {
+            queue
+                .ensure_queues(&queues::specs(Duration::from_secs(30)))
+                .await?;
+        }
+        Ok(Self {
+            store,
+            queue,
+            clock,
+            ids: Arc::new(UuidV7Ids),
+            numberer: Numberer::new(&config, numbering_key)?,
+            config: Arc::new(config),
+            staff_token,
+        })
+    }
+
+    /// The set-up of a Lambda function, from its environment:
+    /// `OMS_TABLE` and `OMS_QUEUE_PREFIX` (DynamoDB and SQS; `AWS_ENDPOINT_URL` as the SDK reads
+    /// it), `OMS_CONFIG` (a TOML file; the built-in demo without it), `OMS_STAFF_TOKEN`,
+    /// `OMS_NUMBERING_KEY`.
+    pub async fn from_env() -> Result<Self, StartError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let table = env("OMS_TABLE")
+            .ok_or_else(|| StartError::Environment("OMS_TABLE is not set".into()))?;
+        let backend = Backend::Aws {
+            settings: AwsSettings::default(),
+            table,
+            queue_prefix: env("OMS_QUEUE_PREFIX").unwrap_or_else(|| "oms-".into()),
+        };
+        let config = match env("OMS_CONFIG") {
+            Some(path) => Config::load(std::path::Path::new(&path))?,
+            None => Config::demo(),
+        };
+        let key = env("OMS_NUMBERING_KEY")
+            .ok_or_else(|| StartError::Environment("OMS_NUMBERING_KEY is not set".into()))?;
+        Self::connect(
+            &backend,
+            config,
+            env("OMS_STAFF_TOKEN"),
+            key.into_bytes(),
+            Arc::new(SystemClock),
+            false,
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        queue: &'static str,
+        body: &impl serde::Serialize,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(body).map_err(|e| QueueError::Backend(Box::new(e)))?;
+        self.queue.send(&queues::name(queue), &body).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_queue_name_is_valid() {
+        for q in super::queues::ALL {
+            super::queues::name(q);
+        }
+    }
+}
