@@ -21,6 +21,7 @@
 
 pub mod adapters;
 pub mod allocation;
+pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;

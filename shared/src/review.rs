@@ -18,7 +18,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::ReviewConfig;
-use crate::domain::{Order, PaymentMethod};
+use crate::domain::{Address, Order, PaymentMethod, Phone};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -53,17 +53,31 @@ fn contains_word(haystack: &str, words: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// Reviews `order`. `history` is the customer's other recent orders (any status, the order
-/// itself may be among them and is ignored).
-pub fn review(
-    order: &Order,
-    history: &[Order],
+/// What is wrong with an address, by the review rules: hard blocks, missing parts, and
+/// suspicious words. Review uses it for new orders; the address-change command for new addresses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AddressFindings {
+    pub blocked: Vec<String>,
+    pub incomplete: Vec<String>,
+    pub suspicious: Vec<String>,
+}
+
+impl AddressFindings {
+    pub fn all(&self) -> Vec<String> {
+        [&self.blocked, &self.incomplete, &self.suspicious]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn check_address(
+    a: &Address,
+    customer_phone: Option<&Phone>,
     rules: &ReviewConfig,
-    now: DateTime<Utc>,
-) -> Decision {
-    let c = &order.customer;
-    let a = &order.shipping_address;
-    let address_text = [
+) -> AddressFindings {
+    let text = [
         Some(a.line1.as_str()),
         a.line2.as_ref().map(|l| l.as_str()),
         Some(a.city.as_str()),
@@ -74,6 +88,47 @@ pub fn review(
     .flatten()
     .collect::<Vec<_>>()
     .join(" ");
+    let mut f = AddressFindings::default();
+    if let Some(p) = a
+        .phone
+        .as_ref()
+        .filter(|p| rules.blocked_phones.contains(p.as_str()))
+    {
+        f.blocked.push(format!("phone {} is blocked", p.as_str()));
+    }
+    if let Some(w) = contains_word(&text, &rules.blocked_address_words) {
+        f.blocked
+            .push(format!("the address matches the blocked {w:?}"));
+    }
+    if a.postal_code.is_none() {
+        f.incomplete
+            .push("incomplete address: no postal code".into());
+    }
+    if a.phone.is_none() && customer_phone.is_none() {
+        f.incomplete
+            .push("incomplete address: no phone number for the courier".into());
+    }
+    if a.line1.as_str().chars().count() < 4 {
+        f.incomplete
+            .push("incomplete address: the street line is too short".into());
+    }
+    if let Some(w) = contains_word(&text, &rules.suspicious_address_words) {
+        f.suspicious
+            .push(format!("suspicious address: contains {w:?}"));
+    }
+    f
+}
+
+/// Reviews `order`. `history` is the customer's other recent orders (any status, the order
+/// itself may be among them and is ignored).
+pub fn review(
+    order: &Order,
+    history: &[Order],
+    rules: &ReviewConfig,
+    now: DateTime<Utc>,
+) -> Decision {
+    let c = &order.customer;
+    let address = check_address(&order.shipping_address, c.phone.as_ref(), rules);
 
     // 1. Hard blocks.
     let mut reject = Vec::new();
@@ -87,13 +142,17 @@ pub fn review(
     {
         reject.push(format!("e-mail {} is blocked", e.as_str()));
     }
-    for p in [c.phone.as_ref(), a.phone.as_ref()].into_iter().flatten() {
-        if rules.blocked_phones.contains(p.as_str()) {
-            reject.push(format!("phone {} is blocked", p.as_str()));
-        }
+    if let Some(p) = c
+        .phone
+        .as_ref()
+        .filter(|p| rules.blocked_phones.contains(p.as_str()))
+    {
+        reject.push(format!("phone {} is blocked", p.as_str()));
     }
-    if let Some(w) = contains_word(&address_text, &rules.blocked_address_words) {
-        reject.push(format!("the address matches the blocked {w:?}"));
+    for b in address.blocked {
+        if !reject.contains(&b) {
+            reject.push(b);
+        }
     }
     if !reject.is_empty() {
         return Decision::Reject(reject);
@@ -138,15 +197,7 @@ pub fn review(
             }
         }
     }
-    if a.postal_code.is_none() {
-        hold.push("incomplete address: no postal code".into());
-    }
-    if a.phone.is_none() && c.phone.is_none() {
-        hold.push("incomplete address: no phone number for the courier".into());
-    }
-    if a.line1.as_str().chars().count() < 4 {
-        hold.push("incomplete address: the street line is too short".into());
-    }
+    hold.extend(address.incomplete);
     if !hold.is_empty() {
         return Decision::Hold(hold);
     }
@@ -192,9 +243,7 @@ pub fn review(
             ));
         }
     }
-    if let Some(w) = contains_word(&address_text, &rules.suspicious_address_words) {
-        hold.push(format!("suspicious address: contains {w:?}"));
-    }
+    hold.extend(address.suspicious);
     if hold.is_empty() {
         Decision::Approve(vec!["passed every review rule".into()])
     } else {

@@ -5,11 +5,11 @@ pub mod status;
 pub mod values;
 
 pub use order::{
-    Address, Customer, FieldError, InvalidOrder, NewOrder, Order, OrderChange, OrderDraft,
-    OrderLine, PaymentMethod, TransitionNotAllowed,
+    Address, AddressDraft, Customer, CustomerDraft, FieldError, InvalidOrder, LineDraft, NewOrder,
+    Order, OrderChange, OrderDraft, OrderLine, PaymentMethod, TransitionNotAllowed,
 };
 pub use status::{Actor, Status, TRANSITIONS, TimelineEntry};
 pub use values::{
     ChannelId, CountryCode, Currency, CustomerId, Email, ExternalId, InvalidValue, MinorUnits,
-    Money, OrderId, OrderNumber, Phone, Quantity, Sku, Text, WarehouseId,
+    Money, OrderId, OrderNumber, Phone, Quantity, Sku, Text, WarehouseId, parse_decimal_minor,
 };

@@ -364,6 +364,42 @@ impl From<MinorUnits> for i64 {
     }
 }
 
+/// Parses a decimal amount as marketplaces send it (`"49.90"`) into minor units of a currency
+/// with `digits` decimals. Refuses signs, exponents, more decimals than the currency has, and
+/// amounts above [`MinorUnits::MAX`]. Hand-written: a decimal crate would parse more than money
+/// may look like here.
+pub fn parse_decimal_minor(raw: &str, digits: u32) -> Result<i64, InvalidValue> {
+    let s = raw.trim();
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let all_digits = |p: &str| p.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty()
+        || !all_digits(whole)
+        || !all_digits(frac)
+        || (s.contains('.') && frac.is_empty())
+    {
+        return Err(invalid(format!(
+            "{raw:?} is not a decimal amount like 49.90"
+        )));
+    }
+    if frac.len() > digits as usize {
+        return Err(invalid(format!("{raw:?} has more than {digits} decimals")));
+    }
+    let scale = 10i64.pow(digits);
+    let frac_value = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().map_err(|_| invalid("bad decimals"))?
+            * 10i64.pow(digits - frac.len() as u32)
+    };
+    whole
+        .parse::<i64>()
+        .ok()
+        .and_then(|w| w.checked_mul(scale))
+        .and_then(|w| w.checked_add(frac_value))
+        .filter(|v| *v <= MinorUnits::MAX)
+        .ok_or_else(|| invalid(format!("{raw:?} is too large")))
+}
+
 /// An amount with its currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
@@ -464,6 +500,27 @@ mod tests {
             "li@example.com"
         );
         assert!(Email::parse("not-an-email").is_err());
+    }
+
+    #[test]
+    fn decimal_amounts_become_minor_units() {
+        assert_eq!(parse_decimal_minor("49.90", 2), Ok(4990));
+        assert_eq!(parse_decimal_minor("49.9", 2), Ok(4990));
+        assert_eq!(parse_decimal_minor("49", 2), Ok(4900));
+        assert_eq!(parse_decimal_minor("1200", 0), Ok(1200));
+        for bad in [
+            "",
+            "-1.00",
+            "1.234",
+            "1e3",
+            "1.",
+            ".5",
+            "abc",
+            "1,00",
+            "99999999999999999999",
+        ] {
+            assert!(parse_decimal_minor(bad, 2).is_err(), "{bad}");
+        }
     }
 
     #[test]

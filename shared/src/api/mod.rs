@@ -1,0 +1,873 @@
+//! The HTTP surface, as `lambda_http` handlers: the same code answers API Gateway (HTTP API)
+//! events in Lambda and real HTTP requests in the local runtime.
+//!
+//! | method and path | who | handler |
+//! |---|---|---|
+//! | `POST /orders` | channel | [`intake`]: native format, `Idempotency-Key` |
+//! | `POST /channels/{channel}/orders` | channel | [`intake`]: the channel's marketplace format |
+//! | `GET /orders/lookup?number=&contact=` | customer | order number plus e-mail or phone |
+//! | `GET /orders/{id}` | staff | the order with allocations and timeline |
+//! | `GET /orders?status=&customer=&channel=&from=&to=&limit=&cursor=` | staff | a page of orders |
+//! | `POST /orders/{id}/cancel` | staff | cancel before shipment, releasing stock |
+//! | `PUT /orders/{id}/shipping-address` | staff | change the address before shipment |
+//! | `GET /reviews`, `POST /orders/{id}/review` | staff | held orders; approve or reject |
+//! | `GET /warehouses`, `PUT /stock/{sku}/{warehouse}`, `GET /stock/{sku}`, `GET /alerts` | staff | stock |
+//!
+//! Staff routes need `Authorization: Bearer <OMS_STAFF_TOKEN>`. Every error is
+//! `application/problem+json` naming the field where there is one.
+
+pub mod problem;
+pub mod taobao;
+
+use chrono::{DateTime, Duration, Utc};
+use lambda_http::http::{HeaderMap, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use problem::ApiError;
+
+use crate::app::{App, queues};
+use crate::config::ChannelFormat;
+use crate::domain::{
+    Actor, AddressDraft, ChannelId, Currency, CustomerId, FieldError, InvalidOrder, Order,
+    OrderDraft, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+};
+use crate::pipeline;
+use crate::ports::{Allocation, Created, IdempotencyRecord, OrderQuery, Reservation, StockLevel};
+use crate::review::check_address;
+
+/// The largest request body accepted (an order of `MAX_LINES` lines is far smaller).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The most orders one list page holds.
+pub const MAX_PAGE: usize = 100;
+
+type Reply = Result<Response<Body>, ApiError>;
+
+/// Which routes a function serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `POST /orders` and `POST /channels/{channel}/orders`.
+    Intake,
+    /// Everything else.
+    Orders,
+    /// Both (the local runtime).
+    All,
+}
+
+/// Answers one request. Never fails: errors become problem responses.
+pub async fn handle(app: &App, surface: Surface, req: Request) -> Response<Body> {
+    let method = req.method().clone();
+    let path = path_of(&req);
+    let result = route(app, surface, &method, &path, &req).await;
+    let response = result.unwrap_or_else(ApiError::into_response);
+    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+fn path_of(req: &Request) -> String {
+    let raw = req.raw_http_path();
+    let p = if raw.is_empty() {
+        req.uri().path()
+    } else {
+        raw
+    };
+    p.trim_end_matches('/').to_owned()
+}
+
+async fn route(app: &App, surface: Surface, method: &Method, path: &str, req: &Request) -> Reply {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let intake = surface != Surface::Orders;
+    let orders = surface != Surface::Intake;
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["orders"]) if intake => intake_order(app, req, None).await,
+        ("POST", ["channels", channel, "orders"]) if intake => {
+            intake_order(app, req, Some(channel)).await
+        }
+        ("GET", ["orders", "lookup"]) if orders => lookup(app, req).await,
+        _ if !orders => Err(ApiError::NoRoute),
+        (m, segs) => {
+            staff(app, req)?;
+            match (m, segs) {
+                ("GET", ["orders"]) => list(app, req).await,
+                ("GET", ["orders", id]) => get_order(app, id).await,
+                ("POST", ["orders", id, "cancel"]) => cancel(app, id, req).await,
+                ("PUT", ["orders", id, "shipping-address"]) => change_address(app, id, req).await,
+                ("POST", ["orders", id, "review"]) => decide(app, id, req).await,
+                ("GET", ["reviews"]) => held(app, req).await,
+                ("GET", ["warehouses"]) => json(
+                    StatusCode::OK,
+                    &app.config
+                        .warehouses
+                        .iter()
+                        .map(WarehouseView::from)
+                        .collect::<Vec<_>>(),
+                ),
+                ("PUT", ["stock", sku, wh]) => set_stock(app, sku, wh, req).await,
+                ("GET", ["stock", sku]) => stock(app, sku).await,
+                ("GET", ["alerts"]) => json(StatusCode::OK, &app.store.alerts().await?),
+                _ => Err(ApiError::NoRoute),
+            }
+        }
+    }
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Reply {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(text))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn staff(app: &App, req: &Request) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match (&app.staff_token, given) {
+        (Some(expected), Some(given))
+            if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The body, checked for size and media type.
+fn body(req: &Request) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+    }
+    if let Some(ct) = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+    {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    Ok(bytes)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let bytes = body(req)?;
+    // Malformed JSON is told apart from well-formed JSON of the wrong shape, whose error names
+    // the field by its path (`lines[0].quantity`).
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::field(&field, e.into_inner().to_string())
+    })
+}
+
+fn query(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|e| ApiError::field("id", e.0))
+}
+
+async fn load(app: &App, raw: &str) -> Result<Order, ApiError> {
+    let id = order_id(raw)?;
+    app.store
+        .get_order(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Intake
+
+#[derive(Serialize, Deserialize)]
+struct Accepted {
+    order_id: OrderId,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<OrderNumber>,
+    /// True when the order was already here (same idempotency key or same external id).
+    duplicate: bool,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| ApiError::field("Idempotency-Key", "must be printable ASCII"))?
+                .trim();
+            if k.is_empty() || k.len() > 255 {
+                return Err(ApiError::field(
+                    "Idempotency-Key",
+                    "must be 1 to 255 characters",
+                ));
+            }
+            Ok(Some(k.to_owned()))
+        }
+    }
+}
+
+fn invalid_order(e: InvalidOrder, rename: impl Fn(&str) -> String) -> ApiError {
+    ApiError::Invalid(
+        e.0.into_iter()
+            .map(|f| FieldError {
+                field: rename(&f.field),
+                reason: f.reason,
+            })
+            .collect(),
+    )
+}
+
+/// `POST /orders` (native) and `POST /channels/{channel}/orders` (the channel's format).
+async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply {
+    let key = idempotency_key(req.headers())?;
+    let raw = body(req)?;
+    let new_order = match channel {
+        None => {
+            let draft: OrderDraft = parse_body(req)?;
+            let new = draft
+                .validate()
+                .map_err(|e| invalid_order(e, str::to_owned))?;
+            if app
+                .config
+                .channel(&new.channel)
+                .is_none_or(|c| c.format != ChannelFormat::Native)
+            {
+                return Err(ApiError::field(
+                    "channel",
+                    format!(
+                        "{} is not a channel that sends the native format",
+                        new.channel
+                    ),
+                ));
+            }
+            new
+        }
+        Some(c) => {
+            let channel = ChannelId::parse(c).map_err(|e| ApiError::field("channel", e.0))?;
+            let config = app.config.channel(&channel).ok_or_else(|| {
+                ApiError::NotFound(format!("channel {channel} is not configured"))
+            })?;
+            let currency = config
+                .currency
+                .as_deref()
+                .and_then(|c| Currency::parse(c).ok())
+                .ok_or_else(|| ApiError::Internal(format!("channel {channel} has no currency")))?;
+            match config.format {
+                ChannelFormat::Taobao => {
+                    let trade =
+                        taobao::parse(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                    let draft =
+                        taobao::to_draft(trade, &channel, currency).map_err(ApiError::Invalid)?;
+                    draft
+                        .validate()
+                        .map_err(|e| invalid_order(e, taobao::field_name))?
+                }
+                ChannelFormat::Native => {
+                    return Err(ApiError::field(
+                        "channel",
+                        format!("{channel} sends the native format to POST /orders"),
+                    ));
+                }
+            }
+        }
+    };
+    let now = app.clock.now();
+    let mut id = app.ids.order_id();
+    let mut replay = false;
+    if let Some(k) = &key {
+        let record = IdempotencyRecord {
+            key: format!("intake:{}:{k}", new_order.channel),
+            request_hash: hex::encode(Sha256::digest(raw)),
+            response: serde_json::to_string(&id.to_string())
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            expires_at: now + Duration::hours(i64::from(app.config.idempotency_hours)),
+        };
+        if let Some(first) = app.store.put_idempotency(&record, now).await? {
+            if first.request_hash != record.request_hash {
+                return Err(ApiError::Unprocessable(
+                    "this Idempotency-Key was used with a different body".into(),
+                    vec![],
+                ));
+            }
+            // The same request again: finish what the first one started, with its order id.
+            id = serde_json::from_str::<String>(&first.response)
+                .ok()
+                .and_then(|s| OrderId::parse(&s).ok())
+                .ok_or_else(|| ApiError::Internal("unreadable idempotency record".into()))?;
+            replay = true;
+        }
+    }
+    let (order, entry) = new_order.accept(id, now);
+    let (order, duplicate) = match app.store.create_order(&order, &entry).await? {
+        Created::New => (order, replay),
+        Created::Existing(existing) => (*existing, true),
+    };
+    if order.status() == Status::Received {
+        // Sent again on a replay too: the first attempt may have stored the order and failed to
+        // enqueue it. Numbering is idempotent, so a second message is harmless.
+        pipeline::forward(app, queues::NUMBERING, order.id).await?;
+    }
+    tracing::info!(order_id = %order.id, channel = %order.channel, duplicate, "order accepted");
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = json(
+        status,
+        &Accepted {
+            order_id: order.id,
+            status: order.status(),
+            number: order.number.clone(),
+            duplicate,
+        },
+    )?;
+    if let Ok(v) = format!("/orders/{}", order.id).parse() {
+        response.headers_mut().insert("location", v);
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+#[derive(Serialize)]
+struct LineView {
+    sku: Sku,
+    quantity: u32,
+    unit_price: i64,
+}
+
+#[derive(Serialize)]
+struct AllocationView {
+    warehouse: WarehouseId,
+    state: crate::ports::ReservationState,
+    lines: Vec<AllocationLine>,
+}
+
+#[derive(Serialize)]
+struct AllocationLine {
+    sku: Sku,
+    quantity: u64,
+}
+
+impl From<Reservation> for AllocationView {
+    fn from(r: Reservation) -> Self {
+        AllocationView {
+            warehouse: r.warehouse,
+            state: r.state,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|(sku, quantity)| AllocationLine { sku, quantity })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OrderView {
+    #[serde(flatten)]
+    order: Order,
+    status: Status,
+    version: u64,
+    allocations: Vec<AllocationView>,
+    timeline: Vec<TimelineEntry>,
+}
+
+async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
+    let allocations = app
+        .store
+        .reservations(order.id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let timeline = app.store.timeline(order.id).await?;
+    Ok(OrderView {
+        status: order.status(),
+        version: order.version(),
+        order,
+        allocations,
+        timeline,
+    })
+}
+
+async fn get_order(app: &App, id: &str) -> Reply {
+    let order = load(app, id).await?;
+    json(StatusCode::OK, &order_view(app, order).await?)
+}
+
+/// What a customer sees: no addresses, contacts or internal reasons.
+#[derive(Serialize)]
+struct CustomerView {
+    number: OrderNumber,
+    status: Status,
+    created_at: DateTime<Utc>,
+    lines: Vec<LineView>,
+    total: crate::domain::Money,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_due_at: Option<DateTime<Utc>>,
+    history: Vec<StatusStep>,
+}
+
+#[derive(Serialize)]
+struct StatusStep {
+    status: Status,
+    at: DateTime<Utc>,
+}
+
+async fn lookup(app: &App, req: &Request) -> Reply {
+    let q = query(req);
+    let number = param(&q, "number").ok_or_else(|| ApiError::field("number", "is required"))?;
+    let contact = param(&q, "contact").ok_or_else(|| {
+        ApiError::field("contact", "is required (the e-mail or phone of the order)")
+    })?;
+    let unknown = || ApiError::NotFound("no order with this number and contact".into());
+    let number = OrderNumber::parse(number).map_err(|_| unknown())?;
+    let order = app
+        .store
+        .get_order_by_number(&number)
+        .await?
+        .ok_or_else(unknown)?;
+    let c = &order.customer;
+    let email_ok = crate::domain::Email::parse(contact)
+        .ok()
+        .is_some_and(|e| c.email.as_ref() == Some(&e));
+    let phone_ok = crate::domain::Phone::parse(contact).ok().is_some_and(|p| {
+        c.phone.as_ref() == Some(&p) || order.shipping_address.phone.as_ref() == Some(&p)
+    });
+    // A wrong contact is answered exactly like an unknown number: the number alone reveals nothing.
+    if !(email_ok || phone_ok) {
+        return Err(unknown());
+    }
+    let history = app
+        .store
+        .timeline(order.id)
+        .await?
+        .into_iter()
+        .filter_map(|e| e.to.map(|status| StatusStep { status, at: e.at }))
+        .collect();
+    json(
+        StatusCode::OK,
+        &CustomerView {
+            number,
+            status: order.status(),
+            created_at: order.created_at,
+            lines: order
+                .lines
+                .iter()
+                .map(|l| LineView {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity.get(),
+                    unit_price: l.unit_price.get(),
+                })
+                .collect(),
+            total: order.total,
+            payment_due_at: order.payment_due_at,
+            history,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct Summary {
+    id: OrderId,
+    number: Option<OrderNumber>,
+    status: Status,
+    channel: ChannelId,
+    customer: CustomerId,
+    total: crate::domain::Money,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hold_reasons: Vec<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&Order> for Summary {
+    fn from(o: &Order) -> Self {
+        Summary {
+            id: o.id,
+            number: o.number.clone(),
+            status: o.status(),
+            channel: o.channel.clone(),
+            customer: o.customer.id.clone(),
+            total: o.total,
+            hold_reasons: o.hold_reasons.clone(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Page {
+    orders: Vec<Summary>,
+    next_cursor: Option<String>,
+}
+
+fn time_param(q: &[(String, String)], name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    param(q, name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::field(name, "must be an RFC 3339 time like 2026-11-27T00:00:00Z")
+                })
+        })
+        .transpose()
+}
+
+fn page_query(q: &[(String, String)]) -> Result<OrderQuery, ApiError> {
+    let limit = match param(q, "limit") {
+        None => 20,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::field("limit", format!("must be a number from 1 to {MAX_PAGE}"))
+            })?,
+    };
+    Ok(OrderQuery {
+        status: param(q, "status")
+            .map(|s| {
+                s.parse::<Status>()
+                    .map_err(|e| ApiError::field("status", e.to_string()))
+            })
+            .transpose()?,
+        customer: param(q, "customer")
+            .map(|c| CustomerId::parse(c).map_err(|e| ApiError::field("customer", e.0)))
+            .transpose()?,
+        channel: param(q, "channel")
+            .map(|c| ChannelId::parse(c).map_err(|e| ApiError::field("channel", e.0)))
+            .transpose()?,
+        from: time_param(q, "from")?,
+        to: time_param(q, "to")?,
+        limit,
+        cursor: param(q, "cursor").map(str::to_owned),
+    })
+}
+
+async fn list_page(app: &App, query: &OrderQuery) -> Reply {
+    if query.index().is_none() {
+        return Err(ApiError::field(
+            "status",
+            "give at least one of status, customer or channel",
+        ));
+    }
+    let page = app.store.list_orders(query).await?;
+    json(
+        StatusCode::OK,
+        &Page {
+            orders: page.orders.iter().map(Summary::from).collect(),
+            next_cursor: page.next,
+        },
+    )
+}
+
+async fn list(app: &App, req: &Request) -> Reply {
+    list_page(app, &page_query(&query(req))?).await
+}
+
+async fn held(app: &App, req: &Request) -> Reply {
+    let mut q = page_query(&query(req))?;
+    q.status = Some(Status::OnHold);
+    list_page(app, &q).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+/// Statuses from which an order has not left the warehouse.
+fn before_shipment(s: Status) -> bool {
+    use Status::*;
+    matches!(
+        s,
+        Received | Numbered | Approved | OnHold | AwaitingPayment | OutOfStock | Paid | ReadyToShip
+    )
+}
+
+async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
+    let order = load(app, id).await?;
+    let b: CancelBody = if req.body().is_empty() {
+        CancelBody::default()
+    } else {
+        parse_body(req)?
+    };
+    if !before_shipment(order.status()) {
+        return Err(ApiError::Conflict(format!(
+            "an order that is {} cannot be cancelled",
+            order.status()
+        )));
+    }
+    let actor = Actor::Staff(b.by.unwrap_or_else(|| "staff".into()));
+    let change = order
+        .transition(
+            Status::Cancelled,
+            actor,
+            Some(b.reason.unwrap_or_else(|| "cancelled by staff".into())),
+            app.clock.now(),
+        )
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    app.store.save_change(&change).await?;
+    let released = app.store.release(order.id).await?;
+    tracing::info!(order_id = %order.id, released, "order cancelled");
+    json(StatusCode::OK, &order_view(app, change.order).await?)
+}
+
+async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
+    let order = load(app, id).await?;
+    let draft: AddressDraft = parse_body(req)?;
+    // Validate the address the way an order's address is validated, with field names as sent.
+    let mut probe = OrderDraft {
+        channel: Some(order.channel.to_string()),
+        customer: Some(crate::domain::CustomerDraft {
+            id: Some(order.customer.id.to_string()),
+            name: Some(order.customer.name.to_string()),
+            email: order.customer.email.as_ref().map(|e| e.as_str().to_owned()),
+            phone: order.customer.phone.as_ref().map(|p| p.as_str().to_owned()),
+        }),
+        lines: Some(vec![crate::domain::LineDraft {
+            sku: Some("X".into()),
+            quantity: Some(1),
+            unit_price: Some(0),
+        }]),
+        currency: Some(order.total.currency.code().into()),
+        payment_method: Some("prepaid".into()),
+        ..Default::default()
+    };
+    probe.shipping_address = Some(draft);
+    let address = probe
+        .validate()
+        .map_err(|e| {
+            invalid_order(e, |f| {
+                f.strip_prefix("shipping_address.").unwrap_or(f).to_owned()
+            })
+        })?
+        .shipping_address;
+    if !before_shipment(order.status()) {
+        return Err(ApiError::Conflict(format!(
+            "the address of an order that is {} cannot change",
+            order.status()
+        )));
+    }
+    let findings = check_address(&address, order.customer.phone.as_ref(), &app.config.review);
+    if !findings.all().is_empty() {
+        return Err(ApiError::Unprocessable(
+            "the new address does not pass review".into(),
+            findings.all(),
+        ));
+    }
+    let mut change = order.revise(
+        Actor::Staff("staff".into()),
+        "shipping address changed".into(),
+        app.clock.now(),
+    );
+    change.order.shipping_address = address;
+    app.store.save_change(&change).await?;
+    tracing::info!(order_id = %order.id, "shipping address changed");
+    json(StatusCode::OK, &order_view(app, change.order).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    decision: Option<String>,
+    reviewer: Option<String>,
+    note: Option<String>,
+}
+
+async fn decide(app: &App, id: &str, req: &Request) -> Reply {
+    let b: ReviewBody = parse_body(req)?;
+    let mut errors = Vec::new();
+    let approve = match b.decision.as_deref() {
+        Some("approve") => Some(true),
+        Some("reject") => Some(false),
+        Some(other) => {
+            errors.push(FieldError {
+                field: "decision".into(),
+                reason: format!("{other:?} is not approve or reject"),
+            });
+            None
+        }
+        None => {
+            errors.push(FieldError {
+                field: "decision".into(),
+                reason: "is required".into(),
+            });
+            None
+        }
+    };
+    let reviewer = b
+        .reviewer
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.len() <= 100);
+    if reviewer.is_none() {
+        errors.push(FieldError {
+            field: "reviewer".into(),
+            reason: "is required (1 to 100 characters)".into(),
+        });
+    }
+    let (Some(approve), Some(reviewer)) = (approve, reviewer) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let order = load(app, id).await?;
+    if order.status() != Status::OnHold {
+        return Err(ApiError::Conflict(format!(
+            "order is {}, not on_hold",
+            order.status()
+        )));
+    }
+    let decided =
+        pipeline::decide_review(app, &order, approve, reviewer, b.note.as_deref()).await?;
+    json(StatusCode::OK, &order_view(app, decided).await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stock
+
+#[derive(Serialize)]
+struct WarehouseView<'a> {
+    id: &'a str,
+    name: &'a str,
+    regions: &'a [String],
+    priority: u32,
+}
+
+impl<'a> From<&'a crate::config::WarehouseConfig> for WarehouseView<'a> {
+    fn from(w: &'a crate::config::WarehouseConfig) -> Self {
+        WarehouseView {
+            id: &w.id,
+            name: &w.name,
+            regions: &w.regions,
+            priority: w.priority,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LevelView {
+    sku: Sku,
+    warehouse: WarehouseId,
+    on_hand: u64,
+    reserved: u64,
+    available: u64,
+    safety: u64,
+    below_safety: bool,
+}
+
+impl From<StockLevel> for LevelView {
+    fn from(l: StockLevel) -> Self {
+        LevelView {
+            available: l.available(),
+            below_safety: l.available() < l.safety,
+            sku: l.sku,
+            warehouse: l.warehouse,
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            safety: l.safety,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockBody {
+    on_hand: Option<i64>,
+    safety: Option<i64>,
+}
+
+async fn set_stock(app: &App, sku: &str, wh: &str, req: &Request) -> Reply {
+    let sku = Sku::parse(sku).map_err(|e| ApiError::field("sku", e.0))?;
+    let wh = WarehouseId::parse(wh).map_err(|e| ApiError::field("warehouse", e.0))?;
+    if !app.config.warehouse_ids().contains(&wh) {
+        return Err(ApiError::NotFound(format!(
+            "warehouse {wh} is not configured"
+        )));
+    }
+    let b: StockBody = parse_body(req)?;
+    let count = |name: &str, v: Option<i64>| -> Result<Option<u64>, ApiError> {
+        v.map(|n| u64::try_from(n).map_err(|_| ApiError::field(name, "must not be negative")))
+            .transpose()
+    };
+    let on_hand =
+        count("on_hand", b.on_hand)?.ok_or_else(|| ApiError::field("on_hand", "is required"))?;
+    let current = app
+        .store
+        .stock_of(&sku)
+        .await?
+        .into_iter()
+        .find(|l| l.warehouse == wh);
+    let safety = match count("safety", b.safety)? {
+        Some(s) => s,
+        None => current.map_or(0, |c| c.safety),
+    };
+    let level = app.store.set_stock(&sku, &wh, on_hand, safety).await?;
+    pipeline::check_low_stock(
+        app,
+        &[Allocation {
+            sku: sku.clone(),
+            warehouse: wh.clone(),
+            quantity: 0,
+        }],
+    )
+    .await?;
+    tracing::info!(sku = %sku, warehouse = %wh, on_hand, safety, "stock set");
+    json(StatusCode::OK, &LevelView::from(level))
+}
+
+async fn stock(app: &App, sku: &str) -> Reply {
+    #[derive(Serialize)]
+    struct StockView {
+        sku: Sku,
+        available: u64,
+        warehouses: Vec<LevelView>,
+    }
+    let sku = Sku::parse(sku).map_err(|e| ApiError::field("sku", e.0))?;
+    let levels = app.store.stock_of(&sku).await?;
+    json(
+        StatusCode::OK,
+        &StockView {
+            available: levels.iter().map(StockLevel::available).sum(),
+            sku,
+            warehouses: levels.into_iter().map(Into::into).collect(),
+        },
+    )
+}
