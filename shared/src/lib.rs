@@ -26,6 +26,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod lambda;
 pub mod numbering;
 pub mod pipeline;
 pub mod ports;

@@ -104,3 +104,147 @@ pub fn order(
         .expect("valid sample order")
         .accept(OrderId::generate(), t0())
 }
+
+/// The AWS endpoint for tests, or `None` after announcing the skip (see [`dynamodb`]).
+pub fn aws_endpoint() -> Option<String> {
+    match std::env::var(AWS_ENDPOINT_VAR) {
+        Ok(e) => Some(e),
+        Err(_) => {
+            if std::env::var(REQUIRE_AWS_VAR).as_deref() == Ok("1") {
+                panic!("{REQUIRE_AWS_VAR}=1 but {AWS_ENDPOINT_VAR} is not set");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!! SKIPPED: DynamoDB/SQS test (no {AWS_ENDPOINT_VAR}). \
+                 Run the README's test command to run it against moto. !!!"
+            );
+            None
+        }
+    }
+}
+
+/// The staff token the local runtime of the tests uses.
+pub const STAFF_TOKEN: &str = "test-staff-token";
+
+/// A local runtime on a free port, with the demo configuration, and an HTTP client for it.
+pub struct Local {
+    pub running: oms_local::Running,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Local {
+    async fn start(backend: impl FnOnce(&std::path::Path) -> oms::app::Backend) -> Local {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let running = oms_local::start(oms_local::Options {
+            port: 0,
+            backend: backend(dir.path()),
+            config: oms::config::Config::demo(),
+            staff_token: STAFF_TOKEN.into(),
+            numbering_key: b"test-key".to_vec(),
+            visibility_timeout: std::time::Duration::from_secs(2),
+            poll_wait: std::time::Duration::from_millis(200),
+        })
+        .await
+        .expect("local runtime starts");
+        Local {
+            running,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// On the embedded SQLite store.
+    pub async fn sqlite() -> Local {
+        Self::start(|dir| oms::app::Backend::Sqlite {
+            path: dir.join("oms.sqlite"),
+        })
+        .await
+    }
+
+    /// On DynamoDB + SQS at the test endpoint, with a fresh table and queue prefix.
+    pub async fn dynamodb() -> Option<Local> {
+        let endpoint = aws_endpoint()?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Some(
+            Self::start(|_| oms::app::Backend::Aws {
+                settings: AwsSettings {
+                    endpoint_url: Some(endpoint),
+                    region: None,
+                },
+                table: format!("oms-http-{}", &id[..12]),
+                queue_prefix: format!("h{}-", &id[..10]),
+            })
+            .await,
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.url())
+    }
+
+    /// A staff request.
+    pub fn staff(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(STAFF_TOKEN)
+    }
+
+    pub async fn get_order(&self, id: &str) -> serde_json::Value {
+        let r = self
+            .staff(reqwest::Method::GET, &format!("/orders/{id}"))
+            .send()
+            .await
+            .expect("GET order");
+        assert_eq!(r.status(), 200, "GET /orders/{id}");
+        r.json().await.expect("order json")
+    }
+
+    /// Polls the order until it reaches `status` (10 s at most), and returns it.
+    pub async fn wait_for(&self, id: &str, status: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let order = self.get_order(id).await;
+            if order["status"] == status {
+                return order;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id} did not reach {status}; it is {}: {:#}",
+                order["status"],
+                order["timeline"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Places a native order; returns the response status, headers and body.
+    pub async fn place(
+        &self,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let mut req = self.http.post(self.url("/orders")).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let r = req.send().await.expect("POST /orders");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.json().await.unwrap_or(serde_json::Value::Null);
+        (status, headers, body)
+    }
+}
+
+/// The README's sample order, for `customer`, with `(sku, quantity)` lines at 49.90.
+pub fn native_order(customer: &str, lines: &[(&str, i64)]) -> serde_json::Value {
+    serde_json::json!({
+        "channel": "web",
+        "customer": {"id": customer, "name": "Li Lei", "email": "li@example.com", "phone": "+8613800000000"},
+        "lines": lines.iter().map(|(s, q)| serde_json::json!({"sku": s, "quantity": q, "unit_price": 4990})).collect::<Vec<_>>(),
+        "currency": "CNY",
+        "shipping_address": {"name": "Li Lei", "phone": "+8613800000000", "country": "CN", "region": "Jiangsu",
+                             "city": "Nanjing", "line1": "1 Zhongshan Rd", "postal_code": "210000"},
+        "payment_method": "prepaid"
+    })
+}

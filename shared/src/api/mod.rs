@@ -275,13 +275,15 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
             let config = app.config.channel(&channel).ok_or_else(|| {
                 ApiError::NotFound(format!("channel {channel} is not configured"))
             })?;
-            let currency = config
-                .currency
-                .as_deref()
-                .and_then(|c| Currency::parse(c).ok())
-                .ok_or_else(|| ApiError::Internal(format!("channel {channel} has no currency")))?;
             match config.format {
                 ChannelFormat::Taobao => {
+                    let currency = config
+                        .currency
+                        .as_deref()
+                        .and_then(|c| Currency::parse(c).ok())
+                        .ok_or_else(|| {
+                            ApiError::Internal(format!("channel {channel} has no currency"))
+                        })?;
                     let trade =
                         taobao::parse(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
                     let draft =
@@ -393,12 +395,11 @@ impl From<Reservation> for AllocationView {
     }
 }
 
+/// The order (its status and version included) with what is stored beside it.
 #[derive(Serialize)]
 struct OrderView {
     #[serde(flatten)]
     order: Order,
-    status: Status,
-    version: u64,
     allocations: Vec<AllocationView>,
     timeline: Vec<TimelineEntry>,
 }
@@ -413,8 +414,6 @@ async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
         .collect();
     let timeline = app.store.timeline(order.id).await?;
     Ok(OrderView {
-        status: order.status(),
-        version: order.version(),
         order,
         allocations,
         timeline,

@@ -1,0 +1,6 @@
+//! The read and command API: orders, customer look-up, reviews, stock and alerts.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    oms::lambda::serve_http(oms::api::Surface::Orders).await
+}

@@ -1,0 +1,6 @@
+//! Queue-triggered: approves, holds or rejects a numbered order.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    oms::lambda::serve_queue(oms::pipeline::Step::Review).await
+}

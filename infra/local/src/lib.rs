@@ -1,0 +1,292 @@
+//! The local runtime: every function of the system in one process, the way AWS runs them.
+//!
+//! - An HTTP server on 127.0.0.1 turns each real HTTP request into a `lambda_http` request and
+//!   hands it to the same handler the intake and orders-API functions run in Lambda.
+//! - One poller per step queue receives batches of up to 10 messages with a visibility timeout,
+//!   turns them into an `SqsEvent` and hands it to the same batch handler the queue-triggered
+//!   functions run, then deletes the messages the handler did not report as failed, as the SQS
+//!   event source mapping does with `ReportBatchItemFailures`. A message that keeps failing
+//!   comes back after the visibility timeout and, after its fifth receive, moves to its
+//!   dead-letter queue.
+//!
+//! State is in the embedded SQLite file by default, or in DynamoDB and SQS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use axum::extract::State;
+use lambda_http::Body;
+use oms::api::{self, ApiError, Surface};
+use oms::app::{App, Backend, StartError};
+use oms::clock::SystemClock;
+use oms::config::Config;
+use oms::domain::{Sku, WarehouseId};
+use oms::pipeline::{Step, handle_batch};
+use oms::ports::Receive;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How the runtime is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// 0 picks a free port.
+    pub port: u16,
+    pub backend: Backend,
+    pub config: Config,
+    pub staff_token: String,
+    pub numbering_key: Vec<u8>,
+    /// How long a received message stays hidden before it is delivered again.
+    pub visibility_timeout: Duration,
+    /// How long a poller waits for messages before it asks again.
+    pub poll_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Listen {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started runtime. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and the pollers, letting in-flight batches finish.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The steps that have a poller, in pipeline order.
+pub const STEPS: [Step; 3] = [Step::Numbering, Step::Review, Step::Inventory];
+
+/// Starts the HTTP server and the pollers.
+pub async fn start(opts: Options) -> Result<Running, LocalError> {
+    let config = opts.config.clone();
+    let app = Arc::new(
+        App::connect(
+            &opts.backend,
+            opts.config,
+            Some(opts.staff_token),
+            opts.numbering_key,
+            Arc::new(SystemClock),
+            true,
+        )
+        .await?,
+    );
+    seed_stock(&app, &config).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .map_err(|source| LocalError::Listen {
+            port: opts.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| LocalError::Listen {
+        port: opts.port,
+        source,
+    })?;
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let router = axum::Router::new()
+        .fallback(proxy)
+        .with_state(Arc::clone(&app));
+    let mut server_stop = stopped.clone();
+    tasks.spawn(async move {
+        let shutdown = async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    for step in STEPS {
+        let app = Arc::clone(&app);
+        let stopped = stopped.clone();
+        let receive = Receive {
+            max_messages: 10,
+            visibility_timeout: opts.visibility_timeout,
+            wait: opts.poll_wait,
+        };
+        tasks.spawn(poll(app, step, receive, stopped));
+    }
+    tracing::info!(%addr, "oms-local listening");
+    Ok(Running {
+        addr,
+        app,
+        stop,
+        tasks,
+    })
+}
+
+/// Puts the configuration's initial stock into warehouses that have no record of that SKU yet
+/// (a first start), never over stock that is already there.
+async fn seed_stock(app: &App, config: &Config) -> Result<(), StartError> {
+    for s in &config.seed_stock {
+        let (Ok(sku), Ok(wh)) = (Sku::parse(&s.sku), WarehouseId::parse(&s.warehouse)) else {
+            continue; // checked when the configuration was loaded
+        };
+        let known = app
+            .store
+            .stock_of(&sku)
+            .await?
+            .iter()
+            .any(|l| l.warehouse == wh);
+        if !known {
+            app.store.set_stock(&sku, &wh, s.on_hand, s.safety).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One HTTP request through the same handler API Gateway would invoke.
+async fn proxy(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, api::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return to_axum(ApiError::TooLarge(api::MAX_BODY_BYTES).into_response()),
+    };
+    // API Gateway hands text bodies over as text and others base64-encoded, as binary here.
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Binary(e.into_bytes()),
+        }
+    };
+    let response = api::handle(
+        &app,
+        Surface::All,
+        lambda_http::Request::from_parts(parts, body),
+    )
+    .await;
+    to_axum(response)
+}
+
+fn to_axum(response: lambda_http::Response<Body>) -> axum::response::Response {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Feeds one queue to its step, as the SQS event source mapping does.
+async fn poll(app: Arc<App>, step: Step, receive: Receive, mut stopped: watch::Receiver<bool>) {
+    let queue = oms::app::queues::name(step.queue());
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let messages = tokio::select! {
+            got = app.queue.receive(&queue, receive) => got,
+            _ = stopped.changed() => return,
+        };
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(queue = %queue, error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        event.records = messages
+            .iter()
+            .map(|m| {
+                let mut r = SqsMessage::default();
+                r.message_id = Some(m.id.clone());
+                r.receipt_handle = Some(m.receipt.clone());
+                r.body = Some(m.body.clone());
+                r.event_source = Some("aws:sqs".into());
+                r.attributes.insert(
+                    "ApproximateReceiveCount".into(),
+                    m.receive_count.to_string(),
+                );
+                r
+            })
+            .collect();
+        let response = handle_batch(&app, step, event).await;
+        for m in &messages {
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == m.id);
+            if !failed {
+                if let Err(e) = app.queue.delete(&queue, &m.receipt).await {
+                    tracing::error!(queue = %queue, message_id = %m.id, error = %e, "delete failed; the message will be handled again");
+                }
+            }
+        }
+    }
+}
+
+/// Reads the numbering key from `OMS_NUMBERING_KEY`, or from `<data dir>/numbering.key`, making
+/// one there on first start so numbers stay unguessable and consistent across restarts.
+pub fn numbering_key(data_dir: &Path) -> Result<Vec<u8>, LocalError> {
+    if let Some(k) = std::env::var("OMS_NUMBERING_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        return Ok(k.into_bytes());
+    }
+    let path = data_dir.join("numbering.key");
+    let io = |source| LocalError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(k) if !k.is_empty() => Ok(k),
+        _ => {
+            let key = uuid::Uuid::new_v4().simple().to_string().into_bytes();
+            std::fs::write(&path, &key).map_err(io)?;
+            Ok(key)
+        }
+    }
+}
+
+/// Creates the data directory if needed and returns the database path in it.
+pub fn database_path(data_dir: &Path) -> Result<PathBuf, LocalError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| LocalError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(data_dir.join("oms.sqlite"))
+}

@@ -1,0 +1,34 @@
+//! The two shapes of Lambda function, so that each binary under `functions/` is a few lines:
+//! read the configuration and build the clients once at init (outside the handler, so warm
+//! invocations reuse them), then hand every invocation to the shared handler.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+use crate::api::{self, Surface};
+use crate::app::App;
+use crate::pipeline::{Step, handle_batch};
+
+/// An SQS-triggered step function (`ReportBatchItemFailures` on its event source mapping).
+pub async fn serve_queue(step: Step) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = Arc::new(App::from_env().await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(handle_batch(&app, step, event.payload).await) }
+    }))
+    .await
+}
+
+/// An HTTP API function serving one surface.
+pub async fn serve_http(surface: Surface) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = Arc::new(App::from_env().await?);
+    lambda_http::run(service_fn(move |req: lambda_http::Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(api::handle(&app, surface, req).await) }
+    }))
+    .await
+}

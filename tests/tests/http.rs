@@ -1,0 +1,817 @@
+//! The order pipeline over real HTTP, against the local runtime: every case runs on the embedded
+//! default (`sqlite::...`); the cases listed for `dynamodb` also run on DynamoDB + SQS (moto).
+
+use oms_tests::{Local, native_order};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+macro_rules! http_cases {
+    (both: [$($both:ident),* $(,)?], sqlite_only: [$($only:ident),* $(,)?]) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $both() {
+                    let local = oms_tests::Local::sqlite().await;
+                    super::cases::$both(&local).await;
+                    local.running.stop().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $only() {
+                    let local = oms_tests::Local::sqlite().await;
+                    super::cases::$only(&local).await;
+                    local.running.stop().await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $both() {
+                    let Some(local) = oms_tests::Local::dynamodb().await else { return };
+                    super::cases::$both(&local).await;
+                    local.running.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+http_cases!(
+    both: [
+        an_order_is_numbered_approved_and_reserved_then_awaits_payment,
+        the_same_idempotency_key_returns_the_first_answer_and_a_new_body_is_refused,
+        a_held_order_approved_by_staff_continues,
+    ],
+    sqlite_only: [
+        an_order_without_stock_is_out_of_stock_with_the_missing_lines_named,
+        a_channel_that_cancels_out_of_stock_orders_cancels_them,
+        a_taobao_trade_is_normalised_and_its_tid_guards_against_duplicates,
+        bad_input_gets_a_problem_naming_the_field_and_changes_nothing,
+        staff_endpoints_need_the_bearer_token,
+        cancelling_before_shipment_gives_the_stock_back,
+        a_new_shipping_address_is_checked_before_it_is_saved,
+        cash_on_delivery_orders_skip_payment_and_go_to_dispatch,
+        stock_below_its_safety_level_raises_one_alert,
+        concurrent_orders_never_oversell,
+        a_rejected_review_decision_needs_a_reviewer_and_ends_the_order,
+    ]
+);
+
+async fn id_of(body: &Value) -> String {
+    body["order_id"]
+        .as_str()
+        .expect("order_id in answer")
+        .to_owned()
+}
+
+async fn customer_orders(local: &Local, customer: &str) -> Vec<Value> {
+    let r = local
+        .staff(
+            Method::GET,
+            &format!("/orders?customer={customer}&limit=100"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.unwrap();
+    page["orders"].as_array().unwrap().clone()
+}
+
+async fn available(local: &Local, sku: &str, wh: &str) -> (u64, u64, u64) {
+    let r: Value = local
+        .staff(Method::GET, &format!("/stock/{sku}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let level = r["warehouses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["warehouse"] == wh)
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        level["on_hand"].as_u64().unwrap_or(0),
+        level["reserved"].as_u64().unwrap_or(0),
+        level["available"].as_u64().unwrap_or(0),
+    )
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn an_order_is_numbered_approved_and_reserved_then_awaits_payment(local: &Local) {
+        // When a trusted customer places an order over HTTP
+        let (status, headers, body) = local
+            .place(&native_order("C1001", &[("TEA-001", 2)]), Some("k-1"))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["status"], "received");
+        let id = id_of(&body).await;
+        assert_eq!(headers["location"], format!("/orders/{id}").as_str());
+
+        // Then it is numbered, approved and its stock reserved in the nearest warehouse
+        let order = local.wait_for(&id, "awaiting_payment").await;
+        let number = order["number"].as_str().unwrap().to_owned();
+        assert!(
+            oms::numbering::damm_valid(&number),
+            "{number} has a valid check digit"
+        );
+        assert_eq!(
+            number.len(),
+            13,
+            "date + 4 sequence digits + check digit: {number}"
+        );
+        let steps: Vec<&str> = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["to"].as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            ["received", "numbered", "approved", "awaiting_payment"]
+        );
+        assert_eq!(order["allocations"][0]["warehouse"], "nj");
+        assert_eq!(order["allocations"][0]["lines"][0]["quantity"], 2);
+        assert!(order["payment_due_at"].is_string());
+        assert_eq!(available(local, "TEA-001", "nj").await, (500, 2, 498));
+
+        // And the customer finds it by number and e-mail or phone, but not with another contact
+        for contact in ["li@example.com", "LI@example.com", "+8613800000000"] {
+            let r = local
+                .http
+                .get(local.url("/orders/lookup"))
+                .query(&[("number", number.as_str()), ("contact", contact)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{contact}");
+            let view: Value = r.json().await.unwrap();
+            assert_eq!(view["status"], "awaiting_payment");
+            assert!(
+                view.get("shipping_address").is_none() && view.get("customer").is_none(),
+                "no personal data: {view}"
+            );
+        }
+        let wrong = local
+            .http
+            .get(local.url("/orders/lookup"))
+            .query(&[
+                ("number", number.as_str()),
+                ("contact", "other@example.com"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let unknown = local
+            .http
+            .get(local.url("/orders/lookup"))
+            .query(&[("number", "2000010100000"), ("contact", "li@example.com")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (wrong.status().as_u16(), unknown.status().as_u16()),
+            (404, 404)
+        );
+        let (a, b): (Value, Value) = (wrong.json().await.unwrap(), unknown.json().await.unwrap());
+        assert_eq!(
+            a, b,
+            "a wrong contact is answered exactly like an unknown number"
+        );
+    }
+
+    pub async fn the_same_idempotency_key_returns_the_first_answer_and_a_new_body_is_refused(
+        local: &Local,
+    ) {
+        let order = native_order("C5001", &[("TEA-001", 1)]);
+        let (s1, _, first) = local.place(&order, Some("same-key")).await;
+        let (s2, _, second) = local.place(&order, Some("same-key")).await;
+        assert_eq!(s1, 202);
+        assert_eq!(s2, 200, "a repeat is answered, not accepted again");
+        assert_eq!(first["order_id"], second["order_id"]);
+        assert_eq!(second["duplicate"], true);
+
+        let mut changed = order.clone();
+        changed["lines"][0]["quantity"] = json!(3);
+        let (s3, _, problem) = local.place(&changed, Some("same-key")).await;
+        assert_eq!(s3, 422, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key")
+        );
+        local
+            .wait_for(&id_of(&first).await, "awaiting_payment")
+            .await;
+        assert_eq!(
+            customer_orders(local, "C5001").await.len(),
+            1,
+            "one order for three requests"
+        );
+    }
+
+    pub async fn a_held_order_approved_by_staff_continues(local: &Local) {
+        // Given an order of an unusual quantity, held for review
+        let (_, _, body) = local
+            .place(&native_order("C7001", &[("TEA-001", 60)]), None)
+            .await;
+        let id = id_of(&body).await;
+        let held = local.wait_for(&id, "on_hold").await;
+        assert!(
+            held["hold_reasons"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("unusual"),
+            "{held}"
+        );
+        let reviews: Value = local
+            .staff(Method::GET, "/reviews")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            reviews["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["id"] == id.as_str())
+        );
+
+        // When staff approve it
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/review"))
+            .json(&json!({"decision": "approve", "reviewer": "wang.fang", "note": "called the customer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+
+        // Then it continues to the stock lock, and the timeline says who decided
+        let order = local.wait_for(&id, "awaiting_payment").await;
+        let decision = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["from"] == "on_hold")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            decision["actor"],
+            json!({"kind": "staff", "name": "wang.fang"})
+        );
+        assert!(
+            decision["reason"]
+                .as_str()
+                .unwrap()
+                .contains("called the customer")
+        );
+        // A second decision on the same order is refused
+        let again = local
+            .staff(Method::POST, &format!("/orders/{id}/review"))
+            .json(&json!({"decision": "reject", "reviewer": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409);
+    }
+
+    pub async fn an_order_without_stock_is_out_of_stock_with_the_missing_lines_named(
+        local: &Local,
+    ) {
+        let (_, _, body) = local
+            .place(
+                &native_order("C1001", &[("TEA-001", 1), ("POT-003", 20)]),
+                None,
+            )
+            .await;
+        let id = id_of(&body).await;
+        let order = local.wait_for(&id, "out_of_stock").await;
+        let reason = order["timeline"].as_array().unwrap().last().unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            reason.contains("POT-003: 20 requested, 14 available"),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("TEA-001"),
+            "only the missing line is named: {reason}"
+        );
+        assert!(
+            order["allocations"].as_array().unwrap().is_empty(),
+            "nothing reserved"
+        );
+        assert_eq!(available(local, "TEA-001", "nj").await, (500, 0, 500));
+    }
+
+    pub async fn a_channel_that_cancels_out_of_stock_orders_cancels_them(local: &Local) {
+        let mut order = native_order("C1001", &[("POT-003", 50)]);
+        order["channel"] = json!("app");
+        let (_, _, body) = local.place(&order, None).await;
+        let done = local.wait_for(&id_of(&body).await, "cancelled").await;
+        let steps: Vec<&str> = done["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["to"].as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "received",
+                "numbered",
+                "approved",
+                "out_of_stock",
+                "cancelled"
+            ]
+        );
+        assert!(
+            done["number"].as_str().unwrap().starts_with("NJ_SALE_"),
+            "{}",
+            done["number"]
+        );
+    }
+
+    pub async fn a_taobao_trade_is_normalised_and_its_tid_guards_against_duplicates(local: &Local) {
+        let trade = json!({"trade_fullinfo_get_response": {"trade": {
+            "tid": 3901234567890123u64, "type": "fixed", "buyer_open_uid": "1001", "buyer_nick": "lilei88",
+            "buyer_email": "li@example.com", "receiver_name": "Li Lei", "receiver_mobile": "13800000000",
+            "receiver_state": "Jiangsu", "receiver_city": "Nanjing", "receiver_district": "Xuanwu",
+            "receiver_address": "1 Zhongshan Rd", "receiver_zip": "210000",
+            "orders": {"order": [{"oid": 1, "outer_sku_id": "CUP-002", "num": 3, "price": "15.00"}]}
+        }}});
+        let r = local
+            .http
+            .post(local.url("/channels/tmall/orders"))
+            .json(&trade)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let id = id_of(&r.json().await.unwrap()).await;
+        let order = local.wait_for(&id, "awaiting_payment").await;
+        assert_eq!(order["external_id"], "3901234567890123");
+        assert_eq!(order["customer"]["phone"], "+8613800000000");
+        assert_eq!(
+            order["lines"][0],
+            json!({"sku": "CUP-002", "quantity": 3, "unit_price": 1500})
+        );
+        assert_eq!(order["total"], json!({"minor": 4500, "currency": "CNY"}));
+        assert!(
+            order["number"].as_str().unwrap().starts_with("PX1001"),
+            "{}",
+            order["number"]
+        );
+        assert_eq!(
+            order["allocations"][0]["warehouse"], "sh",
+            "CUP-002 is only in Shanghai"
+        );
+
+        // The marketplace pushes the same trade again: same order, nothing new
+        let again = local
+            .http
+            .post(local.url("/channels/tmall/orders"))
+            .json(&trade)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 200);
+        let body: Value = again.json().await.unwrap();
+        assert_eq!(
+            (
+                body["order_id"].as_str().unwrap(),
+                body["duplicate"].as_bool()
+            ),
+            (id.as_str(), Some(true))
+        );
+
+        // Errors name the Taobao fields
+        let mut bad = trade.clone();
+        bad["trade_fullinfo_get_response"]["trade"]["orders"]["order"][0]["price"] =
+            json!("15.001");
+        bad["trade_fullinfo_get_response"]["trade"]["tid"] = json!("T-2");
+        let r = local
+            .http
+            .post(local.url("/channels/tmall/orders"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["errors"][0]["field"], "orders.order[0].price");
+        let mut bad = trade;
+        bad["trade_fullinfo_get_response"]["trade"]["orders"]["order"][0]["num"] = json!(0);
+        bad["trade_fullinfo_get_response"]["trade"]["tid"] = json!("T-3");
+        let p: Value = local
+            .http
+            .post(local.url("/channels/tmall/orders"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(p["errors"][0]["field"], "orders.order[0].num");
+        // The native channel does not take the marketplace route, and an unknown channel is 404
+        assert_eq!(
+            local
+                .http
+                .post(local.url("/channels/web/orders"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+        assert_eq!(
+            local
+                .http
+                .post(local.url("/channels/ebay/orders"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+
+    pub async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing(local: &Local) {
+        let good = native_order("C9009", &[("TEA-001", 1)]);
+        let mut cases: Vec<(String, reqwest::RequestBuilder, u16, &str)> = Vec::new();
+        let post = |body: Value| local.http.post(local.url("/orders")).json(&body);
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("shipping_address");
+        cases.push((
+            "missing field".into(),
+            post(missing),
+            400,
+            "shipping_address",
+        ));
+        let mut zero = good.clone();
+        zero["lines"][0]["quantity"] = json!(0);
+        cases.push(("zero quantity".into(), post(zero), 400, "lines[0].quantity"));
+        let mut negative = good.clone();
+        negative["lines"][0]["quantity"] = json!(-2);
+        cases.push((
+            "negative quantity".into(),
+            post(negative),
+            400,
+            "lines[0].quantity",
+        ));
+        let mut currency = good.clone();
+        currency["currency"] = json!("ABC");
+        cases.push(("unknown currency".into(), post(currency), 400, "currency"));
+        let mut wrong_type = good.clone();
+        wrong_type["lines"][0]["unit_price"] = json!("49.90");
+        cases.push((
+            "wrong type".into(),
+            post(wrong_type),
+            400,
+            "lines[0].unit_price",
+        ));
+        let mut channel = good.clone();
+        channel["channel"] = json!("nowhere");
+        cases.push(("unknown channel".into(), post(channel), 400, "channel"));
+        cases.push((
+            "malformed JSON".into(),
+            local
+                .http
+                .post(local.url("/orders"))
+                .header("content-type", "application/json")
+                .body("{\"channel\": \"web\","),
+            400,
+            "",
+        ));
+        let mut huge = good.clone();
+        huge["customer"]["name"] = json!("x".repeat(70 * 1024));
+        cases.push(("oversized body".into(), post(huge), 413, ""));
+        cases.push((
+            "not JSON".into(),
+            local
+                .http
+                .post(local.url("/orders"))
+                .header("content-type", "text/plain")
+                .body("hello"),
+            415,
+            "",
+        ));
+        for (what, req, status, field) in cases {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{what}");
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/problem+json",
+                "{what}"
+            );
+            let p: Value = r.json().await.unwrap();
+            assert_eq!(p["status"], status, "{what}");
+            if !field.is_empty() {
+                let fields: Vec<&str> = p["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["field"].as_str().unwrap())
+                    .collect();
+                assert!(fields.contains(&field), "{what}: {fields:?}");
+            }
+        }
+        // Nothing was stored or queued
+        assert!(customer_orders(local, "C9009").await.is_empty());
+        let numbering = oms::app::queues::name(oms::app::queues::NUMBERING);
+        assert_eq!(local.running.app.queue.depth(&numbering).await.unwrap(), 0);
+    }
+
+    pub async fn staff_endpoints_need_the_bearer_token(local: &Local) {
+        for (method, path) in [
+            (Method::GET, "/orders?status=received"),
+            (Method::GET, "/reviews"),
+            (Method::GET, "/alerts"),
+            (Method::PUT, "/stock/TEA-001/nj"),
+        ] {
+            let none = local
+                .http
+                .request(method.clone(), local.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(none.status(), 401, "{path}");
+            assert_eq!(none.headers()["www-authenticate"], "Bearer");
+            let wrong = local
+                .http
+                .request(method, local.url(path))
+                .bearer_auth("guess")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(wrong.status(), 401, "{path}");
+        }
+        let ok = local
+            .staff(Method::GET, "/warehouses")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let ws: Value = ok.json().await.unwrap();
+        assert_eq!(ws.as_array().unwrap().len(), 3);
+    }
+
+    pub async fn cancelling_before_shipment_gives_the_stock_back(local: &Local) {
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("TEA-001", 5)]), None)
+            .await;
+        let id = id_of(&body).await;
+        local.wait_for(&id, "awaiting_payment").await;
+        assert_eq!(available(local, "TEA-001", "nj").await, (500, 5, 495));
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/cancel"))
+            .json(&json!({"reason": "customer called", "by": "li.na"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let order: Value = r.json().await.unwrap();
+        assert_eq!(order["status"], "cancelled");
+        assert_eq!(order["allocations"][0]["state"], "released");
+        assert_eq!(available(local, "TEA-001", "nj").await, (500, 0, 500));
+        let again = local
+            .staff(Method::POST, &format!("/orders/{id}/cancel"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            again.status(),
+            409,
+            "a cancelled order cannot be cancelled again"
+        );
+        let p: Value = again.json().await.unwrap();
+        assert_eq!(p["type"], "urn:oms:problem:conflict");
+    }
+
+    pub async fn a_new_shipping_address_is_checked_before_it_is_saved(local: &Local) {
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("TEA-001", 1)]), None)
+            .await;
+        let id = id_of(&body).await;
+        local.wait_for(&id, "awaiting_payment").await;
+        let path = format!("/orders/{id}/shipping-address");
+        let address = json!({"name": "Li Lei", "phone": "+8613800000000", "country": "CN", "region": "Shanghai",
+                             "city": "Shanghai", "line1": "88 Nanjing Rd", "postal_code": "200000"});
+        let mut incomplete = address.clone();
+        incomplete.as_object_mut().unwrap().remove("city");
+        let r = local
+            .staff(Method::PUT, &path)
+            .json(&incomplete)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["errors"][0]["field"],
+            "city"
+        );
+        let mut suspicious = address.clone();
+        suspicious["line1"] = json!("test street 1");
+        let r = local
+            .staff(Method::PUT, &path)
+            .json(&suspicious)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        assert_eq!(
+            local.get_order(&id).await["shipping_address"]["city"],
+            "Nanjing",
+            "unchanged"
+        );
+        let r = local
+            .staff(Method::PUT, &path)
+            .json(&address)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let order = local.get_order(&id).await;
+        assert_eq!(order["shipping_address"]["city"], "Shanghai");
+        assert_eq!(order["status"], "awaiting_payment");
+        assert_eq!(
+            order["timeline"].as_array().unwrap().last().unwrap()["reason"],
+            "shipping address changed"
+        );
+    }
+
+    pub async fn cash_on_delivery_orders_skip_payment_and_go_to_dispatch(local: &Local) {
+        let mut order = native_order("C1001", &[("TEA-001", 1)]);
+        order["payment_method"] = json!("cash_on_delivery");
+        let (_, _, body) = local.place(&order, None).await;
+        let done = local.wait_for(&id_of(&body).await, "ready_to_ship").await;
+        assert!(done["payment_due_at"].is_null());
+        let dispatch = oms::app::queues::name(oms::app::queues::DISPATCH);
+        assert_eq!(local.running.app.queue.depth(&dispatch).await.unwrap(), 1);
+    }
+
+    pub async fn stock_below_its_safety_level_raises_one_alert(local: &Local) {
+        // POT-003 has 8 in nj with a safety level of 5
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("POT-003", 4)]), None)
+            .await;
+        local
+            .wait_for(&id_of(&body).await, "awaiting_payment")
+            .await;
+        let alerts: Value = local
+            .staff(Method::GET, "/alerts")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(alerts.as_array().unwrap().len(), 1, "{alerts}");
+        assert_eq!(
+            (
+                alerts[0]["sku"].as_str(),
+                alerts[0]["warehouse"].as_str(),
+                alerts[0]["available"].as_u64()
+            ),
+            (Some("POT-003"), Some("nj"), Some(4))
+        );
+        let queue = oms::app::queues::name(oms::app::queues::ALERTS);
+        assert_eq!(local.running.app.queue.depth(&queue).await.unwrap(), 1);
+        // Restocking above the safety level clears it
+        let r = local
+            .staff(Method::PUT, "/stock/POT-003/nj")
+            .json(&json!({"on_hand": 30}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let level: Value = r.json().await.unwrap();
+        assert_eq!(
+            (
+                level["on_hand"].as_u64(),
+                level["reserved"].as_u64(),
+                level["safety"].as_u64()
+            ),
+            (Some(30), Some(4), Some(5))
+        );
+        let alerts: Value = local
+            .staff(Method::GET, "/alerts")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(alerts.as_array().unwrap().is_empty());
+        // On-hand below what is reserved is refused
+        let r = local
+            .staff(Method::PUT, "/stock/POT-003/nj")
+            .json(&json!({"on_hand": 3}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        let r = local
+            .staff(Method::PUT, "/stock/POT-003/nj")
+            .json(&json!({"on_hand": -1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            local
+                .staff(Method::PUT, "/stock/POT-003/mars")
+                .json(&json!({"on_hand": 1}))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+
+    pub async fn concurrent_orders_never_oversell(local: &Local) {
+        // POT-003: 8 in nj and 6 in sh. 20 customers order 1 each at once (small orders, approved).
+        let placed = futures::future::join_all((0..20).map(|i| async move {
+            let mut o = native_order(&format!("R{i}"), &[("POT-003", 1)]);
+            o["lines"][0]["unit_price"] = json!(100);
+            let (_, _, body) = local.place(&o, None).await;
+            id_of(&body).await
+        }))
+        .await;
+        let mut reserved = 0;
+        let mut short = 0;
+        for id in &placed {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                let o = local.get_order(id).await;
+                match o["status"].as_str().unwrap() {
+                    "awaiting_payment" => {
+                        reserved += 1;
+                        break;
+                    }
+                    "out_of_stock" => {
+                        short += 1;
+                        break;
+                    }
+                    other => assert!(
+                        std::time::Instant::now() < deadline,
+                        "{id} stuck at {other}"
+                    ),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        assert_eq!((reserved, short), (14, 6));
+        assert_eq!(available(local, "POT-003", "nj").await, (8, 8, 0));
+        assert_eq!(available(local, "POT-003", "sh").await, (6, 6, 0));
+    }
+
+    pub async fn a_rejected_review_decision_needs_a_reviewer_and_ends_the_order(local: &Local) {
+        let (_, _, body) = local
+            .place(&native_order("C7002", &[("TEA-001", 60)]), None)
+            .await;
+        let id = id_of(&body).await;
+        local.wait_for(&id, "on_hold").await;
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/review"))
+            .json(&json!({"decision": "maybe"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let p: Value = r.json().await.unwrap();
+        let fields: Vec<&str> = p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["decision", "reviewer"]);
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/review"))
+            .json(&json!({"decision": "reject", "reviewer": "wang.fang"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(local.get_order(&id).await["status"], "rejected");
+        assert_eq!(available(local, "TEA-001", "nj").await, (500, 0, 500));
+    }
+}
