@@ -38,6 +38,23 @@ use crate::pipeline;
 use crate::ports::{Allocation, Created, IdempotencyRecord, OrderQuery, Reservation, StockLevel};
 use crate::review::check_address;
 
+/// Every route, as `docs/openapi.json` names it (a test keeps the two and the router in step).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/orders"),
+    ("POST", "/channels/{channel}/orders"),
+    ("GET", "/orders/lookup"),
+    ("GET", "/orders"),
+    ("GET", "/orders/{id}"),
+    ("POST", "/orders/{id}/cancel"),
+    ("PUT", "/orders/{id}/shipping-address"),
+    ("POST", "/orders/{id}/review"),
+    ("GET", "/reviews"),
+    ("GET", "/warehouses"),
+    ("PUT", "/stock/{sku}/{warehouse}"),
+    ("GET", "/stock/{sku}"),
+    ("GET", "/alerts"),
+];
+
 /// The largest request body accepted (an order of `MAX_LINES` lines is far smaller).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most orders one list page holds.

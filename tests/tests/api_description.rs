@@ -1,0 +1,66 @@
+//! `docs/openapi.json`, the router and `oms::api::ROUTES` describe the same routes.
+
+use std::collections::BTreeSet;
+
+use oms_tests::Local;
+use serde_json::Value;
+
+fn described() -> BTreeSet<(String, String)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json");
+    let doc: Value = serde_json::from_str(&text).expect("openapi.json is JSON");
+    doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_api_description_lists_exactly_the_routes_the_code_serves() {
+    let code: BTreeSet<(String, String)> = oms::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(described(), code);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_described_route_is_answered_by_the_router() {
+    let local = Local::sqlite().await;
+    let id = oms::domain::OrderId::generate().to_string();
+    for (method, path) in described() {
+        let concrete = path
+            .replace("{id}", &id)
+            .replace("{channel}", "tmall")
+            .replace("{sku}", "TEA-001")
+            .replace("{warehouse}", "nj");
+        let r = local
+            .staff(method.parse().unwrap(), &concrete)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(body["detail"], "no such route", "{method} {path}");
+    }
+    let r = local
+        .staff(reqwest::Method::DELETE, "/orders")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["status"].as_u64(), body["detail"].as_str()),
+        (Some(404), Some("no such route"))
+    );
+    local.running.stop().await;
+}
