@@ -140,6 +140,16 @@ pub struct OrderPage {
     pub next: Option<String>,
 }
 
+impl OrderPage {
+    /// A page of `query`'s results: a full page points at its last order for the next one.
+    pub fn of(query: &OrderQuery, orders: Vec<Order>) -> Self {
+        let next = (query.limit > 0 && orders.len() == query.limit)
+            .then(|| orders.last().map(|o| query.sort_key(o)))
+            .flatten();
+        Self { orders, next }
+    }
+}
+
 /// Orders and their timelines.
 #[async_trait]
 pub trait OrderStore: Send + Sync {
@@ -247,6 +257,27 @@ pub enum ReservationState {
     Released,
     /// Deducted from on-hand stock: the goods left the warehouse.
     Committed,
+}
+
+impl ReservationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Held => "held",
+            ReservationState::Released => "released",
+            ReservationState::Committed => "committed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "held" => Ok(ReservationState::Held),
+            "released" => Ok(ReservationState::Released),
+            "committed" => Ok(ReservationState::Committed),
+            other => Err(StoreError::Backend(
+                format!("unknown reservation state {other:?}").into(),
+            )),
+        }
+    }
 }
 
 /// What one order holds in one warehouse.

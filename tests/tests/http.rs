@@ -8,32 +8,20 @@ use serde_json::{Value, json};
 macro_rules! http_cases {
     (both: [$($both:ident),* $(,)?], sqlite_only: [$($only:ident),* $(,)?]) => {
         mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $both() {
-                    let local = oms_tests::Local::sqlite().await;
-                    super::cases::$both(&local).await;
-                    local.running.stop().await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $only() {
-                    let local = oms_tests::Local::sqlite().await;
-                    super::cases::$only(&local).await;
-                    local.running.stop().await;
-                }
-            )*
+            $( http_cases!(@test $both, Some(oms_tests::Local::sqlite().await)); )*
+            $( http_cases!(@test $only, Some(oms_tests::Local::sqlite().await)); )*
         }
         mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $both() {
-                    let Some(local) = oms_tests::Local::dynamodb().await else { return };
-                    super::cases::$both(&local).await;
-                    local.running.stop().await;
-                }
-            )*
+            $( http_cases!(@test $both, oms_tests::Local::dynamodb().await); )*
+        }
+    };
+    (@test $case:ident, $local:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            // `None`: no AWS endpoint, announced on stderr.
+            let Some(local) = $local else { return };
+            super::cases::$case(&local).await;
+            local.running.stop().await;
         }
     };
 }

@@ -559,8 +559,8 @@ impl DynamoStore {
                     Some("#state = :held"),
                     &[("#state", "state")],
                     HashMap::from([
-                        (":to".into(), s(state_name(to))),
-                        (":held".into(), s(state_name(ReservationState::Held))),
+                        (":to".into(), s(to.as_str())),
+                        (":held".into(), s(ReservationState::Held.as_str())),
                     ]),
                 )?);
                 for (sku, q) in &r.lines {
@@ -594,23 +594,6 @@ impl DynamoStore {
         Err(StoreError::Unavailable(
             format!("reservations of order {order} kept changing while being settled").into(),
         ))
-    }
-}
-
-fn state_name(s: ReservationState) -> &'static str {
-    match s {
-        ReservationState::Held => "held",
-        ReservationState::Released => "released",
-        ReservationState::Committed => "committed",
-    }
-}
-
-fn parse_state(s: &str) -> Result<ReservationState, StoreError> {
-    match s {
-        "held" => Ok(ReservationState::Held),
-        "released" => Ok(ReservationState::Released),
-        "committed" => Ok(ReservationState::Committed),
-        other => Err(corrupt(format!("unknown reservation state {other:?}"))),
     }
 }
 
@@ -774,10 +757,7 @@ impl OrderStore for DynamoStore {
             }
         }
         orders.truncate(query.limit);
-        let next = (orders.len() == query.limit && query.limit > 0)
-            .then(|| orders.last().map(|o| query.sort_key(o)))
-            .flatten();
-        Ok(OrderPage { orders, next })
+        Ok(OrderPage::of(query, orders))
     }
 
     async fn orders_by_status(
@@ -981,7 +961,7 @@ impl StockStore for DynamoStore {
                 let mut item = key(keys::reservation(order, wh));
                 item.insert("kind".into(), s("reservation"));
                 item.insert("warehouse".into(), s(wh.as_str()));
-                item.insert("state".into(), s(state_name(ReservationState::Held)));
+                item.insert("state".into(), s(ReservationState::Held.as_str()));
                 item.insert("lines".into(), to_av(lines)?);
                 items.push(put(
                     &self.table,
@@ -1100,7 +1080,7 @@ impl StockStore for DynamoStore {
                     warehouse: WarehouseId::parse(get_s(item, "warehouse")?)
                         .map_err(|e| StoreError::Backend(boxed(e)))?,
                     lines: from_av(item, "lines")?,
-                    state: parse_state(get_s(item, "state")?)?,
+                    state: ReservationState::parse(get_s(item, "state")?)?,
                 })
             })
             .collect()

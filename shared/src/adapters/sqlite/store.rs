@@ -176,10 +176,7 @@ impl OrderStore for SqliteStore {
                 )
             })
             .await?;
-        let next = (orders.len() == query.limit && query.limit > 0)
-            .then(|| orders.last().map(|o| query.sort_key(o)))
-            .flatten();
-        Ok(OrderPage { orders, next })
+        Ok(OrderPage::of(query, orders))
     }
 
     async fn orders_by_status(
@@ -348,25 +345,6 @@ fn to_level(
 
 const STOCK_COLUMNS: &str = "sku, warehouse, on_hand, reserved, safety";
 
-fn state_name(s: ReservationState) -> &'static str {
-    match s {
-        ReservationState::Held => "held",
-        ReservationState::Released => "released",
-        ReservationState::Committed => "committed",
-    }
-}
-
-fn parse_state(s: &str) -> Result<ReservationState, StoreError> {
-    match s {
-        "held" => Ok(ReservationState::Held),
-        "released" => Ok(ReservationState::Released),
-        "committed" => Ok(ReservationState::Committed),
-        other => Err(StoreError::Backend(
-            format!("unknown reservation state {other:?}").into(),
-        )),
-    }
-}
-
 /// Applies `delta_on_hand` and `delta_reserved` to every line of the order's held reservations
 /// (all of them, or the one in `warehouse`) and moves them to `to`. Returns how many moved.
 fn settle(
@@ -403,7 +381,7 @@ fn settle(
         }
         tx.execute(
             "UPDATE reservations SET state = ?1 WHERE order_id = ?2 AND warehouse = ?3",
-            params![state_name(to), order.to_string(), wh],
+            params![to.as_str(), order.to_string(), wh],
         )?;
     }
     Ok(held.len())
@@ -633,7 +611,7 @@ impl StockStore for SqliteStore {
                             warehouse: WarehouseId::parse(&wh)
                                 .map_err(|e| StoreError::Backend(Box::new(e)))?,
                             lines: from_json(&lines)?,
-                            state: parse_state(&state)?,
+                            state: ReservationState::parse(&state)?,
                         })
                     })
                     .collect()
