@@ -43,6 +43,7 @@ http_cases!(
         cash_on_delivery_orders_skip_payment_and_go_to_dispatch,
         stock_below_its_safety_level_raises_one_alert,
         concurrent_orders_never_oversell,
+        a_line_larger_than_any_warehouse_is_split_across_warehouses,
         a_rejected_review_decision_needs_a_reviewer_and_ends_the_order,
     ]
 );
@@ -769,6 +770,28 @@ mod cases {
         assert_eq!((reserved, short), (14, 6));
         assert_eq!(available(local, "POT-003", "nj").await, (8, 8, 0));
         assert_eq!(available(local, "POT-003", "sh").await, (6, 6, 0));
+    }
+
+    pub async fn a_line_larger_than_any_warehouse_is_split_across_warehouses(local: &Local) {
+        // POT-003: 8 in nj (serves Jiangsu), 6 in sh
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("POT-003", 10)]), None)
+            .await;
+        let order = local
+            .wait_for(&id_of(&body).await, "awaiting_payment")
+            .await;
+        let split: Vec<(String, u64)> = order["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["warehouse"].as_str().unwrap().to_owned(),
+                    a["lines"][0]["quantity"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(split, [("nj".to_owned(), 8), ("sh".to_owned(), 2)]);
     }
 
     pub async fn a_rejected_review_decision_needs_a_reviewer_and_ends_the_order(local: &Local) {

@@ -107,7 +107,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if made {
         println!("oms-local: staff token (set OMS_STAFF_TOKEN to choose one): {staff_token}");
     }
-    tokio::signal::ctrl_c().await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     println!("oms-local: stopping");
     running.stop().await;
     Ok(())
