@@ -5,7 +5,6 @@ use std::collections::HashSet;
 
 use oms::config::Config;
 use oms::numbering::{Numberer, damm_valid};
-use oms::ports::NumberStore;
 use oms_tests::order;
 
 fn config(template: &str, block_size: u32) -> Config {
