@@ -45,6 +45,10 @@ pub enum StoreError {
         on_hand: u64,
         reserved: u64,
     },
+    #[error("event {0} was applied already")]
+    Duplicate(String),
+    #[error("alias {0} already belongs to another order")]
+    AliasTaken(String),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
     #[error("the request is too large for one atomic step: {0}")]
@@ -172,7 +176,8 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<Vec<Order>, StoreError>;
     /// Writes `change.order` and its timeline entry only if the stored order is still at
     /// `change.expected_status` and `change.expected_version`; otherwise `Conflict` and nothing
-    /// is written.
+    /// is written. With `change.event`, the event is recorded in the same step, and a change for
+    /// an event recorded before is refused with `Duplicate` (nothing written).
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError>;
     /// Adds a note to an order's timeline without changing the order.
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError>;
@@ -186,6 +191,11 @@ pub trait NumberStore: Send + Sync {
     /// Makes `number` belong to `order`. Claiming a number the same order already holds succeeds
     /// (a replayed step); a number held by another order is `NumberTaken`.
     async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError>;
+    /// Links another name of the order to it (a tracking number), like a claimed number: the
+    /// same order may link again; another order gets `AliasTaken`.
+    async fn link_alias(&self, alias: &str, order: OrderId) -> Result<(), StoreError>;
+    /// The order an alias belongs to.
+    async fn alias(&self, alias: &str) -> Result<Option<OrderId>, StoreError>;
     /// Hands out the next `size` values of the named counter, never the same value twice. The
     /// first block of a new counter starts at 1.
     async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError>;

@@ -44,6 +44,8 @@ contract!(
     orders_are_found_by_id_number_customer_and_status,
     order_lists_filter_and_page_without_gaps_or_repeats,
     low_stock_alerts_are_raised_once_and_cleared,
+    a_change_carrying_an_event_applies_once,
+    an_alias_belongs_to_one_order,
     the_timeline_keeps_every_change_in_order,
     a_claimed_number_cannot_be_claimed_by_another_order,
     counters_hand_out_disjoint_blocks_even_concurrently,
@@ -332,6 +334,64 @@ mod cases {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::InvalidQuery(_)));
+    }
+
+    pub async fn a_change_carrying_an_event_applies_once(b: &Backend) {
+        let (o, e) = order("C1", None, &[("TEA-001", 1)]);
+        b.store.create_order(&o, &e).await.unwrap();
+        let mut first = o.revise(
+            Actor::Provider("stripe".into()),
+            "payment recorded".into(),
+            t0(),
+        );
+        first.event = Some("stripe:evt_1".into());
+        b.store.save_change(&first).await.unwrap();
+        // The same event again, on the order as it is now: refused, nothing written
+        let mut replay = first.order.revise(
+            Actor::Provider("stripe".into()),
+            "payment recorded".into(),
+            t0(),
+        );
+        replay.event = Some("stripe:evt_1".into());
+        let err = b.store.save_change(&replay).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Duplicate(ref ev) if ev == "stripe:evt_1"),
+            "{}: {err:?}",
+            b.name
+        );
+        let stored = b.store.get_order(o.id).await.unwrap().unwrap();
+        assert_eq!(stored.version(), 2, "{}", b.name);
+        assert_eq!(b.store.timeline(o.id).await.unwrap().len(), 2);
+        // Another event goes through
+        replay.event = Some("stripe:evt_2".into());
+        b.store.save_change(&replay).await.unwrap();
+        assert_eq!(b.store.get_order(o.id).await.unwrap().unwrap().version(), 3);
+    }
+
+    pub async fn an_alias_belongs_to_one_order(b: &Backend) {
+        let (first, _) = order("C1", None, &[("TEA-001", 1)]);
+        let (second, _) = order("C1", None, &[("TEA-001", 1)]);
+        b.store
+            .link_alias("sf:SF1234567890", first.id)
+            .await
+            .unwrap();
+        b.store
+            .link_alias("sf:SF1234567890", first.id)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                b.store.link_alias("sf:SF1234567890", second.id).await,
+                Err(StoreError::AliasTaken(_))
+            ),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.alias("sf:SF1234567890").await.unwrap(),
+            Some(first.id)
+        );
+        assert_eq!(b.store.alias("sf:nothing").await.unwrap(), None);
     }
 
     pub async fn low_stock_alerts_are_raised_once_and_cleared(b: &Backend) {

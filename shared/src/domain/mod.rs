@@ -1,9 +1,11 @@
 //! The order domain: pure types and rules, no I/O.
 
+pub mod fulfilment;
 pub mod order;
 pub mod status;
 pub mod values;
 
+pub use fulfilment::{MoneyMovement, MovementKind, Shipment, TrackingStatus};
 pub use order::{
     Address, AddressDraft, Customer, CustomerDraft, FieldError, InvalidOrder, LineDraft, NewOrder,
     Order, OrderChange, OrderDraft, OrderLine, PaymentMethod, TransitionNotAllowed,

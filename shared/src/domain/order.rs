@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::fulfilment::{MoneyMovement, MovementKind, Shipment};
 use super::status::{Actor, Status, TimelineEntry};
 use super::values::{
     ChannelId, CountryCode, Currency, CustomerId, Email, ExternalId, InvalidValue, MinorUnits,
@@ -391,6 +392,9 @@ impl NewOrder {
             payment_method: self.payment_method,
             payment_due_at: None,
             hold_reasons: Vec::new(),
+            payments: Vec::new(),
+            shipments: Vec::new(),
+            delivered_at: None,
             status: Status::Received,
             version: 1,
             created_at: at,
@@ -419,6 +423,14 @@ pub struct Order {
     /// Why review held the order, while a person decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hold_reasons: Vec<String>,
+    /// Payments and refunds, in the order they happened.
+    #[serde(default)]
+    pub payments: Vec<MoneyMovement>,
+    /// One per warehouse the order ships from.
+    #[serde(default)]
+    pub shipments: Vec<Shipment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
     status: Status,
     version: u64,
     pub created_at: DateTime<Utc>,
@@ -442,9 +454,26 @@ pub struct OrderChange {
     /// version may be edited before the change is saved (an assigned number, a new address).
     pub order: Order,
     pub entry: TimelineEntry,
+    /// An external event this change applies (a provider's webhook event). The store records it
+    /// with the change, atomically, and refuses the change with `Duplicate` if it was applied
+    /// before: a replayed webhook changes nothing.
+    pub event: Option<String>,
 }
 
 impl Order {
+    /// Money received minus money paid back, in the order's currency.
+    pub fn net_paid(&self) -> i64 {
+        self.payments
+            .iter()
+            .filter(|m| m.amount.currency == self.total.currency)
+            .map(|m| match m.kind {
+                MovementKind::Payment => m.amount.minor,
+                MovementKind::Refund => -m.amount.minor,
+                _ => 0,
+            })
+            .sum()
+    }
+
     pub fn status(&self) -> Status {
         self.status
     }
@@ -476,6 +505,7 @@ impl Order {
                 to: status_changes.then_some(to),
                 reason,
             },
+            event: None,
         }
     }
 

@@ -10,6 +10,8 @@
 //! | external id guard | `EXT#<channel>#<external id>` | `EXT` | `order_id` |
 //! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id` |
 //! | counter | `COUNTER#<key>` | `COUNTER` | `high`: last value handed out |
+//! | alias (tracking number) | `ALIAS#<alias>` | `ALIAS` | `order_id` |
+//! | applied provider event | `EVENT#<event>` | `EVENT` | `order_id` |
 //! | stock | `SKU#<sku>` | `WH#<warehouse>` | `on_hand`, `reserved`, `available`, `safety` |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `expires_at` is the table's TTL attribute |
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
@@ -81,6 +83,12 @@ mod keys {
     }
     pub fn number(n: &OrderNumber) -> (String, String) {
         (format!("NUMBER#{n}"), "NUMBER".into())
+    }
+    pub fn alias(alias: &str) -> (String, String) {
+        (format!("ALIAS#{alias}"), "ALIAS".into())
+    }
+    pub fn event(event: &str) -> (String, String) {
+        (format!("EVENT#{event}"), "EVENT".into())
     }
     pub fn counter(name: &str) -> (String, String) {
         (format!("COUNTER#{name}"), "COUNTER".into())
@@ -337,6 +345,27 @@ fn update(
 }
 
 impl DynamoStore {
+    /// Makes the item at `k` belong to `order` unless another order holds it. Returns whether
+    /// `order` holds it now.
+    async fn claim(&self, k: (String, String), order: OrderId) -> Result<bool, StoreError> {
+        let mut item = key(k);
+        item.insert("order_id".into(), s(order.to_string()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR order_id = :me")
+            .expression_attribute_values(":me", s(order.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -779,15 +808,28 @@ impl OrderStore for DynamoStore {
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":v", n(change.expected_version))
             .expression_attribute_values(":st", s(change.expected_status.as_str()));
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder()
                 .put(build(order_put.build())?)
                 .build(),
             self.entry_put(id, &change.entry)?,
         ];
+        if let Some(event) = &change.event {
+            let mut item = key(keys::event(event));
+            item.insert("order_id".into(), s(id.to_string()));
+            items.push(put(
+                &self.table,
+                item,
+                Some("attribute_not_exists(pk)"),
+                Item::new(),
+            )?);
+        }
         match self.transact(items).await {
             Ok(()) => Ok(()),
             Err(Err(e)) => Err(e),
+            Err(Ok(cancelled)) if cancelled.failed(2) => Err(StoreError::Duplicate(
+                change.event.clone().unwrap_or_default(),
+            )),
             Err(Ok(_)) => Err(if self.get_item(keys::order(id)).await?.is_some() {
                 StoreError::Conflict(id)
             } else {
@@ -828,24 +870,26 @@ impl OrderStore for DynamoStore {
 #[async_trait]
 impl NumberStore for DynamoStore {
     async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError> {
-        let mut item = key(keys::number(number));
-        item.insert("order_id".into(), s(order.to_string()));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR order_id = :me")
-            .expression_attribute_values(":me", s(order.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Err(StoreError::NumberTaken(number.clone()))
-            }
-            Err(e) => Err(sdk(e)),
+        match self.claim(keys::number(number), order).await? {
+            true => Ok(()),
+            false => Err(StoreError::NumberTaken(number.clone())),
         }
+    }
+
+    async fn link_alias(&self, alias: &str, order: OrderId) -> Result<(), StoreError> {
+        match self.claim(keys::alias(alias), order).await? {
+            true => Ok(()),
+            false => Err(StoreError::AliasTaken(alias.to_owned())),
+        }
+    }
+
+    async fn alias(&self, alias: &str) -> Result<Option<OrderId>, StoreError> {
+        self.get_item(keys::alias(alias))
+            .await?
+            .map(|item| {
+                OrderId::parse(get_s(&item, "order_id")?).map_err(|e| StoreError::Backend(boxed(e)))
+            })
+            .transpose()
     }
 
     async fn allocate_block(&self, counter: &str, size: u64) -> Result<Range<u64>, StoreError> {

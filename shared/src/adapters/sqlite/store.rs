@@ -230,6 +230,16 @@ impl OrderStore for SqliteStore {
                         StoreError::NotFound(o.id)
                     });
                 }
+                if let Some(event) = &change.event {
+                    let new = tx.execute(
+                        "INSERT INTO applied_events (event, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        [event.as_str(), &id],
+                    )?;
+                    if new == 0 {
+                        // Dropping the transaction rolls the order update back.
+                        return Err(StoreError::Duplicate(event.clone()));
+                    }
+                }
                 insert_entry(&tx, o.id, &change.entry)?;
                 tx.commit()?;
                 Ok(())
@@ -274,27 +284,71 @@ impl OrderStore for SqliteStore {
     }
 }
 
-#[async_trait]
-impl NumberStore for SqliteStore {
-    async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError> {
-        let n = number.clone();
+impl SqliteStore {
+    /// Makes `key` in `table` belong to `order` unless another order holds it. Returns whether
+    /// `order` holds it now.
+    async fn claim(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        key: String,
+        order: OrderId,
+    ) -> Result<bool, StoreError> {
         self.db
             .call(move |conn| {
                 let tx = immediate(conn)?;
                 tx.execute(
-                    "INSERT INTO numbers (number, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    [n.as_str(), &order.to_string()],
+                    &format!("INSERT INTO {table} ({column}, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"),
+                    [key.as_str(), &order.to_string()],
                 )?;
                 let holder: String = tx.query_row(
-                    "SELECT order_id FROM numbers WHERE number = ?1",
-                    [n.as_str()],
+                    &format!("SELECT order_id FROM {table} WHERE {column} = ?1"),
+                    [key.as_str()],
                     |r| r.get(0),
                 )?;
-                if holder != order.to_string() {
-                    return Err(StoreError::NumberTaken(n));
-                }
                 tx.commit()?;
-                Ok(())
+                Ok(holder == order.to_string())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl NumberStore for SqliteStore {
+    async fn claim_number(&self, number: &OrderNumber, order: OrderId) -> Result<(), StoreError> {
+        match self
+            .claim("numbers", "number", number.to_string(), order)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(StoreError::NumberTaken(number.clone())),
+        }
+    }
+
+    async fn link_alias(&self, alias: &str, order: OrderId) -> Result<(), StoreError> {
+        match self
+            .claim("aliases", "alias", alias.to_owned(), order)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(StoreError::AliasTaken(alias.to_owned())),
+        }
+    }
+
+    async fn alias(&self, alias: &str) -> Result<Option<OrderId>, StoreError> {
+        let alias = alias.to_owned();
+        self.db
+            .call(move |conn| {
+                let holder: Option<String> = conn
+                    .query_row(
+                        "SELECT order_id FROM aliases WHERE alias = ?1",
+                        [alias],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                holder
+                    .map(|h| OrderId::parse(&h).map_err(|e| StoreError::Backend(Box::new(e))))
+                    .transpose()
             })
             .await
     }
