@@ -11,7 +11,9 @@ use crate::adapters::sqlite::SqliteDb;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
 use crate::numbering::Numberer;
+use crate::payments::{PaymentGateway, Secrets, SimulatedGateway};
 use crate::ports::{Queue, QueueError, QueueName, QueueSpec, Store, StoreError};
+use crate::shipping::{CarrierApi, SimulatedCarrier};
 
 /// The queues, by logical name. Each has a dead-letter queue `<name>-dlq`.
 pub mod queues {
@@ -24,8 +26,17 @@ pub mod queues {
     pub const DISPATCH: &str = "dispatch";
     /// Low-stock alerts for integrators.
     pub const ALERTS: &str = "alerts";
+    /// Customer-visible changes, for integrators' e-mail and SMS.
+    pub const NOTIFICATIONS: &str = "notifications";
 
-    pub const ALL: [&str; 5] = [NUMBERING, REVIEW, INVENTORY, DISPATCH, ALERTS];
+    pub const ALL: [&str; 6] = [
+        NUMBERING,
+        REVIEW,
+        INVENTORY,
+        DISPATCH,
+        ALERTS,
+        NOTIFICATIONS,
+    ];
 
     /// Receives before a message goes to the dead-letter queue.
     pub const MAX_RECEIVES: u32 = 5;
@@ -80,6 +91,28 @@ pub struct App {
     /// `Authorization: Bearer` token of the staff endpoints; `None` refuses every staff call.
     pub staff_token: Option<String>,
     pub numberer: Numberer,
+    pub secrets: Secrets,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub carriers: Arc<dyn CarrierApi>,
+}
+
+/// What the functions talk to outside the store and queues.
+pub struct Outside {
+    pub secrets: Secrets,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub carriers: Arc<dyn CarrierApi>,
+}
+
+impl Outside {
+    /// Secrets from the environment, with the simulated payment gateway and carrier (the
+    /// providers' and carriers' APIs are not reachable from here; their webhooks are real).
+    pub fn from_env(config: &Config) -> Self {
+        Self {
+            secrets: Secrets::from_env(config),
+            gateway: Arc::new(SimulatedGateway),
+            carriers: Arc::new(SimulatedCarrier),
+        }
+    }
 }
 
 impl App {
@@ -92,6 +125,7 @@ impl App {
         numbering_key: Vec<u8>,
         clock: Arc<dyn Clock>,
         provision: bool,
+        outside: Outside,
     ) -> Result<Self, StartError> {
         let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = match backend {
             Backend::Sqlite { path } => {
@@ -130,6 +164,9 @@ impl App {
             numberer: Numberer::new(&config, numbering_key)?,
             config: Arc::new(config),
             staff_token,
+            secrets: outside.secrets,
+            gateway: outside.gateway,
+            carriers: outside.carriers,
         })
     }
 
@@ -152,6 +189,7 @@ impl App {
         };
         let key = env("OMS_NUMBERING_KEY")
             .ok_or_else(|| StartError::Environment("OMS_NUMBERING_KEY is not set".into()))?;
+        let outside = Outside::from_env(&config);
         Self::connect(
             &backend,
             config,
@@ -159,6 +197,7 @@ impl App {
             key.into_bytes(),
             Arc::new(SystemClock),
             false,
+            outside,
         )
         .await
     }

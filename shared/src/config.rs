@@ -66,6 +66,82 @@ pub struct ChannelConfig {
     /// Whether one line may be taken from several warehouses.
     #[serde(default = "yes")]
     pub split_lines: bool,
+    /// Seconds instead of minutes for the payment timeout (demos and tests); wins when set.
+    #[serde(default)]
+    pub payment_timeout_seconds: Option<u32>,
+    /// Days within which the customer is promised delivery: carriers slower than this are not used.
+    #[serde(default = "default_promise")]
+    pub promise_days: u32,
+}
+
+fn default_promise() -> u32 {
+    5
+}
+
+impl ChannelConfig {
+    pub fn payment_timeout(&self) -> chrono::Duration {
+        match self.payment_timeout_seconds {
+            Some(s) => chrono::Duration::seconds(i64::from(s)),
+            None => chrono::Duration::minutes(i64::from(self.payment_timeout_minutes)),
+        }
+    }
+}
+
+/// A payment provider's kind of webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    /// `Stripe-Signature` HMAC-SHA256 over `<t>.<body>`; secret from
+    /// `OMS_PAYMENT_SECRET_<NAME>` (several, comma-separated, while rotating).
+    Stripe,
+    /// Alipay asynchronous notifications: form parameters signed RSA2 (SHA256withRSA); the
+    /// provider's public key from `OMS_PAYMENT_PUBLIC_KEY_<NAME>` (PEM or bare base64).
+    Alipay,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentConfig {
+    pub kind: PaymentKind,
+    /// Stripe: how old a signed timestamp may be.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_seconds: u32,
+    /// Alipay: our application id, which every notification must carry.
+    #[serde(default)]
+    pub app_id: Option<String>,
+}
+
+fn default_tolerance() -> u32 {
+    300
+}
+
+/// A carrier's status vocabulary (and so its webhook shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vocabulary {
+    /// AfterShip-style JSON with `tag`s; header `aftership-hmac-sha256` = base64 HMAC-SHA256.
+    Aftership,
+    /// Kuaidi100-style form `param=<json>` with `state` codes; `sign` = upper-case hex
+    /// HMAC-SHA256 of `param`.
+    Kuaidi100,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    pub name: String,
+    pub vocabulary: Vocabulary,
+    /// Regions served; empty serves everywhere.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub max_weight_grams: u64,
+    /// Days to deliver.
+    pub promise_days: u32,
+    /// `[up to grams, price in minor units]`, ascending.
+    pub rates: Vec<(u64, i64)>,
+    /// Prefix of the waybills the simulated carrier makes.
+    #[serde(default)]
+    pub waybill_prefix: String,
 }
 
 fn native() -> ChannelFormat {
@@ -185,6 +261,21 @@ pub struct Config {
     pub warehouses: Vec<WarehouseConfig>,
     #[serde(default)]
     pub seed_stock: Vec<SeedStock>,
+    #[serde(default)]
+    pub payments: BTreeMap<String, PaymentConfig>,
+    #[serde(default)]
+    pub carriers: BTreeMap<String, CarrierConfig>,
+    /// SKU → grams, for parcel weights.
+    #[serde(default)]
+    pub sku_weights: BTreeMap<String, u64>,
+    #[serde(default = "default_weight")]
+    pub default_weight_grams: u64,
+    /// Days after delivery within which a return may be requested; then the order completes.
+    #[serde(default = "default_return_window")]
+    pub return_window_days: u32,
+    /// How long an order may sit in a pipeline step before the sweeper sends it again.
+    #[serde(default = "default_step_budget")]
+    pub step_budget_seconds: u32,
     /// Hours an `Idempotency-Key` is remembered.
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_hours: u32,
@@ -198,6 +289,15 @@ fn default_region() -> String {
 }
 fn default_idempotency_hours() -> u32 {
     24
+}
+fn default_weight() -> u64 {
+    500
+}
+fn default_return_window() -> u32 {
+    7
+}
+fn default_step_budget() -> u32 {
+    300
 }
 
 const DEMO: &str = include_str!("demo.toml");
@@ -296,6 +396,13 @@ impl Config {
 
     pub fn channel(&self, id: &ChannelId) -> Option<&ChannelConfig> {
         self.channels.get(id.as_str())
+    }
+
+    pub fn weight_of(&self, sku: &Sku) -> u64 {
+        self.sku_weights
+            .get(sku.as_str())
+            .copied()
+            .unwrap_or(self.default_weight_grams)
     }
 
     pub fn warehouse_ids(&self) -> Vec<WarehouseId> {

@@ -22,6 +22,20 @@ pub async fn serve_queue(step: Step) -> Result<(), Error> {
     .await
 }
 
+/// The scheduled sweeper (an EventBridge schedule invokes it; the event's content is ignored).
+pub async fn serve_sweeper() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = Arc::new(App::from_env().await?);
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        let app = Arc::clone(&app);
+        async move {
+            let report = crate::sweeper::sweep(&app).await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        }
+    }))
+    .await
+}
+
 /// An HTTP API function serving one surface.
 pub async fn serve_http(surface: Surface) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();

@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -18,6 +17,7 @@ use crate::allocation::{MissingLine, allocate, warehouse_order};
 use crate::app::{App, queues};
 use crate::config::OutOfStockPolicy;
 use crate::domain::{Actor, Order, OrderId, Sku, Status, TransitionNotAllowed, WarehouseId};
+use crate::lifecycle;
 use crate::numbering::NumberingError;
 use crate::ports::{
     Allocation, LowStockAlert, OrderQuery, QueueError, ReservationState, StoreError,
@@ -35,6 +35,7 @@ pub enum Step {
     Numbering,
     Review,
     Inventory,
+    Dispatch,
 }
 
 impl Step {
@@ -43,6 +44,7 @@ impl Step {
             Step::Numbering => queues::NUMBERING,
             Step::Review => queues::REVIEW,
             Step::Inventory => queues::INVENTORY,
+            Step::Dispatch => queues::DISPATCH,
         }
     }
 }
@@ -123,6 +125,9 @@ pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
     let msg: StepMessage =
         serde_json::from_str(body).map_err(|e| StepError::Malformed(e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(msg.order_id));
+    if step == Step::Dispatch {
+        return crate::shipping::dispatch(app, msg.order_id).await;
+    }
     let order = app
         .store
         .get_order(msg.order_id)
@@ -132,6 +137,7 @@ pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
         Step::Numbering => number(app, order).await,
         Step::Review => review_step(app, order).await,
         Step::Inventory => lock_stock(app, order).await,
+        Step::Dispatch => Ok(()),
     }
 }
 
@@ -161,7 +167,7 @@ async fn number(app: &App, order: Order) -> Result<(), StepError> {
         app.clock.now(),
     )?;
     change.order.number = Some(number.clone());
-    app.store.save_change(&change).await?;
+    lifecycle::save(app, &change).await?;
     tracing::info!(order_id = %order.id, %number, "numbered");
     Ok(forward(app, queues::REVIEW, order.id).await?)
 }
@@ -193,7 +199,7 @@ async fn review_step(app: &App, order: Order) -> Result<(), StepError> {
     if let Decision::Hold(r) = &decision {
         change.order.hold_reasons = r.clone();
     }
-    app.store.save_change(&change).await?;
+    lifecycle::save(app, &change).await?;
     tracing::info!(order_id = %order.id, status = %to, %reasons, "reviewed");
     if let Some(q) = next {
         forward(app, q, order.id).await?;
@@ -230,7 +236,7 @@ pub async fn decide_review(
         Some(reason),
         app.clock.now(),
     )?;
-    app.store.save_change(&change).await?;
+    lifecycle::save(app, &change).await?;
     tracing::info!(order_id = %order.id, status = %to, reviewer, "review decided");
     if approve {
         forward(app, queues::INVENTORY, order.id).await?;
@@ -342,7 +348,7 @@ async fn lock_stock(app: &App, order: Order) -> Result<(), StepError> {
                 .collect::<Vec<_>>()
                 .join(", ");
             let change = if prepaid {
-                let due = now + Duration::minutes(i64::from(channel.payment_timeout_minutes));
+                let due = now + channel.payment_timeout();
                 let mut c = order.transition(
                     Status::AwaitingPayment,
                     system("inventory"),
@@ -365,7 +371,7 @@ async fn lock_stock(app: &App, order: Order) -> Result<(), StepError> {
                     now,
                 )?
             };
-            if let Err(e) = app.store.save_change(&change).await {
+            if let Err(e) = lifecycle::save(app, &change).await {
                 // The order moved while we reserved (a cancel, say): give the stock back if it
                 // will not ship, then let the message come again to see the new state.
                 if let Some(current) = app.store.get_order(order.id).await? {
@@ -380,6 +386,16 @@ async fn lock_stock(app: &App, order: Order) -> Result<(), StepError> {
             }
             tracing::info!(order_id = %order.id, status = %change.order.status(), warehouses = %where_from, "stock reserved");
             if !prepaid {
+                forward(app, queues::DISPATCH, order.id).await?;
+            } else if change.order.net_paid() >= change.order.total.minor {
+                // A marketplace order paid before its stock was locked: it is paid now.
+                let paid = change.order.transition(
+                    Status::Paid,
+                    system("inventory"),
+                    Some("paid before its stock was reserved".into()),
+                    now,
+                )?;
+                lifecycle::save(app, &paid).await?;
                 forward(app, queues::DISPATCH, order.id).await?;
             }
         }
@@ -403,7 +419,7 @@ async fn lock_stock(app: &App, order: Order) -> Result<(), StepError> {
                 Some(format!("out of stock: {reason}")),
                 now,
             )?;
-            app.store.save_change(&change).await?;
+            lifecycle::save(app, &change).await?;
             tracing::warn!(order_id = %order.id, %reason, "out of stock");
             if channel.out_of_stock == OutOfStockPolicy::Cancel {
                 let cancel = change.order.transition(
@@ -415,7 +431,7 @@ async fn lock_stock(app: &App, order: Order) -> Result<(), StepError> {
                     )),
                     now,
                 )?;
-                app.store.save_change(&cancel).await?;
+                lifecycle::save(app, &cancel).await?;
             }
         }
     }

@@ -144,6 +144,9 @@ impl Local {
             numbering_key: b"test-key".to_vec(),
             visibility_timeout: std::time::Duration::from_secs(2),
             poll_wait: std::time::Duration::from_millis(200),
+            // The tests sweep when they mean to (`oms::sweeper::sweep`), not on a timer.
+            sweep_every: std::time::Duration::from_secs(3600),
+            secrets: oms_local::dev_secrets(&oms::config::Config::demo()),
         })
         .await
         .expect("local runtime starts");

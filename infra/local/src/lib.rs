@@ -9,7 +9,10 @@
 //!   comes back after the visibility timeout and, after its fifth receive, moves to its
 //!   dead-letter queue.
 //!
-//! State is in the embedded SQLite file by default, or in DynamoDB and SQS.
+//! - The sweeper runs on an interval, as the schedule runs it in AWS.
+//!
+//! State is in the embedded SQLite file by default, or in DynamoDB and SQS. Payment refunds and
+//! waybills go to simulated providers; webhooks are verified as in production.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +23,15 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use axum::extract::State;
 use lambda_http::Body;
 use oms::api::{self, ApiError, Surface};
-use oms::app::{App, Backend, StartError};
+use oms::app::{App, Backend, Outside, StartError};
 use oms::clock::SystemClock;
 use oms::config::Config;
+use oms::config::PaymentKind;
 use oms::domain::{Sku, WarehouseId};
+use oms::payments::{Secrets, SimulatedGateway};
 use oms::pipeline::{Step, handle_batch};
 use oms::ports::Receive;
+use oms::shipping::SimulatedCarrier;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -42,6 +48,54 @@ pub struct Options {
     pub visibility_timeout: Duration,
     /// How long a poller waits for messages before it asks again.
     pub poll_wait: Duration,
+    /// How often the sweeper runs (expiries, completions, re-drives).
+    pub sweep_every: Duration,
+    /// Webhook secrets; [`dev_secrets`] when the environment has none.
+    pub secrets: Secrets,
+}
+
+/// The HMAC secret of every provider and carrier when the environment sets none.
+pub const DEV_SECRET: &str = "oms-local-dev-secret";
+/// The demo-only Alipay key pair (see `infra/local/demo/README.md`).
+pub const DEMO_ALIPAY_PUBLIC_KEY: &str = include_str!("../demo/alipay-demo-public.pem");
+pub const DEMO_ALIPAY_PRIVATE_KEY: &str = include_str!("../demo/alipay-demo-private.pem");
+
+/// Webhook secrets from the environment, with development ones for whatever it leaves unset:
+/// [`DEV_SECRET`] for HMAC providers and carriers, the demo key for Alipay-kind providers.
+pub fn dev_secrets(config: &Config) -> Secrets {
+    let env = |k: String| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let upper = |n: &str| n.to_uppercase().replace('-', "_");
+    let mut s = Secrets::default();
+    for (name, p) in &config.payments {
+        match p.kind {
+            PaymentKind::Stripe => {
+                let v = env(format!("OMS_PAYMENT_SECRET_{}", upper(name)))
+                    .unwrap_or_else(|| DEV_SECRET.into());
+                s.hmac.insert(
+                    name.clone(),
+                    v.split(',').map(|x| x.trim().as_bytes().to_vec()).collect(),
+                );
+            }
+            PaymentKind::Alipay => {
+                let pem = env(format!("OMS_PAYMENT_PUBLIC_KEY_{}", upper(name)))
+                    .unwrap_or_else(|| DEMO_ALIPAY_PUBLIC_KEY.into());
+                match oms::payments::alipay::public_key(&pem) {
+                    Ok(k) => {
+                        s.rsa.insert(name.clone(), k);
+                    }
+                    Err(e) => {
+                        tracing::error!(provider = %name, error = %e, "unreadable public key")
+                    }
+                }
+            }
+        }
+    }
+    for name in config.carriers.keys() {
+        let v =
+            env(format!("OMS_CARRIER_SECRET_{}", upper(name))).unwrap_or_else(|| DEV_SECRET.into());
+        s.carriers.insert(name.clone(), v.into_bytes());
+    }
+    s
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +137,12 @@ impl Running {
 }
 
 /// The steps that have a poller, in pipeline order.
-pub const STEPS: [Step; 3] = [Step::Numbering, Step::Review, Step::Inventory];
+pub const STEPS: [Step; 4] = [
+    Step::Numbering,
+    Step::Review,
+    Step::Inventory,
+    Step::Dispatch,
+];
 
 /// Starts the HTTP server and the pollers.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {
@@ -96,6 +155,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             opts.numbering_key,
             Arc::new(SystemClock),
             true,
+            Outside {
+                secrets: opts.secrets,
+                gateway: Arc::new(SimulatedGateway),
+                carriers: Arc::new(SimulatedCarrier),
+            },
         )
         .await?,
     );
@@ -137,6 +201,22 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             wait: opts.poll_wait,
         };
         tasks.spawn(poll(app, step, receive, stopped));
+    }
+    {
+        let app = Arc::clone(&app);
+        let mut stopped = stopped.clone();
+        let every = opts.sweep_every;
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => return,
+                }
+                if let Err(e) = oms::sweeper::sweep(&app).await {
+                    tracing::error!(error = %e, "sweep failed");
+                }
+            }
+        });
     }
     tracing::info!(%addr, "oms-local listening");
     Ok(Running {

@@ -47,6 +47,9 @@ struct Cli {
     /// Seconds a received message stays hidden before it is delivered again.
     #[arg(long, default_value_t = 10)]
     visibility_timeout: u64,
+    /// Seconds between sweeps (expiries, completions, re-drives).
+    #[arg(long, default_value_t = 5)]
+    sweep_every: u64,
 }
 
 #[tokio::main]
@@ -88,11 +91,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let running = oms_local::start(oms_local::Options {
         port: cli.port,
         backend: backend.clone(),
-        config,
+        config: config.clone(),
         staff_token: staff_token.clone(),
         numbering_key: oms_local::numbering_key(&cli.data_dir)?,
         visibility_timeout: Duration::from_secs(cli.visibility_timeout),
         poll_wait: Duration::from_secs(1),
+        sweep_every: Duration::from_secs(cli.sweep_every),
+        secrets: oms_local::dev_secrets(&config),
     })
     .await?;
     match &backend {

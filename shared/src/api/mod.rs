@@ -12,12 +12,17 @@
 //! | `PUT /orders/{id}/shipping-address` | staff | change the address before shipment |
 //! | `GET /reviews`, `POST /orders/{id}/review` | staff | held orders; approve or reject |
 //! | `GET /warehouses`, `PUT /stock/{sku}/{warehouse}`, `GET /stock/{sku}`, `GET /alerts` | staff | stock |
+//! | `POST /orders/{id}/return` | customer (with contact) or staff | ask to return a delivered order |
+//! | `POST /orders/{id}/return/received` | staff | the return arrived: refund |
+//! | `POST /webhooks/payment/{provider}` | payment provider | signed payment events |
+//! | `POST /webhooks/logistics/{carrier}` | carrier | signed tracking callbacks |
 //!
 //! Staff routes need `Authorization: Bearer <OMS_STAFF_TOKEN>`. Every error is
 //! `application/problem+json` naming the field where there is one.
 
 pub mod problem;
 pub mod taobao;
+mod webhooks;
 
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::{HeaderMap, Method, StatusCode};
@@ -34,6 +39,7 @@ use crate::domain::{
     Actor, AddressDraft, ChannelId, Currency, CustomerId, FieldError, InvalidOrder, Order,
     OrderDraft, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
+use crate::lifecycle;
 use crate::pipeline;
 use crate::ports::{Allocation, Created, IdempotencyRecord, OrderQuery, Reservation, StockLevel};
 use crate::review::check_address;
@@ -53,6 +59,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/stock/{sku}/{warehouse}"),
     ("GET", "/stock/{sku}"),
     ("GET", "/alerts"),
+    ("POST", "/orders/{id}/return"),
+    ("POST", "/orders/{id}/return/received"),
+    ("POST", "/webhooks/payment/{provider}"),
+    ("POST", "/webhooks/logistics/{carrier}"),
 ];
 
 /// The largest request body accepted (an order of `MAX_LINES` lines is far smaller).
@@ -67,8 +77,12 @@ type Reply = Result<Response<Body>, ApiError>;
 pub enum Surface {
     /// `POST /orders` and `POST /channels/{channel}/orders`.
     Intake,
-    /// Everything else.
+    /// Everything else a person or a channel calls.
     Orders,
+    /// `POST /webhooks/payment/{provider}`.
+    PaymentWebhook,
+    /// `POST /webhooks/logistics/{carrier}`.
+    LogisticsWebhook,
     /// Both (the local runtime).
     All,
 }
@@ -95,14 +109,26 @@ fn path_of(req: &Request) -> String {
 
 async fn route(app: &App, surface: Surface, method: &Method, path: &str, req: &Request) -> Reply {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let intake = surface != Surface::Orders;
-    let orders = surface != Surface::Intake;
+    let all = surface == Surface::All;
+    let intake = all || surface == Surface::Intake;
+    let orders = all || surface == Surface::Orders;
     match (method.as_str(), segments.as_slice()) {
+        ("POST", ["webhooks", "payment", provider])
+            if all || surface == Surface::PaymentWebhook =>
+        {
+            webhooks::payment(app, provider, req).await
+        }
+        ("POST", ["webhooks", "logistics", carrier])
+            if all || surface == Surface::LogisticsWebhook =>
+        {
+            webhooks::logistics(app, carrier, req).await
+        }
         ("POST", ["orders"]) if intake => intake_order(app, req, None).await,
         ("POST", ["channels", channel, "orders"]) if intake => {
             intake_order(app, req, Some(channel)).await
         }
         ("GET", ["orders", "lookup"]) if orders => lookup(app, req).await,
+        ("POST", ["orders", id, "return"]) if orders => request_return(app, id, req).await,
         _ if !orders => Err(ApiError::NoRoute),
         (m, segs) => {
             staff(app, req)?;
@@ -112,6 +138,7 @@ async fn route(app: &App, surface: Surface, method: &Method, path: &str, req: &R
                 ("POST", ["orders", id, "cancel"]) => cancel(app, id, req).await,
                 ("PUT", ["orders", id, "shipping-address"]) => change_address(app, id, req).await,
                 ("POST", ["orders", id, "review"]) => decide(app, id, req).await,
+                ("POST", ["orders", id, "return", "received"]) => return_received(app, id).await,
                 ("GET", ["reviews"]) => held(app, req).await,
                 ("GET", ["warehouses"]) => json(
                     StatusCode::OK,
@@ -661,10 +688,12 @@ async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
             app.clock.now(),
         )
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    app.store.save_change(&change).await?;
+    lifecycle::save(app, &change).await?;
     let released = app.store.release(order.id).await?;
     tracing::info!(order_id = %order.id, released, "order cancelled");
-    json(StatusCode::OK, &order_view(app, change.order).await?)
+    // Paid and cancelled before shipment: the money goes back.
+    let order = lifecycle::refund_all(app, change.order, "cancelled after payment").await?;
+    json(StatusCode::OK, &order_view(app, order).await?)
 }
 
 async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
@@ -716,7 +745,7 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
         app.clock.now(),
     );
     change.order.shipping_address = address;
-    app.store.save_change(&change).await?;
+    lifecycle::save(app, &change).await?;
     tracing::info!(order_id = %order.id, "shipping address changed");
     json(StatusCode::OK, &order_view(app, change.order).await?)
 }
@@ -774,6 +803,85 @@ async fn decide(app: &App, id: &str, req: &Request) -> Reply {
     let decided =
         pipeline::decide_review(app, &order, approve, reviewer, b.note.as_deref()).await?;
     json(StatusCode::OK, &order_view(app, decided).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ReturnBody {
+    /// The customer's e-mail or phone on the order (not needed with a staff token).
+    contact: Option<String>,
+    reason: Option<String>,
+}
+
+/// A customer (proving who they are with the order's contact) or staff asks to return a
+/// delivered order within the return window.
+async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
+    let b: ReturnBody = if req.body().is_empty() {
+        ReturnBody::default()
+    } else {
+        parse_body(req)?
+    };
+    let is_staff = staff(app, req).is_ok();
+    let unknown = || ApiError::NotFound("no such order".into());
+    let order = load(app, id).await.map_err(|_| unknown())?;
+    let actor = if is_staff {
+        Actor::Staff("staff".into())
+    } else {
+        let contact = b.contact.as_deref().ok_or_else(|| {
+            ApiError::field("contact", "is required (the e-mail or phone of the order)")
+        })?;
+        let c = &order.customer;
+        let ok = crate::domain::Email::parse(contact)
+            .ok()
+            .is_some_and(|e| c.email.as_ref() == Some(&e))
+            || crate::domain::Phone::parse(contact)
+                .ok()
+                .is_some_and(|p| c.phone.as_ref() == Some(&p));
+        if !ok {
+            return Err(unknown());
+        }
+        Actor::Customer
+    };
+    if order.status() != Status::Delivered {
+        return Err(ApiError::Conflict(format!(
+            "an order that is {} cannot be returned",
+            order.status()
+        )));
+    }
+    let window = Duration::days(i64::from(app.config.return_window_days));
+    if order
+        .delivered_at
+        .is_some_and(|d| d + window < app.clock.now())
+    {
+        return Err(ApiError::Conflict("the return window has closed".into()));
+    }
+    let reason = b.reason.unwrap_or_else(|| "return requested".into());
+    let change = order
+        .transition(
+            Status::ReturnRequested,
+            actor,
+            Some(reason),
+            app.clock.now(),
+        )
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    lifecycle::save(app, &change).await?;
+    json(StatusCode::OK, &order_view(app, change.order).await?)
+}
+
+/// The warehouse received the return: the order is returned and refunded.
+async fn return_received(app: &App, id: &str) -> Reply {
+    let order = load(app, id).await?;
+    let change = order
+        .transition(
+            Status::Returned,
+            Actor::Staff("warehouse".into()),
+            Some("the return arrived".into()),
+            app.clock.now(),
+        )
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    lifecycle::save(app, &change).await?;
+    let order = lifecycle::refund_all(app, change.order, "returned").await?;
+    json(StatusCode::OK, &order_view(app, order).await?)
 }
 
 // ---------------------------------------------------------------------------------------------

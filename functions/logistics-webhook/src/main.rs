@@ -1,0 +1,7 @@
+//! `POST /webhooks/logistics/{carrier}`: verifies the carrier's signature, maps its status
+//! vocabulary to ours and moves shipments (and so orders) forward only.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    oms::lambda::serve_http(oms::api::Surface::LogisticsWebhook).await
+}

@@ -1,0 +1,152 @@
+//! The signed callbacks of payment providers and carriers. The raw body is verified before
+//! anything in it is read; an event applied before is answered with success and changes nothing.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+
+use super::{ApiError, Reply, json};
+use crate::app::App;
+use crate::config::{PaymentKind, Vocabulary};
+use crate::lifecycle::{self, Applied};
+use crate::payments::{WebhookError, alipay, stripe};
+use crate::pipeline::StepError;
+use crate::shipping::{self, aftership, kuaidi100};
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::UnknownProvider(p) => {
+                ApiError::NotFound(format!("{p} is not configured"))
+            }
+            WebhookError::Invalid { field, reason } => ApiError::field(&field, reason),
+            // Signature failures say no more than that.
+            WebhookError::NotConfigured(_)
+            | WebhookError::BadSignature
+            | WebhookError::MalformedSignature(_)
+            | WebhookError::Stale(_) => {
+                tracing::warn!(error = %e, "webhook refused");
+                ApiError::Unauthorized
+            }
+        }
+    }
+}
+
+fn text(body: &'static str, content_type: &'static str) -> Reply {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type)
+        .body(Body::Text(body.into()))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn raw(req: &Request) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > super::MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(super::MAX_BODY_BYTES));
+    }
+    Ok(bytes)
+}
+
+fn step_error(e: StepError) -> ApiError {
+    match e {
+        // An event for an order or waybill we do not know: the provider will retry, and the
+        // log shows it.
+        StepError::Malformed(m) => ApiError::NotFound(m),
+        other => other.into(),
+    }
+}
+
+pub async fn payment(app: &App, provider: &str, req: &Request) -> Reply {
+    let config = app
+        .config
+        .payments
+        .get(provider)
+        .ok_or_else(|| WebhookError::UnknownProvider(provider.into()))?;
+    let body = raw(req)?;
+    let event = match config.kind {
+        PaymentKind::Stripe => {
+            let secrets = app
+                .secrets
+                .hmac
+                .get(provider)
+                .ok_or_else(|| WebhookError::NotConfigured(provider.into()))?;
+            let header = req
+                .headers()
+                .get("stripe-signature")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    WebhookError::MalformedSignature("no Stripe-Signature header".into())
+                })?;
+            stripe::verify(
+                header,
+                body,
+                secrets,
+                i64::from(config.tolerance_seconds),
+                app.clock.now().timestamp(),
+            )?;
+            stripe::parse(provider, body)?
+        }
+        PaymentKind::Alipay => {
+            let key = app
+                .secrets
+                .rsa
+                .get(provider)
+                .ok_or_else(|| WebhookError::NotConfigured(provider.into()))?;
+            let params = alipay::verify(body, key)?;
+            alipay::parse(
+                provider,
+                config.app_id.as_deref().unwrap_or_default(),
+                &params,
+            )?
+        }
+    };
+    let applied = match &event {
+        Some(ev) => lifecycle::apply_payment(app, ev)
+            .await
+            .map_err(step_error)?,
+        None => Applied::Ignored,
+    };
+    tracing::info!(provider, ?applied, "payment webhook");
+    match config.kind {
+        PaymentKind::Stripe => json(StatusCode::OK, &serde_json::json!({"received": true})),
+        PaymentKind::Alipay => text("success", "text/plain"),
+    }
+}
+
+pub async fn logistics(app: &App, carrier: &str, req: &Request) -> Reply {
+    let config = app
+        .config
+        .carriers
+        .get(carrier)
+        .ok_or_else(|| WebhookError::UnknownProvider(carrier.into()))?;
+    let secret = app
+        .secrets
+        .carriers
+        .get(carrier)
+        .ok_or_else(|| WebhookError::NotConfigured(carrier.into()))?;
+    let body = raw(req)?;
+    // Identical deliveries of one callback are one event.
+    let event = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(body))
+    };
+    let update = match config.vocabulary {
+        Vocabulary::Aftership => {
+            let header = req
+                .headers()
+                .get(aftership::SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            aftership::verify(header, body, secret)?;
+            aftership::parse(body)?
+        }
+        Vocabulary::Kuaidi100 => kuaidi100::parse(&kuaidi100::verify(body, secret)?)?,
+    };
+    let applied = shipping::apply_tracking(app, carrier, &update, &event)
+        .await
+        .map_err(step_error)?;
+    tracing::info!(carrier, ?applied, status = ?update.status, "tracking webhook");
+    match config.vocabulary {
+        Vocabulary::Aftership => json(StatusCode::OK, &serde_json::json!({"ok": true})),
+        Vocabulary::Kuaidi100 => text(kuaidi100::ANSWER, "application/json"),
+    }
+}
