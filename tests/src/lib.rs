@@ -251,3 +251,178 @@ pub fn native_order(customer: &str, lines: &[(&str, i64)]) -> serde_json::Value 
         "payment_method": "prepaid"
     })
 }
+
+impl Local {
+    /// On SQLite with a configuration of the caller's.
+    pub async fn sqlite_with(config: oms::config::Config) -> Local {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let running = oms_local::start(oms_local::Options {
+            port: 0,
+            backend: oms::app::Backend::Sqlite {
+                path: dir.path().join("oms.sqlite"),
+            },
+            secrets: oms_local::dev_secrets(&config),
+            config,
+            staff_token: STAFF_TOKEN.into(),
+            numbering_key: b"test-key".to_vec(),
+            visibility_timeout: std::time::Duration::from_secs(2),
+            poll_wait: std::time::Duration::from_millis(200),
+            sweep_every: std::time::Duration::from_secs(3600),
+        })
+        .await
+        .expect("local runtime starts");
+        Local {
+            running,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Runs the sweeper once, now.
+    pub async fn sweep(&self) -> oms::sweeper::Sweep {
+        oms::sweeper::sweep(&self.running.app).await.expect("sweep")
+    }
+
+    /// Posts a Stripe-style event signed with `secret` at unix time `t`.
+    pub async fn stripe(
+        &self,
+        body: &serde_json::Value,
+        secret: &str,
+        t: i64,
+    ) -> reqwest::Response {
+        let raw = body.to_string();
+        let header = oms::payments::stripe::sign(raw.as_bytes(), secret.as_bytes(), t);
+        self.http
+            .post(self.url("/webhooks/payment/stripe"))
+            .header("content-type", "application/json")
+            .header("Stripe-Signature", header)
+            .body(raw)
+            .send()
+            .await
+            .expect("stripe webhook")
+    }
+
+    /// Posts an Alipay-style notification, signed with the demo key.
+    pub async fn alipay(&self, params: &[(&str, &str)]) -> reqwest::Response {
+        use base64::Engine;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::signature::{SignatureEncoding, Signer};
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let content = oms::payments::alipay::signing_content(&owned);
+        let key =
+            rsa::PrivateKey::from_pkcs8_pem(oms_local::DEMO_ALIPAY_PRIVATE_KEY).expect("demo key");
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+        let sig = base64::engine::general_purpose::STANDARD
+            .encode(signer.sign(content.as_bytes()).to_bytes());
+        let mut form = form_body(params);
+        form.push_str(&format!("&sign_type=RSA2&sign={}", urlencode(&sig)));
+        self.http
+            .post(self.url("/webhooks/payment/alipay"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("alipay webhook")
+    }
+
+    /// Posts an AfterShip-style update for `tracking` with `tag` at `at`.
+    pub async fn aftership(
+        &self,
+        carrier: &str,
+        tracking: &str,
+        tag: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({"event": "tracking_update", "msg": {
+            "tracking_number": tracking, "tag": tag,
+            "checkpoints": [{"checkpoint_time": at.to_rfc3339(), "tag": tag, "message": tag}]}})
+        .to_string();
+        self.http
+            .post(self.url(&format!("/webhooks/logistics/{carrier}")))
+            .header("content-type", "application/json")
+            .header(
+                "aftership-hmac-sha256",
+                oms::shipping::aftership::sign(body.as_bytes(), oms_local::DEV_SECRET.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("aftership webhook")
+    }
+
+    /// Posts a Kuaidi100-style callback for `tracking` with `state` at `at` (sent in China time).
+    pub async fn kuaidi100(
+        &self,
+        carrier: &str,
+        tracking: &str,
+        state: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> reqwest::Response {
+        let china = at
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .format("%Y-%m-%d %H:%M:%S");
+        let param = serde_json::json!({"status": "polling", "message": "", "lastResult": {
+            "message": "ok", "state": state, "ischeck": "0", "com": carrier, "nu": tracking,
+            "data": [{"context": "update", "time": china.to_string(), "ftime": china.to_string()}]}})
+        .to_string();
+        let sign = oms::shipping::kuaidi100::sign(&param, oms_local::DEV_SECRET.as_bytes());
+        self.http
+            .post(self.url(&format!("/webhooks/logistics/{carrier}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("param", &param), ("sign", &sign)]))
+            .send()
+            .await
+            .expect("kuaidi100 webhook")
+    }
+}
+
+/// A Stripe-style `payment_intent.succeeded` for an order.
+pub fn stripe_paid(
+    event_id: &str,
+    order_id: &str,
+    amount: i64,
+    currency: &str,
+) -> serde_json::Value {
+    serde_json::json!({"id": event_id, "type": "payment_intent.succeeded", "created": 1_790_000_000,
+        "data": {"object": {"id": format!("pi_{event_id}"), "amount": amount, "amount_received": amount,
+                            "currency": currency, "metadata": {"order_id": order_id}}}})
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn form_body(params: &[(&str, &str)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Generates `sqlite::<case>` for every case and `dynamodb::<case>` for those under `both`;
+/// each gets a fresh local runtime and calls `cases::<case>(&local)`.
+#[macro_export]
+macro_rules! backend_cases {
+    (both: [$($both:ident),* $(,)?], sqlite_only: [$($only:ident),* $(,)?]) => {
+        mod sqlite {
+            $( $crate::backend_cases!(@test $both, Some($crate::Local::sqlite().await)); )*
+            $( $crate::backend_cases!(@test $only, Some($crate::Local::sqlite().await)); )*
+        }
+        mod dynamodb {
+            $( $crate::backend_cases!(@test $both, $crate::Local::dynamodb().await); )*
+        }
+    };
+    (@test $case:ident, $local:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            // `None`: no AWS endpoint, announced on stderr.
+            let Some(local) = $local else { return };
+            super::cases::$case(&local).await;
+            local.running.stop().await;
+        }
+    };
+}

@@ -5,28 +5,7 @@ use oms_tests::{Local, native_order};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-macro_rules! http_cases {
-    (both: [$($both:ident),* $(,)?], sqlite_only: [$($only:ident),* $(,)?]) => {
-        mod sqlite {
-            $( http_cases!(@test $both, Some(oms_tests::Local::sqlite().await)); )*
-            $( http_cases!(@test $only, Some(oms_tests::Local::sqlite().await)); )*
-        }
-        mod dynamodb {
-            $( http_cases!(@test $both, oms_tests::Local::dynamodb().await); )*
-        }
-    };
-    (@test $case:ident, $local:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $case() {
-            // `None`: no AWS endpoint, announced on stderr.
-            let Some(local) = $local else { return };
-            super::cases::$case(&local).await;
-            local.running.stop().await;
-        }
-    };
-}
-
-http_cases!(
+oms_tests::backend_cases!(
     both: [
         an_order_is_numbered_approved_and_reserved_then_awaits_payment,
         the_same_idempotency_key_returns_the_first_answer_and_a_new_body_is_refused,
@@ -649,10 +628,22 @@ mod cases {
         let mut order = native_order("C1001", &[("TEA-001", 1)]);
         order["payment_method"] = json!("cash_on_delivery");
         let (_, _, body) = local.place(&order, None).await;
-        let done = local.wait_for(&id_of(&body).await, "ready_to_ship").await;
+        let id = id_of(&body).await;
+        let done = local.wait_for(&id, "ready_to_ship").await;
         assert!(done["payment_due_at"].is_null());
-        let dispatch = oms::app::queues::name(oms::app::queues::DISPATCH);
-        assert_eq!(local.running.app.queue.depth(&dispatch).await.unwrap(), 1);
+        // Dispatch gives it a waybill without any payment
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let shipped = loop {
+            let o = local.get_order(&id).await;
+            if !o["shipments"].as_array().unwrap().is_empty() {
+                break o;
+            }
+            assert!(std::time::Instant::now() < deadline, "no waybill: {o}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(shipped["status"], "ready_to_ship");
+        assert_eq!(shipped["shipments"][0]["warehouse"], "nj");
+        assert!(shipped["payments"].as_array().unwrap().is_empty());
     }
 
     pub async fn stock_below_its_safety_level_raises_one_alert(local: &Local) {
