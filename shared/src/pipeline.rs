@@ -240,8 +240,12 @@ pub async fn decide_review(
     tracing::info!(order_id = %order.id, status = %to, reviewer, "review decided");
     if approve {
         forward(app, queues::INVENTORY, order.id).await?;
+        return Ok(change.order);
     }
-    Ok(change.order)
+    // Rejected: whatever it held goes back (an order held over a payment had its stock and
+    // its money).
+    app.store.release(order.id).await?;
+    lifecycle::refund_all(app, change.order, "rejected by review").await
 }
 
 enum Lock {

@@ -291,11 +291,13 @@ impl Local {
         t: i64,
     ) -> reqwest::Response {
         let raw = body.to_string();
-        let header = oms::payments::stripe::sign(raw.as_bytes(), secret.as_bytes(), t);
         self.http
             .post(self.url("/webhooks/payment/stripe"))
             .header("content-type", "application/json")
-            .header("Stripe-Signature", header)
+            .header(
+                "Stripe-Signature",
+                oms_local::sign::stripe_header(&raw, secret, t),
+            )
             .body(raw)
             .send()
             .await
@@ -304,25 +306,10 @@ impl Local {
 
     /// Posts an Alipay-style notification, signed with the demo key.
     pub async fn alipay(&self, params: &[(&str, &str)]) -> reqwest::Response {
-        use base64::Engine;
-        use rsa::pkcs8::DecodePrivateKey;
-        use rsa::signature::{SignatureEncoding, Signer};
-        let owned: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let content = oms::payments::alipay::signing_content(&owned);
-        let key =
-            rsa::PrivateKey::from_pkcs8_pem(oms_local::DEMO_ALIPAY_PRIVATE_KEY).expect("demo key");
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
-        let sig = base64::engine::general_purpose::STANDARD
-            .encode(signer.sign(content.as_bytes()).to_bytes());
-        let mut form = form_body(params);
-        form.push_str(&format!("&sign_type=RSA2&sign={}", urlencode(&sig)));
         self.http
             .post(self.url("/webhooks/payment/alipay"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
+            .body(oms_local::sign::alipay_form(params))
             .send()
             .await
             .expect("alipay webhook")
@@ -336,24 +323,18 @@ impl Local {
         tag: &str,
         at: chrono::DateTime<Utc>,
     ) -> reqwest::Response {
-        let body = serde_json::json!({"event": "tracking_update", "msg": {
-            "tracking_number": tracking, "tag": tag,
-            "checkpoints": [{"checkpoint_time": at.to_rfc3339(), "tag": tag, "message": tag}]}})
-        .to_string();
+        let (body, header) = oms_local::sign::aftership(tracking, tag, at);
         self.http
             .post(self.url(&format!("/webhooks/logistics/{carrier}")))
             .header("content-type", "application/json")
-            .header(
-                "aftership-hmac-sha256",
-                oms::shipping::aftership::sign(body.as_bytes(), oms_local::DEV_SECRET.as_bytes()),
-            )
+            .header("aftership-hmac-sha256", header)
             .body(body)
             .send()
             .await
             .expect("aftership webhook")
     }
 
-    /// Posts a Kuaidi100-style callback for `tracking` with `state` at `at` (sent in China time).
+    /// Posts a Kuaidi100-style callback for `tracking` with `state` at `at`.
     pub async fn kuaidi100(
         &self,
         carrier: &str,
@@ -361,47 +342,17 @@ impl Local {
         state: &str,
         at: chrono::DateTime<Utc>,
     ) -> reqwest::Response {
-        let china = at
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-            .format("%Y-%m-%d %H:%M:%S");
-        let param = serde_json::json!({"status": "polling", "message": "", "lastResult": {
-            "message": "ok", "state": state, "ischeck": "0", "com": carrier, "nu": tracking,
-            "data": [{"context": "update", "time": china.to_string(), "ftime": china.to_string()}]}})
-        .to_string();
-        let sign = oms::shipping::kuaidi100::sign(&param, oms_local::DEV_SECRET.as_bytes());
         self.http
             .post(self.url(&format!("/webhooks/logistics/{carrier}")))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_body(&[("param", &param), ("sign", &sign)]))
+            .body(oms_local::sign::kuaidi100(carrier, tracking, state, at))
             .send()
             .await
             .expect("kuaidi100 webhook")
     }
 }
 
-/// A Stripe-style `payment_intent.succeeded` for an order.
-pub fn stripe_paid(
-    event_id: &str,
-    order_id: &str,
-    amount: i64,
-    currency: &str,
-) -> serde_json::Value {
-    serde_json::json!({"id": event_id, "type": "payment_intent.succeeded", "created": 1_790_000_000,
-        "data": {"object": {"id": format!("pi_{event_id}"), "amount": amount, "amount_received": amount,
-                            "currency": currency, "metadata": {"order_id": order_id}}}})
-}
-
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-pub fn form_body(params: &[(&str, &str)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+pub use oms_local::sign::{form_body, stripe_paid};
 
 /// Generates `sqlite::<case>` for every case and `dynamodb::<case>` for those under `both`;
 /// each gets a fresh local runtime and calls `cases::<case>(&local)`.

@@ -61,6 +61,7 @@ contract!(
     a_message_received_too_often_lands_in_the_dead_letter_queue,
     a_batch_send_delivers_every_message,
     sending_to_an_unknown_queue_is_refused,
+    one_receive_never_returns_a_message_twice,
 );
 
 fn sku(s: &str) -> Sku {
@@ -955,6 +956,19 @@ mod cases {
             b.queue.send(&q, &huge).await,
             Err(oms::ports::QueueError::TooLarge(_))
         ));
+    }
+
+    pub async fn one_receive_never_returns_a_message_twice(b: &Backend) {
+        b.queue.ensure_queues(&[spec("work", 5)]).await.unwrap();
+        let q = queue("work");
+        b.queue
+            .send_batch(&q, &["a".to_owned(), "b".to_owned()])
+            .await
+            .unwrap();
+        let got = b.queue.receive(&q, receive(0)).await.unwrap();
+        let ids: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids.len(), got.len(), "{}: {got:?}", b.name);
+        assert!(got.len() <= 2);
     }
 
     pub async fn sending_to_an_unknown_queue_is_refused(b: &Backend) {

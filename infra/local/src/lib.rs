@@ -14,6 +14,10 @@
 //! State is in the embedded SQLite file by default, or in DynamoDB and SQS. Payment refunds and
 //! waybills go to simulated providers; webhooks are verified as in production.
 
+pub mod demo;
+pub mod operator;
+pub mod sign;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -20,29 +20,35 @@ use oms::config::Config;
 ///
 /// --aws-endpoint (or --aws for real AWS with the default credential chain) switches the same
 /// process to DynamoDB + SQS: the table and queues are created if missing.
+///
+/// Subcommands: `demo` plays a day of orders end to end and prints a summary; `dlq list` and
+/// `dlq redrive` handle dead-lettered messages; `order show` prints an order with its timeline.
+/// They use the same --data-dir / --aws-endpoint options as the server.
 #[derive(Debug, Parser)]
 #[command(name = "oms-local", version)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Port on 127.0.0.1 to serve HTTP on.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 3000, global = true)]
     port: u16,
     /// Directory for the embedded database and the numbering key.
-    #[arg(long, default_value = ".oms")]
+    #[arg(long, default_value = ".oms", global = true)]
     data_dir: PathBuf,
     /// Configuration file (TOML); the built-in demo configuration without one.
-    #[arg(long, env = "OMS_CONFIG")]
+    #[arg(long, env = "OMS_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Use DynamoDB and SQS at this endpoint (for example a moto server) instead of SQLite.
-    #[arg(long, env = "OMS_AWS_ENDPOINT", conflicts_with = "aws")]
+    #[arg(long, env = "OMS_AWS_ENDPOINT", conflicts_with = "aws", global = true)]
     aws_endpoint: Option<String>,
     /// Use DynamoDB and SQS in your AWS account (region and credentials from the environment).
-    #[arg(long)]
+    #[arg(long, global = true)]
     aws: bool,
     /// DynamoDB table name (with --aws or --aws-endpoint).
-    #[arg(long, env = "OMS_TABLE", default_value = "oms")]
+    #[arg(long, env = "OMS_TABLE", default_value = "oms", global = true)]
     table: String,
     /// SQS queue name prefix (with --aws or --aws-endpoint).
-    #[arg(long, env = "OMS_QUEUE_PREFIX", default_value = "oms-")]
+    #[arg(long, env = "OMS_QUEUE_PREFIX", default_value = "oms-", global = true)]
     queue_prefix: String,
     /// Seconds a received message stays hidden before it is delivered again.
     #[arg(long, default_value_t = 10)]
@@ -52,10 +58,68 @@ struct Cli {
     sweep_every: u64,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Play a day of orders through a fresh runtime (or --url) over HTTP and print a summary.
+    Demo {
+        /// How many orders to place.
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+        /// Seed of the random choices, for a repeatable run.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Orders in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Drive a runtime that is already running (with the development webhook secrets and
+        /// OMS_STAFF_TOKEN) instead of starting one on a temporary database.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Dead-lettered messages.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Orders.
+    Order {
+        #[command(subcommand)]
+        action: OrderAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DlqAction {
+    /// How many messages wait in each dead-letter queue.
+    List {
+        /// Only this queue (numbering, review, inventory, dispatch, alerts, notifications).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Print the messages too.
+        #[arg(long)]
+        show: bool,
+    },
+    /// Move a dead-letter queue's messages back to its queue.
+    Redrive {
+        #[arg(long)]
+        queue: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OrderAction {
+    /// An order, by id or number, with its timeline.
+    Show { order: String },
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    lambda_runtime::tracing::init_default_subscriber();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // The demo prints its progress bar and summary; the server and commands log.
+    if !matches!(cli.command, Some(Command::Demo { .. })) {
+        lambda_runtime::tracing::init_default_subscriber();
+    }
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oms-local: {e}");
@@ -64,7 +128,40 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+fn staff_token() -> (String, bool) {
+    match std::env::var("OMS_STAFF_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => (t, false),
+        None => (uuid::Uuid::new_v4().simple().to_string(), true),
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(Command::Demo {
+        orders,
+        seed,
+        concurrency,
+        url,
+    }) = &cli.command
+    {
+        let summary = oms_local::demo::run(oms_local::demo::DemoOptions {
+            orders: *orders,
+            seed: *seed,
+            concurrency: *concurrency,
+            url: url.clone(),
+            staff_token: staff_token().0,
+            progress: true,
+        })
+        .await?;
+        print!("{summary}");
+        return if summary.accounts_for_every_order() {
+            Ok(())
+        } else {
+            Err("the demo did not account for every order".into())
+        };
+    }
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
         None => Config::demo(),

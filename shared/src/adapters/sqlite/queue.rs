@@ -45,17 +45,23 @@ impl SqliteQueue {
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let (max_receives, dead_letter) = queue_settings(&tx, &name)?;
+                // Candidates first, then each is moved or delivered once: one call never hands
+                // out the same message twice, whatever the visibility timeout (as SQS).
+                let mut stmt = tx.prepare(
+                    "SELECT seq, id, body, receive_count FROM messages
+                     WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT 100",
+                )?;
+                let candidates = stmt
+                    .query_map(params![name.as_str(), now], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                drop(stmt);
                 let mut out = Vec::new();
-                loop {
-                    let row = tx
-                        .query_row(
-                            "SELECT seq, id, body, receive_count FROM messages
-                             WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT 1",
-                            params![name.as_str(), now],
-                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)),
-                        )
-                        .optional()?;
-                    let Some((seq, id, body, count)) = row else { break };
+                for (seq, id, body, count) in candidates {
+                    if out.len() as i64 >= max {
+                        break;
+                    }
                     if let (Some(max_receives), Some(dlq)) = (max_receives, &dead_letter) {
                         if count >= max_receives {
                             tx.execute(
@@ -78,9 +84,6 @@ impl SqliteQueue {
                         body,
                         receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
                     });
-                    if out.len() as i64 >= max {
-                        break;
-                    }
                 }
                 tx.commit()?;
                 Ok(out)

@@ -1,0 +1,108 @@
+//! The operator commands and the demo, on SQLite.
+
+use std::sync::Arc;
+
+use oms::app::{App, Backend, Outside, queues};
+use oms::config::Config;
+use oms::ports::OrderStore;
+
+async fn app(dir: &std::path::Path) -> App {
+    App::connect(
+        &Backend::Sqlite {
+            path: dir.join("oms.sqlite"),
+        },
+        Config::demo(),
+        None,
+        b"k".to_vec(),
+        Arc::new(oms::clock::SystemClock),
+        true,
+        Outside {
+            secrets: oms::payments::Secrets::default(),
+            gateway: Arc::new(oms::payments::SimulatedGateway),
+            carriers: Arc::new(oms::shipping::SimulatedCarrier),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_re_driven_to_their_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let review = queues::name(queues::REVIEW);
+    let bodies: Vec<String> = (0..3)
+        .map(|i| format!("{{\"order_id\":\"{i}\"}}"))
+        .collect();
+    app.queue
+        .send_batch(&review.dead_letter(), &bodies)
+        .await
+        .unwrap();
+
+    let listed = oms_local::operator::dlq_list(&app, Some("review"), true)
+        .await
+        .unwrap();
+    assert!(listed.starts_with("review-dlq: 3 message(s)"), "{listed}");
+    assert!(listed.contains("{\"order_id\":\"2\"}"), "{listed}");
+
+    assert_eq!(
+        oms_local::operator::dlq_redrive(&app, "review")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(app.queue.depth(&review.dead_letter()).await.unwrap(), 0);
+    assert_eq!(app.queue.depth(&review).await.unwrap(), 3);
+    assert!(
+        oms_local::operator::dlq_redrive(&app, "nowhere")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_order_is_shown_with_its_timeline_by_id_or_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let (o, e) = oms_tests::order("C1", None, &[("TEA-001", 2)]);
+    app.store.create_order(&o, &e).await.unwrap();
+    let mut numbered = o
+        .transition(
+            oms::domain::Status::Numbered,
+            oms::domain::Actor::System("numbering".into()),
+            Some("number 2026112700017".into()),
+            oms_tests::t0(),
+        )
+        .unwrap();
+    numbered.order.number = Some(oms::domain::OrderNumber::parse("2026112700017").unwrap());
+    app.store.save_change(&numbered).await.unwrap();
+    for key in [o.id.to_string(), "2026112700017".to_owned()] {
+        let shown = oms_local::operator::show_order(&app, &key).await.unwrap();
+        assert!(shown.contains("status numbered"), "{shown}");
+        assert!(shown.contains("-> received"), "{shown}");
+        assert!(shown.contains("received -> numbered"), "{shown}");
+        assert!(shown.contains("line 2 x TEA-001"), "{shown}");
+    }
+    assert!(oms_local::operator::show_order(&app, "999").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_accounts_for_every_order_it_places() {
+    let summary = oms_local::demo::run(oms_local::demo::DemoOptions {
+        orders: 40,
+        seed: 11,
+        concurrency: 8,
+        url: None,
+        staff_token: "demo-test".into(),
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert!(summary.accounts_for_every_order(), "{summary}");
+    assert_eq!(summary.final_status.values().sum::<usize>(), 40);
+    assert!(
+        summary.final_status.get("completed").copied().unwrap_or(0) > 20,
+        "{summary}"
+    );
+    assert_eq!(summary.latencies["numbering"].len(), 40);
+}
