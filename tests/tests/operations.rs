@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use oms::app::{App, Backend, Outside, queues};
 use oms::config::Config;
-use oms::ports::OrderStore;
 
 async fn app(dir: &std::path::Path) -> App {
     App::connect(
