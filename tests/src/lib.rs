@@ -135,18 +135,25 @@ pub struct Local {
 
 impl Local {
     async fn start(backend: impl FnOnce(&std::path::Path) -> oms::app::Backend) -> Local {
+        Self::start_with(backend, oms::config::Config::demo()).await
+    }
+
+    async fn start_with(
+        backend: impl FnOnce(&std::path::Path) -> oms::app::Backend,
+        config: oms::config::Config,
+    ) -> Local {
         let dir = tempfile::tempdir().expect("temp dir");
         let running = oms_local::start(oms_local::Options {
             port: 0,
             backend: backend(dir.path()),
-            config: oms::config::Config::demo(),
+            secrets: oms_local::dev_secrets(&config),
+            config,
             staff_token: STAFF_TOKEN.into(),
             numbering_key: b"test-key".to_vec(),
             visibility_timeout: std::time::Duration::from_secs(2),
             poll_wait: std::time::Duration::from_millis(200),
-            // The tests sweep when they mean to (`oms::sweeper::sweep`), not on a timer.
+            // The tests sweep when they mean to (`Local::sweep`), not on a timer.
             sweep_every: std::time::Duration::from_secs(3600),
-            secrets: oms_local::dev_secrets(&oms::config::Config::demo()),
         })
         .await
         .expect("local runtime starts");
@@ -155,6 +162,27 @@ impl Local {
             http: reqwest::Client::new(),
             _dir: dir,
         }
+    }
+
+    /// `(on hand, reserved, available)` of a SKU in a warehouse, read over HTTP.
+    pub async fn stock(&self, sku: &str, wh: &str) -> (u64, u64, u64) {
+        let r: serde_json::Value = self
+            .staff(reqwest::Method::GET, &format!("/stock/{sku}"))
+            .send()
+            .await
+            .expect("GET stock")
+            .json()
+            .await
+            .expect("stock json");
+        let level = r["warehouses"]
+            .as_array()
+            .expect("warehouses")
+            .iter()
+            .find(|l| l["warehouse"] == wh)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let n = |k: &str| level[k].as_u64().unwrap_or(0);
+        (n("on_hand"), n("reserved"), n("available"))
     }
 
     /// On the embedded SQLite store.
@@ -255,27 +283,13 @@ pub fn native_order(customer: &str, lines: &[(&str, i64)]) -> serde_json::Value 
 impl Local {
     /// On SQLite with a configuration of the caller's.
     pub async fn sqlite_with(config: oms::config::Config) -> Local {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let running = oms_local::start(oms_local::Options {
-            port: 0,
-            backend: oms::app::Backend::Sqlite {
-                path: dir.path().join("oms.sqlite"),
+        Self::start_with(
+            |dir| oms::app::Backend::Sqlite {
+                path: dir.join("oms.sqlite"),
             },
-            secrets: oms_local::dev_secrets(&config),
             config,
-            staff_token: STAFF_TOKEN.into(),
-            numbering_key: b"test-key".to_vec(),
-            visibility_timeout: std::time::Duration::from_secs(2),
-            poll_wait: std::time::Duration::from_millis(200),
-            sweep_every: std::time::Duration::from_secs(3600),
-        })
+        )
         .await
-        .expect("local runtime starts");
-        Local {
-            running,
-            http: reqwest::Client::new(),
-            _dir: dir,
-        }
     }
 
     /// Runs the sweeper once, now.

@@ -49,26 +49,7 @@ async fn customer_orders(local: &Local, customer: &str) -> Vec<Value> {
 }
 
 async fn available(local: &Local, sku: &str, wh: &str) -> (u64, u64, u64) {
-    let r: Value = local
-        .staff(Method::GET, &format!("/stock/{sku}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let level = r["warehouses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["warehouse"] == wh)
-        .cloned()
-        .unwrap_or(Value::Null);
-    (
-        level["on_hand"].as_u64().unwrap_or(0),
-        level["reserved"].as_u64().unwrap_or(0),
-        level["available"].as_u64().unwrap_or(0),
-    )
+    local.stock(sku, wh).await
 }
 
 mod cases {

@@ -71,25 +71,8 @@ fn statuses(order: &Value) -> Vec<String> {
 }
 
 async fn stock(local: &Local, sku: &str, wh: &str) -> (u64, u64) {
-    let r: Value = local
-        .staff(Method::GET, &format!("/stock/{sku}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let l = r["warehouses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["warehouse"] == wh)
-        .unwrap()
-        .clone();
-    (
-        l["on_hand"].as_u64().unwrap(),
-        l["reserved"].as_u64().unwrap(),
-    )
+    let (on_hand, reserved, _) = local.stock(sku, wh).await;
+    (on_hand, reserved)
 }
 
 mod cases {
