@@ -134,14 +134,33 @@ pub async fn apply_payment(app: &App, ev: &PaymentEvent) -> Result<Applied, Step
         EventKind::Failed => MovementKind::FailedPayment,
         EventKind::Refunded => MovementKind::Refund,
     };
+    // A reported refund counts what goes beyond the refunds of that payment recorded already
+    // (ours, made through the gateway, included): providers report the running total.
+    let refunded_before: i64 = order
+        .payments
+        .iter()
+        .filter(|m| {
+            m.kind == MovementKind::Refund
+                && m.refunds_payment.as_deref() == Some(ev.reference.as_str())
+        })
+        .map(|m| m.amount.minor)
+        .sum();
+    let amount_now = match ev.kind {
+        EventKind::Refunded => Money {
+            minor: ev.amount.minor - refunded_before,
+            currency: ev.amount.currency,
+        },
+        _ => ev.amount,
+    };
     let movement = MoneyMovement {
         kind,
         provider: ev.provider.clone(),
         reference: ev.reference.clone(),
         event_id: ev.event_id.clone(),
-        amount: ev.amount,
+        amount: amount_now,
         at: now,
         note: None,
+        refunds_payment: (ev.kind == EventKind::Refunded).then(|| ev.reference.clone()),
     };
     let amount = show(ev.amount);
     let mut refund_after = None;
@@ -208,14 +227,11 @@ pub async fn apply_payment(app: &App, ev: &PaymentEvent) -> Result<Applied, Step
             now,
         ),
         EventKind::Refunded => {
-            if order
-                .payments
-                .iter()
-                .any(|m| m.kind == MovementKind::Refund && m.reference == ev.reference)
-            {
+            if amount_now.minor <= 0 {
                 return Ok(Applied::Duplicate);
             }
-            let settled = order.net_paid() - ev.amount.minor <= 0;
+            let amount = show(amount_now);
+            let settled = order.net_paid() - amount_now.minor <= 0;
             if settled
                 && matches!(
                     order.status(),
@@ -284,6 +300,7 @@ pub async fn refund(
         amount,
         at: now,
         note: Some(reason.into()),
+        refunds_payment: Some(reference.into()),
     };
     let mut ask = order.revise(
         Actor::System("refunds".into()),
@@ -337,6 +354,7 @@ pub async fn refund(
         amount,
         at: app.clock.now(),
         note: None,
+        refunds_payment: Some(reference.into()),
     });
     done.event = Some(format!("{key}:done"));
     match save(app, &done).await {

@@ -20,6 +20,8 @@ oms_tests::backend_cases!(
         cancelling_after_payment_refunds_the_money,
         a_return_within_the_window_is_refunded,
         a_second_payment_for_a_paid_order_is_refunded,
+        a_refund_made_at_the_provider_is_recorded_once,
+        two_sweeps_at_once_expire_an_order_once,
     ]
 );
 
@@ -475,6 +477,84 @@ mod cases {
         assert_eq!(kinds, ["payment", "refund_requested", "refund"]);
         assert_eq!(done["payments"][2]["amount"]["minor"], 3 * 4990);
         assert_eq!(stock(local, "TEA-001", "nj").await, (500, 0));
+
+        // The provider then reports that refund (cumulative, against the payment): nothing new
+        let reported = json!({"id": "evt_refund_report", "type": "charge.refunded",
+            "data": {"object": {"id": "ch_1", "payment_intent": "pi_evt_cancel", "amount": 3 * 4990,
+                                "amount_refunded": 3 * 4990, "currency": "cny", "metadata": {"order_id": id}}}});
+        assert_eq!(
+            local
+                .stripe(&reported, SECRET, Utc::now().timestamp())
+                .await
+                .status(),
+            200
+        );
+        let after = local.get_order(&id).await;
+        assert_eq!(
+            after["payments"].as_array().unwrap().len(),
+            3,
+            "the refund is not counted twice: {:#}",
+            after["payments"]
+        );
+        assert_eq!(after["status"], "refunded");
+    }
+
+    pub async fn a_refund_made_at_the_provider_is_recorded_once(local: &Local) {
+        let order = awaiting_payment(local, &[("TEA-001", 2)]).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        pay(local, &order, "evt_partial").await;
+        // A partial refund from the provider's dashboard, reported twice as it grows
+        for (event, cumulative) in [("evt_r1", 1000), ("evt_r1", 1000), ("evt_r2", 2500)] {
+            let e = json!({"id": event, "type": "charge.refunded",
+                "data": {"object": {"id": "ch_2", "payment_intent": "pi_evt_partial", "amount": 9980,
+                                    "amount_refunded": cumulative, "currency": "cny", "metadata": {"order_id": id}}}});
+            assert_eq!(
+                local
+                    .stripe(&e, SECRET, Utc::now().timestamp())
+                    .await
+                    .status(),
+                200
+            );
+        }
+        let o = local.get_order(&id).await;
+        let refunds: Vec<i64> = o["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "refund")
+            .map(|m| m["amount"]["minor"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            refunds,
+            [1000, 1500],
+            "each refund once, the running total respected"
+        );
+        assert_ne!(
+            o["status"], "refunded",
+            "a partial refund does not end the order"
+        );
+    }
+
+    pub async fn two_sweeps_at_once_expire_an_order_once(local: &Local) {
+        let mut config = oms::config::Config::demo();
+        config
+            .channels
+            .get_mut("web")
+            .unwrap()
+            .payment_timeout_seconds = Some(0);
+        let quick = Local::sqlite_with(config).await;
+        let order = awaiting_payment(&quick, &[("TEA-001", 4)]).await;
+        let (a, b) = tokio::join!(quick.sweep(), quick.sweep());
+        assert_eq!(a.expired + b.expired, 1);
+        let o = quick.get_order(order["id"].as_str().unwrap()).await;
+        assert_eq!(statuses(&o).iter().filter(|s| *s == "expired").count(), 1);
+        assert_eq!(
+            stock(&quick, "TEA-001", "nj").await,
+            (500, 0),
+            "released once"
+        );
+        quick.running.stop().await;
+        let _ = local;
     }
 
     pub async fn a_return_within_the_window_is_refunded(local: &Local) {

@@ -32,6 +32,9 @@ pub struct MoneyMovement {
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For refunds: the payment they pay back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunds_payment: Option<String>,
 }
 
 /// The canonical tracking status every carrier vocabulary maps into.

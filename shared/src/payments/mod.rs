@@ -19,8 +19,9 @@ pub struct PaymentEvent {
     pub event_id: String,
     pub order: OrderRef,
     pub kind: EventKind,
-    /// The provider's id of the payment (or refund).
+    /// The provider's id of the payment; for a refund, of the payment it pays back.
     pub reference: String,
+    /// For a refund, the total refunded of that payment so far (providers report it so).
     pub amount: Money,
 }
 

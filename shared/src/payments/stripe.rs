@@ -4,7 +4,8 @@
 //! further than the tolerance from now is refused (replays of old captures).
 //!
 //! Events: `payment_intent.succeeded`, `payment_intent.payment_failed` (amount, currency and
-//! `metadata.order_id` of the payment intent) and `charge.refunded` (`amount_refunded`).
+//! `metadata.order_id` of the payment intent) and `charge.refunded` (`amount_refunded`, the total
+//! refunded so far, of the charge's `payment_intent`).
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
@@ -85,6 +86,9 @@ struct Object {
     currency: String,
     #[serde(default)]
     metadata: std::collections::HashMap<String, String>,
+    /// On a charge: the payment intent it belongs to.
+    #[serde(default)]
+    payment_intent: Option<String>,
 }
 
 /// Reads a verified body. `Ok(None)` for event types we do not act on.
@@ -117,7 +121,11 @@ pub fn parse(provider: &str, body: &[u8]) -> Result<Option<PaymentEvent>, Webhoo
         event_id: e.id,
         order: OrderRef::Id(order),
         kind,
-        reference: e.data.object.id,
+        // A refund names the payment it pays back (the intent our payment was recorded under).
+        reference: match kind {
+            EventKind::Refunded => e.data.object.payment_intent.unwrap_or(e.data.object.id),
+            _ => e.data.object.id,
+        },
         amount: Money {
             minor: amount,
             currency,
