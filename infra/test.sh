@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too:
-#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint) if there is none,
+#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint) and cfn-lint if missing,
 #   2. starts moto on a free port on 127.0.0.1 and points the AWS contract tests at it,
-#   3. checks formatting and clippy, runs every test (cargo-nextest if installed, else cargo test)
-#      with the AWS suite required, not skipped,
+#   3. checks formatting, clippy and the deployment template (cfn-lint), runs every test
+#      (cargo-nextest if installed, else cargo test) with the AWS suite required, not skipped,
 #   4. stops moto, whatever happened.
 # Environment: OMS_VENV (venv directory, default .venv at the workspace root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${OMS_VENV:-.venv}
-if [ ! -x "$venv/bin/moto_server" ]; then
-  echo "==> preparing $venv with moto[server]"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/cfn-lint" ]; then
+  echo "==> preparing $venv with moto[server] and cfn-lint"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.20,<2'
 fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -38,6 +38,8 @@ export OMS_TEST_REQUIRE_AWS=1
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> cfn-lint infra/template.yaml"
+"$venv/bin/cfn-lint" infra/template.yaml
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> tests"
