@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adapters::aws::meter::Meter;
 use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
 use crate::adapters::sqlite::SqliteDb;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
@@ -94,6 +95,8 @@ pub struct App {
     pub secrets: Secrets,
     pub gateway: Arc<dyn PaymentGateway>,
     pub carriers: Arc<dyn CarrierApi>,
+    /// What the AWS adapters spend (zero on SQLite), and invocations where the host counts them.
+    pub meter: Arc<Meter>,
 }
 
 /// What the functions talk to outside the store and queues.
@@ -127,6 +130,7 @@ impl App {
         provision: bool,
         outside: Outside,
     ) -> Result<Self, StartError> {
+        let meter = Arc::new(Meter::default());
         let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = match backend {
             Backend::Sqlite { path } => {
                 let db = SqliteDb::open(path)?;
@@ -143,10 +147,15 @@ impl App {
                     ensure_table(&dynamo, table).await?;
                 }
                 (
-                    Arc::new(DynamoStore::new(dynamo, table.clone())),
-                    Arc::new(SqsQueue::new(
+                    Arc::new(DynamoStore::metered(
+                        dynamo,
+                        table.clone(),
+                        Arc::clone(&meter),
+                    )),
+                    Arc::new(SqsQueue::metered(
                         aws_sdk_sqs::Client::new(&sdk),
                         queue_prefix.clone(),
+                        Arc::clone(&meter),
                     )),
                 )
             }
@@ -167,6 +176,7 @@ impl App {
             secrets: outside.secrets,
             gateway: outside.gateway,
             carriers: outside.carriers,
+            meter,
         })
     }
 

@@ -134,13 +134,14 @@ pub struct Local {
 }
 
 impl Local {
-    async fn start(backend: impl FnOnce(&std::path::Path) -> oms::app::Backend) -> Local {
-        Self::start_with(backend, oms::config::Config::demo()).await
-    }
+    const NO_TIMER: std::time::Duration = std::time::Duration::from_secs(3600);
 
-    async fn start_with(
+    /// `sweep_every`: the tests sweep when they mean to (`Local::sweep`), unless they need the
+    /// timer (the demo waits for expiries).
+    async fn start(
         backend: impl FnOnce(&std::path::Path) -> oms::app::Backend,
         config: oms::config::Config,
+        sweep_every: std::time::Duration,
     ) -> Local {
         let dir = tempfile::tempdir().expect("temp dir");
         let running = oms_local::start(oms_local::Options {
@@ -152,8 +153,7 @@ impl Local {
             numbering_key: b"test-key".to_vec(),
             visibility_timeout: std::time::Duration::from_secs(2),
             poll_wait: std::time::Duration::from_millis(200),
-            // The tests sweep when they mean to (`Local::sweep`), not on a timer.
-            sweep_every: std::time::Duration::from_secs(3600),
+            sweep_every,
         })
         .await
         .expect("local runtime starts");
@@ -187,27 +187,42 @@ impl Local {
 
     /// On the embedded SQLite store.
     pub async fn sqlite() -> Local {
-        Self::start(|dir| oms::app::Backend::Sqlite {
-            path: dir.join("oms.sqlite"),
-        })
+        Self::sqlite_with(oms::config::Config::demo()).await
+    }
+
+    /// On SQLite with a configuration of the caller's.
+    pub async fn sqlite_with(config: oms::config::Config) -> Local {
+        Self::start(
+            |dir| oms::app::Backend::Sqlite {
+                path: dir.join("oms.sqlite"),
+            },
+            config,
+            Self::NO_TIMER,
+        )
         .await
     }
 
     /// On DynamoDB + SQS at the test endpoint, with a fresh table and queue prefix.
     pub async fn dynamodb() -> Option<Local> {
+        Self::dynamodb_with(oms::config::Config::demo(), Self::NO_TIMER).await
+    }
+
+    /// On DynamoDB + SQS with a configuration of the caller's and a sweep timer.
+    pub async fn dynamodb_with(
+        config: oms::config::Config,
+        sweep_every: std::time::Duration,
+    ) -> Option<Local> {
         let endpoint = aws_endpoint()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        Some(
-            Self::start(|_| oms::app::Backend::Aws {
-                settings: AwsSettings {
-                    endpoint_url: Some(endpoint),
-                    region: None,
-                },
-                table: format!("oms-http-{}", &id[..12]),
-                queue_prefix: format!("h{}-", &id[..10]),
-            })
-            .await,
-        )
+        let backend = |_: &std::path::Path| oms::app::Backend::Aws {
+            settings: AwsSettings {
+                endpoint_url: Some(endpoint),
+                region: None,
+            },
+            table: format!("oms-http-{}", &id[..12]),
+            queue_prefix: format!("h{}-", &id[..10]),
+        };
+        Some(Self::start(backend, config, sweep_every).await)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -281,17 +296,6 @@ pub fn native_order(customer: &str, lines: &[(&str, i64)]) -> serde_json::Value 
 }
 
 impl Local {
-    /// On SQLite with a configuration of the caller's.
-    pub async fn sqlite_with(config: oms::config::Config) -> Local {
-        Self::start_with(
-            |dir| oms::app::Backend::Sqlite {
-                path: dir.join("oms.sqlite"),
-            },
-            config,
-        )
-        .await
-    }
-
     /// Runs the sweeper once, now.
     pub async fn sweep(&self) -> oms::sweeper::Sweep {
         oms::sweeper::sweep(&self.running.app).await.expect("sweep")

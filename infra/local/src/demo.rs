@@ -39,6 +39,8 @@ pub struct Summary {
     pub duplicates_sent: usize,
     pub wrong_amounts: usize,
     pub out_of_order_sent: usize,
+    /// `GET /orders/{id}` calls the demo made to watch its orders (not part of an order's life).
+    pub polls: usize,
     pub errors: Vec<String>,
     /// Step name → latencies in milliseconds.
     pub latencies: BTreeMap<&'static str, Vec<i64>>,
@@ -136,6 +138,7 @@ struct Ctx {
     http: Client,
     base: String,
     token: String,
+    polls: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -154,6 +157,8 @@ type Res<T> = Result<T, String>;
 
 impl Ctx {
     async fn get(&self, id: &str) -> Res<Value> {
+        self.polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = self
             .http
             .get(format!("{}/orders/{id}", self.base))
@@ -566,6 +571,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
         http: Client::new(),
         base,
         token,
+        polls: Default::default(),
     };
     let bar = if opts.progress {
         ProgressBar::new(opts.orders as u64)
@@ -613,6 +619,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
         }
     }
     s.elapsed = started.elapsed();
+    s.polls = ctx.polls.load(std::sync::atomic::Ordering::Relaxed);
     if let Some((running, _dir)) = own {
         running.stop().await;
     }

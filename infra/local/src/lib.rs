@@ -216,6 +216,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                     _ = tokio::time::sleep(every) => {}
                     _ = stopped.changed() => return,
                 }
+                app.meter.invocation();
                 if let Err(e) = oms::sweeper::sweep(&app).await {
                     tracing::error!(error = %e, "sweep failed");
                 }
@@ -270,6 +271,7 @@ async fn proxy(
             Err(e) => Body::Binary(e.into_bytes()),
         }
     };
+    app.meter.invocation();
     let response = api::handle(
         &app,
         Surface::All,
@@ -327,6 +329,7 @@ async fn poll(app: Arc<App>, step: Step, receive: Receive, mut stopped: watch::R
                 r
             })
             .collect();
+        app.meter.invocation();
         let response = handle_batch(&app, step, event).await;
         for m in &messages {
             let failed = response

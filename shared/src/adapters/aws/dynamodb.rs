@@ -43,6 +43,9 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
+use super::meter::{Meter, item_size};
 use super::{boxed, is_retryable};
 use crate::domain::{
     Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
@@ -209,6 +212,7 @@ impl Cancelled {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    meter: Arc<Meter>,
 }
 
 /// Creates the table with its indexes and TTL if it does not exist, and waits until it is active.
@@ -350,6 +354,7 @@ impl DynamoStore {
     async fn claim(&self, k: (String, String), order: OrderId) -> Result<bool, StoreError> {
         let mut item = key(k);
         item.insert("order_id".into(), s(order.to_string()));
+        self.meter.write(item_size(&item), false);
         let result = self
             .client
             .put_item()
@@ -367,9 +372,29 @@ impl DynamoStore {
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self::metered(client, table, Arc::new(Meter::default()))
+    }
+
+    /// A store that counts what it spends into `meter`.
+    pub fn metered(client: Client, table: impl Into<String>, meter: Arc<Meter>) -> Self {
         Self {
             client,
             table: table.into(),
+            meter,
+        }
+    }
+
+    /// Counts one attempt of a transaction: every write item twice, condition checks as
+    /// transactional reads. Cancelled transactions are billed too.
+    fn meter_transaction(&self, items: &[TransactWriteItem]) {
+        for i in items {
+            if let Some(p) = i.put() {
+                self.meter.write(item_size(p.item()), true);
+            } else if i.update().is_some() || i.delete().is_some() {
+                self.meter.write(1, true);
+            } else if i.condition_check().is_some() {
+                self.meter.read(1, true, true);
+            }
         }
     }
 
@@ -388,6 +413,7 @@ impl DynamoStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.meter_transaction(&items);
             let result = self
                 .client
                 .transact_write_items()
@@ -448,6 +474,8 @@ impl DynamoStore {
             .send()
             .await
             .map_err(sdk)?;
+        self.meter
+            .read(out.item.as_ref().map_or(0, item_size), true, false);
         Ok(out.item)
     }
 
@@ -468,7 +496,10 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(sdk)?;
-            items.extend(out.items.unwrap_or_default());
+            let page = out.items.unwrap_or_default();
+            self.meter
+                .read(page.iter().map(item_size).sum(), true, false);
+            items.extend(page);
             start = out.last_evaluated_key;
             if start.is_none() {
                 return Ok(items);
@@ -503,7 +534,11 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(sdk)?;
-            for item in out.items.unwrap_or_default() {
+            let page = out.items.unwrap_or_default();
+            // Index queries are eventually consistent: half the units.
+            self.meter
+                .read(page.iter().map(item_size).sum(), false, false);
+            for item in page {
                 orders.push(from_av(&item, "doc")?);
             }
             start = out.last_evaluated_key;
@@ -777,7 +812,11 @@ impl OrderStore for DynamoStore {
                 .send()
                 .await
                 .map_err(sdk)?;
-            for item in out.items.unwrap_or_default() {
+            let page = out.items.unwrap_or_default();
+            // Index queries are eventually consistent: half the units.
+            self.meter
+                .read(page.iter().map(item_size).sum(), false, false);
+            for item in page {
                 orders.push(from_av::<Order>(&item, "doc")?);
             }
             start = out.last_evaluated_key;
@@ -899,6 +938,7 @@ impl NumberStore for DynamoStore {
             ));
         }
         // One atomic ADD per block, not per number: a busy counter is touched `size` times less.
+        self.meter.write(1, false);
         let out = self
             .client
             .update_item()
@@ -924,6 +964,7 @@ impl StockStore for DynamoStore {
         on_hand: u64,
         safety: u64,
     ) -> Result<StockLevel, StoreError> {
+        self.meter.write(1, false);
         let result = self
             .client
             .update_item()
@@ -1064,6 +1105,7 @@ impl StockStore for DynamoStore {
     async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError> {
         let mut item = key(keys::alert(&alert.sku, &alert.warehouse));
         item.insert("doc".into(), to_av(alert)?);
+        self.meter.write(item_size(&item), false);
         let created = self
             .client
             .put_item()
@@ -1076,6 +1118,7 @@ impl StockStore for DynamoStore {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
                 // Already open: refresh the figures, keep when it was first raised.
+                self.meter.write(1, false);
                 self.client
                     .update_item()
                     .table_name(&self.table)
@@ -1093,6 +1136,7 @@ impl StockStore for DynamoStore {
     }
 
     async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError> {
+        self.meter.write(1, false);
         let out = self
             .client
             .delete_item()
@@ -1155,6 +1199,7 @@ impl IdempotencyStore for DynamoStore {
         item.insert("response".into(), s(&rec.response));
         item.insert("expires_ms".into(), n(rec.expires_at.timestamp_millis()));
         item.insert(TTL_ATTRIBUTE.into(), n(rec.expires_at.timestamp()));
+        self.meter.write(item_size(&item), false);
         let result = self
             .client
             .put_item()

@@ -12,6 +12,9 @@ use aws_sdk_sqs::types::{
 };
 use tokio::sync::RwLock;
 
+use std::sync::Arc;
+
+use super::meter::Meter;
 use super::{boxed, is_retryable, whole_seconds};
 use crate::ports::{
     Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
@@ -26,6 +29,7 @@ pub struct SqsQueue {
     client: Client,
     prefix: String,
     urls: RwLock<HashMap<QueueName, String>>,
+    meter: Arc<Meter>,
 }
 
 fn sdk<E, R>(e: SdkError<E, R>) -> QueueError
@@ -51,10 +55,16 @@ impl SqsQueue {
     /// `prefix` keeps deployments (and tests) apart in one account: `oms-prod-` gives
     /// `oms-prod-numbering`.
     pub fn new(client: Client, prefix: impl Into<String>) -> Self {
+        Self::metered(client, prefix, Arc::new(Meter::default()))
+    }
+
+    /// A queue that counts its requests into `meter`.
+    pub fn metered(client: Client, prefix: impl Into<String>, meter: Arc<Meter>) -> Self {
         Self {
             client,
             prefix: prefix.into(),
             urls: RwLock::new(HashMap::new()),
+            meter,
         }
     }
 
@@ -189,6 +199,7 @@ impl Queue for SqsQueue {
     async fn send(&self, queue: &QueueName, body: &str) -> Result<(), QueueError> {
         check_message_sizes([body])?;
         let url = self.url(queue).await?;
+        self.meter.sqs(body.len());
         self.client
             .send_message()
             .queue_url(url)
@@ -220,6 +231,7 @@ impl Queue for SqsQueue {
                             .map_err(|e| QueueError::Backend(boxed(e)))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                self.meter.sqs(pending.iter().map(|(_, b)| b.len()).sum());
                 let out = self
                     .client
                     .send_message_batch()
@@ -250,6 +262,7 @@ impl Queue for SqsQueue {
     async fn receive(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError> {
         let url = self.url(queue).await?;
         let max = i32::try_from(opts.max_messages.clamp(1, MAX_BATCH as u32)).unwrap_or(1);
+        self.meter.sqs(0);
         let out = self
             .client
             .receive_message()
@@ -285,6 +298,7 @@ impl Queue for SqsQueue {
 
     async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError> {
         let url = self.url(queue).await?;
+        self.meter.sqs(0);
         match self
             .client
             .delete_message()

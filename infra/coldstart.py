@@ -1,0 +1,80 @@
+"""Measures each function binary from spawn to its first poll of the Lambda runtime API.
+
+A stub runtime API on 127.0.0.1 records when a process first asks for an invocation
+(GET /2018-06-01/runtime/invocation/next); the process is then stopped. Each binary is started
+RUNS times with the environment a deployed function has (dummy credentials; nothing is called
+at init), and the median is printed. Run after `cargo lambda build --release` (infra/sizes.sh),
+or point BIN_DIR at other builds.
+
+Usage: python3 infra/coldstart.py [RUNS]
+"""
+
+import http.server
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN_DIR = pathlib.Path(os.environ.get("BIN_DIR", ROOT / "target" / "lambda"))
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 11
+
+first_poll = {}
+lock = threading.Lock()
+
+
+class RuntimeApi(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.endswith("/runtime/invocation/next"):
+            with lock:
+                first_poll.setdefault("t", time.perf_counter())
+        # Hold the poll until the process is stopped.
+        time.sleep(5)
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+server.daemon_threads = True
+threading.Thread(target=server.serve_forever, daemon=True).start()
+port = server.server_address[1]
+
+env = dict(os.environ)
+env.update(
+    AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
+    AWS_LAMBDA_FUNCTION_NAME="coldstart",
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+    AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+    AWS_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="test",
+    AWS_SECRET_ACCESS_KEY="test",
+    OMS_TABLE="oms",
+    OMS_QUEUE_PREFIX="oms-",
+    OMS_CONFIG=str(ROOT / "infra" / "config" / "oms.toml"),
+    OMS_NUMBERING_KEY="coldstart",
+    OMS_STAFF_TOKEN="coldstart",
+    RUST_LOG="error",
+)
+
+print(f"{'function':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8}  ({RUNS} runs)")
+for binary in sorted(BIN_DIR.glob("*/bootstrap")):
+    times = []
+    for _ in range(RUNS):
+        first_poll.clear()
+        start = time.perf_counter()
+        p = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while "t" not in first_poll and p.poll() is None and time.perf_counter() - start < 10:
+            time.sleep(0.0005)
+        p.kill()
+        p.wait()
+        if "t" in first_poll:
+            times.append((first_poll["t"] - start) * 1000)
+    name = binary.parent.name
+    if times:
+        print(f"{name:<20} {statistics.median(times):>10.1f} {min(times):>8.1f} {max(times):>8.1f}")
+    else:
+        print(f"{name:<20} {'never polled':>10}")
