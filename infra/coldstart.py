@@ -6,7 +6,7 @@ RUNS times with the environment a deployed function has (dummy credentials; noth
 at init), and the median is printed. Run after `cargo lambda build --release` (infra/sizes.sh),
 or point BIN_DIR at other builds.
 
-Usage: python3 infra/coldstart.py [RUNS]
+Usage: python3 infra/coldstart.py [RUNS]   (OMS_COLDSTART_ENDPOINT: a moto server to warm against)
 """
 
 import http.server
@@ -59,9 +59,14 @@ env.update(
     OMS_STAFF_TOKEN="coldstart",
     RUST_LOG="error",
 )
+# The functions warm their DynamoDB and SQS connections at init; give them an endpoint to warm
+# (a moto server: OMS_COLDSTART_ENDPOINT=http://127.0.0.1:5055) to include that in the figure.
+if os.environ.get("OMS_COLDSTART_ENDPOINT"):
+    env["AWS_ENDPOINT_URL"] = os.environ["OMS_COLDSTART_ENDPOINT"]
 
 print(f"{'function':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8}  ({RUNS} runs)")
-for binary in sorted(BIN_DIR.glob("*/bootstrap")):
+functions = sorted(p.name for p in (ROOT / "functions").iterdir())
+for binary in [BIN_DIR / f / "bootstrap" for f in functions if (BIN_DIR / f / "bootstrap").exists()]:
     times = []
     for _ in range(RUNS):
         first_poll.clear()

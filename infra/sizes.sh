@@ -11,10 +11,13 @@ if [ ! -x "$venv/bin/cargo-lambda" ]; then
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 arch=${1:---x86-64}
-cargo lambda build --release --compiler cargo "$arch" --output-format zip
+packages=()
+for d in functions/*/; do packages+=(--package "$(basename "$d")"); done
+cargo lambda build --release --compiler cargo "$arch" --output-format zip "${packages[@]}"
 printf '%-20s %12s %12s\n' function zipped unzipped
-for d in target/lambda/*/; do
+for d in functions/*/; do
   f=$(basename "$d")
+  d=target/lambda/$f
   [ -f "$d/bootstrap.zip" ] || continue
   zipped=$(stat -c %s "$d/bootstrap.zip")
   unzipped=$(python3 -c 'import sys, zipfile; print(sum(i.file_size for i in zipfile.ZipFile(sys.argv[1]).infolist()))' "$d/bootstrap.zip")

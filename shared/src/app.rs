@@ -200,7 +200,7 @@ impl App {
         let key = env("OMS_NUMBERING_KEY")
             .ok_or_else(|| StartError::Environment("OMS_NUMBERING_KEY is not set".into()))?;
         let outside = Outside::from_env(&config);
-        Self::connect(
+        let app = Self::connect(
             &backend,
             config,
             env("OMS_STAFF_TOKEN"),
@@ -209,7 +209,17 @@ impl App {
             false,
             outside,
         )
-        .await
+        .await?;
+        // At init, not in the first request: the TLS handshakes to DynamoDB and SQS, and the
+        // queue URLs. A failure here is logged; the first request will try again.
+        let names: Vec<QueueName> = queues::ALL.iter().map(|q| queues::name(q)).collect();
+        if let Err(e) = app.store.warm().await {
+            tracing::warn!(error = %e, "could not warm the store connection");
+        }
+        if let Err(e) = app.queue.warm(&names).await {
+            tracing::warn!(error = %e, "could not warm the queue connection");
+        }
+        Ok(app)
     }
 
     pub async fn send(

@@ -183,6 +183,11 @@ pub trait OrderStore: Send + Sync {
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError>;
     /// The order's timeline, oldest first.
     async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError>;
+    /// Opens the connection ahead of the first request (TLS handshake, endpoint discovery), so
+    /// that a function's first invocation does not pay for it. Costs no request units.
+    async fn warm(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Order numbers and the counters they are built from.
@@ -486,6 +491,10 @@ pub trait Queue: Send + Sync {
     async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError>;
     /// Approximate number of messages waiting (visible or in flight).
     async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError>;
+    /// Opens the connection and resolves the queues ahead of the first request.
+    async fn warm(&self, _queues: &[QueueName]) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 fn check_size(body: &str) -> Result<(), QueueError> {

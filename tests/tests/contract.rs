@@ -62,6 +62,7 @@ contract!(
     a_batch_send_delivers_every_message,
     sending_to_an_unknown_queue_is_refused,
     one_receive_never_returns_a_message_twice,
+    connections_warm_ahead_of_the_first_request,
 );
 
 fn sku(s: &str) -> Sku {
@@ -969,6 +970,18 @@ mod cases {
         let ids: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids.len(), got.len(), "{}: {got:?}", b.name);
         assert!(got.len() <= 2);
+    }
+
+    pub async fn connections_warm_ahead_of_the_first_request(b: &Backend) {
+        b.queue.ensure_queues(&[spec("work", 5)]).await.unwrap();
+        b.store.warm().await.unwrap();
+        b.queue.warm(&[queue("work")]).await.unwrap();
+        let err = b.queue.warm(&[queue("nowhere")]).await;
+        assert!(
+            matches!(err, Err(oms::ports::QueueError::UnknownQueue(_))),
+            "{}: {err:?}",
+            b.name
+        );
     }
 
     pub async fn sending_to_an_unknown_queue_is_refused(b: &Backend) {

@@ -896,6 +896,17 @@ impl OrderStore for DynamoStore {
         }
     }
 
+    async fn warm(&self) -> Result<(), StoreError> {
+        // DescribeTable is a control-plane call: free, and it opens the connection.
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
     async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError> {
         let (pk, _) = keys::order(id);
         self.query_prefix(pk, keys::timeline_prefix())

@@ -321,6 +321,14 @@ impl Queue for SqsQueue {
         }
     }
 
+    async fn warm(&self, queues: &[QueueName]) -> Result<(), QueueError> {
+        for q in queues {
+            self.meter.sqs(0);
+            self.url(q).await?;
+        }
+        Ok(())
+    }
+
     async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError> {
         let url = self.url(queue).await?;
         self.count_of(&url).await

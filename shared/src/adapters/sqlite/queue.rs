@@ -182,6 +182,18 @@ impl Queue for SqliteQueue {
             .await
     }
 
+    async fn warm(&self, queues: &[QueueName]) -> Result<(), QueueError> {
+        // Nothing to connect to; like SQS, an unknown queue is an error.
+        let names = queues.to_vec();
+        self.db
+            .call(move |conn| {
+                names
+                    .iter()
+                    .try_for_each(|q| queue_settings(conn, q).map(|_| ()))
+            })
+            .await
+    }
+
     async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError> {
         let name = queue.clone();
         self.db
