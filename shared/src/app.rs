@@ -212,12 +212,21 @@ impl App {
         .await?;
         // At init, not in the first request: the TLS handshakes to DynamoDB and SQS, and the
         // queue URLs. A failure here is logged; the first request will try again.
+        // Bounded, so that an unreachable service cannot hold init for long.
         let names: Vec<QueueName> = queues::ALL.iter().map(|q| queues::name(q)).collect();
-        if let Err(e) = app.store.warm().await {
-            tracing::warn!(error = %e, "could not warm the store connection");
-        }
-        if let Err(e) = app.queue.warm(&names).await {
-            tracing::warn!(error = %e, "could not warm the queue connection");
+        let warm = async {
+            if let Err(e) = app.store.warm().await {
+                tracing::warn!(error = %e, "could not warm the store connection");
+            }
+            if let Err(e) = app.queue.warm(&names).await {
+                tracing::warn!(error = %e, "could not warm the queue connection");
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), warm)
+            .await
+            .is_err()
+        {
+            tracing::warn!("warming the connections took over 2 s; going on");
         }
         Ok(app)
     }

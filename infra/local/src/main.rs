@@ -86,6 +86,8 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
+    /// Create the table and queues (or the SQLite file) if missing, and exit.
+    Provision,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -178,13 +180,47 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             queue_prefix: cli.queue_prefix.clone(),
         },
     };
-    let (staff_token, made) = match std::env::var("OMS_STAFF_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        Some(t) => (t, false),
-        None => (uuid::Uuid::new_v4().simple().to_string(), true),
-    };
+    if let Some(command) = &cli.command {
+        let app = oms::app::App::connect(
+            &backend,
+            config.clone(),
+            None,
+            oms_local::numbering_key(&cli.data_dir)?,
+            std::sync::Arc::new(oms::clock::SystemClock),
+            true,
+            oms::app::Outside {
+                secrets: oms::payments::Secrets::default(),
+                gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
+                carriers: std::sync::Arc::new(oms::shipping::SimulatedCarrier),
+            },
+        )
+        .await?;
+        match command {
+            Command::Dlq {
+                action: DlqAction::List { queue, show },
+            } => {
+                print!(
+                    "{}",
+                    oms_local::operator::dlq_list(&app, queue.as_deref(), *show).await?
+                )
+            }
+            Command::Dlq {
+                action: DlqAction::Redrive { queue },
+            } => {
+                let n = oms_local::operator::dlq_redrive(&app, queue).await?;
+                println!("moved {n} message(s) from {queue}-dlq back to {queue}");
+            }
+            Command::Order {
+                action: OrderAction::Show { order },
+            } => {
+                print!("{}", oms_local::operator::show_order(&app, order).await?)
+            }
+            Command::Provision => println!("provisioned"),
+            Command::Demo { .. } => {}
+        }
+        return Ok(());
+    }
+    let (staff_token, made) = staff_token();
     let running = oms_local::start(oms_local::Options {
         port: cli.port,
         backend: backend.clone(),
