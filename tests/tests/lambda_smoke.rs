@@ -31,9 +31,21 @@ struct Watch(Child);
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // Its process group holds the function processes it started.
+        // Its process group holds the function processes it started. It stops on an interrupt
+        // (as on Ctrl-C), not on SIGTERM; whatever is left after five seconds is killed.
+        let group = format!("-{}", self.0.id());
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.0.id())])
+            .args(["-s", "INT", "--", &group])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
             .status();
         let _ = self.0.wait();
     }
@@ -176,7 +188,6 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
         "lambda",
         "watch",
         "--ignore-changes",
-        "--only-lambda-apis",
         "--invoke-port",
         &port.to_string(),
     ]);
