@@ -354,17 +354,32 @@ impl DynamoStore {
     async fn claim(&self, k: (String, String), order: OrderId) -> Result<bool, StoreError> {
         let mut item = key(k);
         item.insert("order_id".into(), s(order.to_string()));
+        self.put_if(
+            item,
+            "attribute_not_exists(pk) OR order_id = :me",
+            Some((":me", s(order.to_string()))),
+        )
+        .await
+    }
+
+    /// Puts an item if `condition` holds; false (and nothing written) if it does not.
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        value: Option<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
         self.meter.write(item_size(&item), false);
-        let result = self
+        let mut req = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR order_id = :me")
-            .expression_attribute_values(":me", s(order.to_string()))
-            .send()
-            .await;
-        match result {
+            .condition_expression(condition);
+        if let Some((name, v)) = value {
+            req = req.expression_attribute_values(name, v);
+        }
+        match req.send().await {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(sdk(e)),
@@ -1116,34 +1131,22 @@ impl StockStore for DynamoStore {
     async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError> {
         let mut item = key(keys::alert(&alert.sku, &alert.warehouse));
         item.insert("doc".into(), to_av(alert)?);
-        self.meter.write(item_size(&item), false);
-        let created = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                // Already open: refresh the figures, keep when it was first raised.
-                self.meter.write(1, false);
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(keys::alert(&alert.sku, &alert.warehouse))))
-                    .update_expression("SET doc.available = :a, doc.safety = :s")
-                    .expression_attribute_values(":a", n(alert.available))
-                    .expression_attribute_values(":s", n(alert.safety))
-                    .send()
-                    .await
-                    .map_err(sdk)?;
-                Ok(false)
-            }
-            Err(e) => Err(sdk(e)),
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(true);
         }
+        // Already open: refresh the figures, keep when it was first raised.
+        self.meter.write(1, false);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::alert(&alert.sku, &alert.warehouse))))
+            .update_expression("SET doc.available = :a, doc.safety = :s")
+            .expression_attribute_values(":a", n(alert.available))
+            .expression_attribute_values(":s", n(alert.safety))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(false)
     }
 
     async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError> {
@@ -1210,22 +1213,13 @@ impl IdempotencyStore for DynamoStore {
         item.insert("response".into(), s(&rec.response));
         item.insert("expires_ms".into(), n(rec.expires_at.timestamp_millis()));
         item.insert(TTL_ATTRIBUTE.into(), n(rec.expires_at.timestamp()));
-        self.meter.write(item_size(&item), false);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR expires_ms <= :now")
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                self.get_idempotency(&rec.key, now).await
-            }
-            Err(e) => Err(sdk(e)),
+        let condition = "attribute_not_exists(pk) OR expires_ms <= :now";
+        match self
+            .put_if(item, condition, Some((":now", n(now.timestamp_millis()))))
+            .await?
+        {
+            true => Ok(None),
+            false => self.get_idempotency(&rec.key, now).await,
         }
     }
 
