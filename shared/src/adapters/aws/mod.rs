@@ -27,7 +27,12 @@ pub struct AwsSettings {
 
 /// Loads the SDK configuration once (at a function's init, outside the handler).
 pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    // rustls with ring: a much smaller binary than the SDK's default aws-lc-rs, same protocol.
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }
