@@ -125,6 +125,16 @@ mod keys {
     }
 }
 
+/// One query of a GSI partition.
+struct IndexQuery {
+    index: &'static str,
+    key_condition: String,
+    filter: Option<String>,
+    names: HashMap<String, String>,
+    values: Item,
+    forward: bool,
+}
+
 /// Index names and their key attributes.
 const GSIS: [(&str, &str, &str); 4] = [
     ("by_number", "gsi1pk", "gsi1sk"),
@@ -531,20 +541,40 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
         let (name, pk, _) = GSIS[index];
+        let query = IndexQuery {
+            index: name,
+            key_condition: "#pk = :v".into(),
+            filter: None,
+            names: HashMap::from([("#pk".to_owned(), pk.to_owned())]),
+            values: HashMap::from([(":v".to_owned(), s(pk_value))]),
+            forward,
+        };
+        self.index_orders(&query, limit).await
+    }
+
+    /// Up to `limit` orders from an index query, following pages. With a filter, each page
+    /// reads twice what is still missing: DynamoDB's limit counts items before the filter.
+    async fn index_orders(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Order>, StoreError> {
         let mut orders = Vec::new();
         let mut start = None;
         while orders.len() < limit {
-            let page = i32::try_from(limit - orders.len()).unwrap_or(i32::MAX);
+            let missing = i32::try_from(limit - orders.len()).unwrap_or(i32::MAX);
+            let page_size = if q.filter.is_some() {
+                missing.clamp(1, 100) * 2
+            } else {
+                missing
+            };
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name(name)
-                .key_condition_expression("#pk = :v")
-                .expression_attribute_names("#pk", pk)
-                .expression_attribute_values(":v", s(pk_value.clone()))
-                .scan_index_forward(forward)
-                .limit(page)
+                .index_name(q.index)
+                .key_condition_expression(&q.key_condition)
+                .set_filter_expression(q.filter.clone())
+                .set_expression_attribute_names(Some(q.names.clone()))
+                .set_expression_attribute_values(Some(q.values.clone()))
+                .scan_index_forward(q.forward)
+                .limit(page_size)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -554,7 +584,7 @@ impl DynamoStore {
             self.meter
                 .read(page.iter().map(item_size).sum(), false, false);
             for item in page {
-                orders.push(from_av(&item, "doc")?);
+                orders.push(from_av::<Order>(&item, "doc")?);
             }
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -803,43 +833,15 @@ impl OrderStore for DynamoStore {
             names.insert("#sk".into(), sk.to_owned());
             values.insert(":cursor".into(), s(c.clone()));
         }
-        let mut orders = Vec::new();
-        let mut start = None;
-        while orders.len() < query.limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(name)
-                .key_condition_expression(&key_condition)
-                .set_filter_expression((!filters.is_empty()).then(|| filters.join(" AND ")))
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(false)
-                // The limit counts items read before the filter: read a little more than needed.
-                .limit(
-                    i32::try_from(query.limit - orders.len())
-                        .unwrap_or(i32::MAX)
-                        .clamp(1, 100)
-                        * 2,
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk)?;
-            let page = out.items.unwrap_or_default();
-            // Index queries are eventually consistent: half the units.
-            self.meter
-                .read(page.iter().map(item_size).sum(), false, false);
-            for item in page {
-                orders.push(from_av::<Order>(&item, "doc")?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        orders.truncate(query.limit);
+        let index_query = IndexQuery {
+            index: name,
+            key_condition,
+            filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
+            names,
+            values,
+            forward: false,
+        };
+        let orders = self.index_orders(&index_query, query.limit).await?;
         Ok(OrderPage::of(query, orders))
     }
 
