@@ -11,6 +11,7 @@ use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk
 use crate::adapters::sqlite::SqliteDb;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::numbering::Numberer;
 use crate::payments::{PaymentGateway, Secrets, SimulatedGateway};
 use crate::ports::{Queue, QueueError, QueueName, QueueSpec, Store, StoreError};
@@ -20,21 +21,24 @@ use crate::shipping::{CarrierApi, SimulatedCarrier};
 pub mod queues {
     use super::*;
 
-    pub const NUMBERING: &str = "numbering";
-    pub const REVIEW: &str = "review";
-    pub const INVENTORY: &str = "inventory";
+    pub const NUMBERING: &str = crate::domain::decide::steps::NUMBERING;
+    pub const REVIEW: &str = crate::domain::decide::steps::REVIEW;
+    pub const INVENTORY: &str = crate::domain::decide::steps::INVENTORY;
     /// Orders ready to ship (consumed by the dispatch function).
-    pub const DISPATCH: &str = "dispatch";
+    pub const DISPATCH: &str = crate::domain::decide::steps::DISPATCH;
+    /// Outbox records to carry out (refunds, and any record the sweeper found overdue).
+    pub const EFFECTS: &str = "effects";
     /// Low-stock alerts for integrators.
     pub const ALERTS: &str = "alerts";
     /// Customer-visible changes, for integrators' e-mail and SMS.
     pub const NOTIFICATIONS: &str = "notifications";
 
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         NUMBERING,
         REVIEW,
         INVENTORY,
         DISPATCH,
+        EFFECTS,
         ALERTS,
         NOTIFICATIONS,
     ];
@@ -97,6 +101,8 @@ pub struct App {
     pub carriers: Arc<dyn CarrierApi>,
     /// What the AWS adapters spend (zero on SQLite), and invocations where the host counts them.
     pub meter: Arc<Meter>,
+    /// Business counts an operator alarms on (refunds refused, ...).
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the functions talk to outside the store and queues.
@@ -177,6 +183,7 @@ impl App {
             gateway: outside.gateway,
             carriers: outside.carriers,
             meter,
+            metrics: Arc::new(Metrics::default()),
         })
     }
 

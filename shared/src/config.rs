@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::FixedOffset;
 use serde::Deserialize;
 
+use crate::domain::numbers::Template;
 use crate::domain::{ChannelId, Currency, CustomerId, Sku, WarehouseId};
-use crate::numbering::Template;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -72,6 +72,13 @@ pub struct ChannelConfig {
     /// Days within which the customer is promised delivery: carriers slower than this are not used.
     #[serde(default = "default_promise")]
     pub promise_days: u32,
+    /// The marketplace collects the money (a Tmall trade arrives paid): the order records the
+    /// channel's payment at intake and never waits for a payment provider.
+    #[serde(default)]
+    pub paid_on_marketplace: bool,
+    /// Returned goods go back to stock (`true`) or to inspection, where a person decides.
+    #[serde(default = "yes")]
+    pub returns_to_stock: bool,
 }
 
 fn default_promise() -> u32 {

@@ -9,7 +9,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 use crate::api::{self, Surface};
 use crate::app::App;
-use crate::pipeline::{Step, handle_batch};
+use crate::flow::{Step, handle_batch};
 
 /// An SQS-triggered step function (`ReportBatchItemFailures` on its event source mapping).
 pub async fn serve_queue(step: Step) -> Result<(), Error> {
@@ -29,7 +29,7 @@ pub async fn serve_sweeper() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);
         async move {
-            let report = crate::sweeper::sweep(&app).await?;
+            let report = crate::flow::sweep::sweep(&app).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         }
     }))

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ChannelId, CustomerId, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku, Status,
-    TimelineEntry, WarehouseId,
+    ChannelId, CustomerId, Effect, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku,
+    Status, TimelineEntry, WarehouseId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -157,12 +157,13 @@ impl OrderPage {
 /// Orders and their timelines.
 #[async_trait]
 pub trait OrderStore: Send + Sync {
-    /// Stores a new order with its first timeline entry, unless one with the same id or the same
-    /// `(channel, external_id)` exists.
+    /// Stores a new order with its first timeline entry and its outbox records, unless one with
+    /// the same id or the same `(channel, external_id)` exists (then nothing is written).
     async fn create_order(
         &self,
         order: &Order,
         entry: &TimelineEntry,
+        effects: &[Effect],
     ) -> Result<Created, StoreError>;
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError>;
@@ -174,11 +175,17 @@ pub trait OrderStore: Send + Sync {
         status: Status,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError>;
-    /// Writes `change.order` and its timeline entry only if the stored order is still at
-    /// `change.expected_status` and `change.expected_version`; otherwise `Conflict` and nothing
-    /// is written. With `change.event`, the event is recorded in the same step, and a change for
-    /// an event recorded before is refused with `Duplicate` (nothing written).
+    /// Writes `change.order`, its timeline entries and its outbox records (`change.effects`), and
+    /// deletes the outbox records it completes (`change.done`), all in one atomic write, only if
+    /// the stored order is still at `change.expected_status` and `change.expected_version`;
+    /// otherwise `Conflict` and nothing is written. With `change.event`, the event is recorded in
+    /// the same write, and a change for an event recorded before is refused with `Duplicate`
+    /// (nothing written). The order's `due_at` goes into the due-time index.
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError>;
+    /// Orders whose `due_at` is at or before `now`, earliest first, at most `limit`.
+    async fn due_orders(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError>;
+    /// Orders that wait for a person (`attention` not empty), at most `limit`.
+    async fn orders_needing_attention(&self, limit: usize) -> Result<Vec<Order>, StoreError>;
     /// Adds a note to an order's timeline without changing the order.
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError>;
     /// The order's timeline, oldest first.
@@ -188,6 +195,26 @@ pub trait OrderStore: Send + Sync {
     async fn warm(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The transactional outbox: effects written with order changes, until they are done.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// One outbox record, if it is still there (not done).
+    async fn effect(&self, order: OrderId, id: &str) -> Result<Option<Effect>, StoreError>;
+    /// Deletes a record that was carried out. Deleting one that is gone does nothing.
+    async fn finish_effect(&self, order: OrderId, id: &str) -> Result<(), StoreError>;
+    /// Stores the record's new attempt count, error and due time (a transient failure).
+    /// Does nothing if the record is gone.
+    async fn defer_effect(&self, effect: &Effect) -> Result<(), StoreError>;
+    /// Records whose `due_at` is at or before `now`, earliest first, at most `limit`.
+    async fn due_effects(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Effect>, StoreError>;
+    /// Every record of one order still in the outbox.
+    async fn effects_of(&self, order: OrderId) -> Result<Vec<Effect>, StoreError>;
 }
 
 /// Order numbers and the counters they are built from.
@@ -259,6 +286,15 @@ pub fn sum_allocations(allocations: &[Allocation]) -> BTreeMap<(Sku, WarehouseId
         *sums
             .entry((a.sku.clone(), a.warehouse.clone()))
             .or_insert(0u64) += a.quantity;
+    }
+    sums
+}
+
+/// Sums lines that share a SKU.
+pub fn sum_lines(lines: &[(Sku, u64)]) -> BTreeMap<Sku, u64> {
+    let mut sums = BTreeMap::new();
+    for (sku, q) in lines.iter().filter(|(_, q)| *q > 0) {
+        *sums.entry(sku.clone()).or_insert(0u64) += q;
     }
     sums
 }
@@ -341,6 +377,14 @@ pub trait StockStore: Send + Sync {
     /// Returns false if there was no held reservation there (already committed or released).
     async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError>;
     async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError>;
+    /// Adds returned goods back to on-hand stock in one warehouse, once per `key` (a repeated
+    /// call with the same key changes nothing and returns false).
+    async fn restock(
+        &self,
+        key: &str,
+        warehouse: &WarehouseId,
+        lines: &[(Sku, u64)],
+    ) -> Result<bool, StoreError>;
     /// Records an open low-stock alert for the SKU and warehouse, or refreshes the figures of the
     /// open one. Returns true when the alert is new (so it is announced once).
     async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError>;
@@ -389,8 +433,8 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 /// Everything the handlers keep state in.
-pub trait Store: OrderStore + NumberStore + StockStore + IdempotencyStore {}
-impl<T: OrderStore + NumberStore + StockStore + IdempotencyStore> Store for T {}
+pub trait Store: OrderStore + OutboxStore + NumberStore + StockStore + IdempotencyStore {}
+impl<T: OrderStore + OutboxStore + NumberStore + StockStore + IdempotencyStore> Store for T {}
 
 /// A queue's logical name (`numbering`, `review`, ...). Backends map it to their own names
 /// (SQS adds a deployment prefix). Its dead-letter queue is the same name with `-dlq`.

@@ -20,20 +20,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::config::ReviewConfig;
 use crate::domain::{Address, Order, PaymentMethod, Phone};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Approve(Vec<String>),
-    Hold(Vec<String>),
-    Reject(Vec<String>),
-}
-
-impl Decision {
-    pub fn reasons(&self) -> &[String] {
-        match self {
-            Decision::Approve(r) | Decision::Hold(r) | Decision::Reject(r) => r,
-        }
-    }
-}
+/// Review's verdict (the domain's type: the decision that follows it is pure too).
+pub use crate::domain::decide::Verdict as Decision;
 
 /// Statuses in which a credit order still uses the customer's credit.
 fn uses_credit(o: &Order) -> bool {

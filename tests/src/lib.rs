@@ -297,8 +297,10 @@ pub fn native_order(customer: &str, lines: &[(&str, i64)]) -> serde_json::Value 
 
 impl Local {
     /// Runs the sweeper once, now.
-    pub async fn sweep(&self) -> oms::sweeper::Sweep {
-        oms::sweeper::sweep(&self.running.app).await.expect("sweep")
+    pub async fn sweep(&self) -> oms::flow::sweep::Sweep {
+        oms::flow::sweep::sweep(&self.running.app)
+            .await
+            .expect("sweep")
     }
 
     /// Posts a Stripe-style event signed with `secret` at unix time `t`.

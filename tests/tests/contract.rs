@@ -103,7 +103,7 @@ mod cases {
         // Given a stored order that one writer has already moved to `numbered`
         let (o, first) = order("C1", None, &[("TEA-001", 1)]);
         assert_eq!(
-            b.store.create_order(&o, &first).await.unwrap(),
+            b.store.create_order(&o, &first, &[]).await.unwrap(),
             Created::New
         );
         let winner = o
@@ -154,10 +154,10 @@ mod cases {
     pub async fn creating_an_order_twice_stores_it_once(b: &Backend) {
         let (o, entry) = order("C1", None, &[("TEA-001", 2)]);
         assert_eq!(
-            b.store.create_order(&o, &entry).await.unwrap(),
+            b.store.create_order(&o, &entry, &[]).await.unwrap(),
             Created::New
         );
-        let again = b.store.create_order(&o, &entry).await.unwrap();
+        let again = b.store.create_order(&o, &entry, &[]).await.unwrap();
         assert_eq!(again, Created::Existing(Box::new(o.clone())), "{}", b.name);
         assert_eq!(b.store.timeline(o.id).await.unwrap().len(), 1);
         assert_eq!(b.store.get_order(o.id).await.unwrap(), Some(o));
@@ -167,10 +167,10 @@ mod cases {
         let (first, e1) = order("C1", Some("TM-778899"), &[("TEA-001", 1)]);
         let (second, e2) = order("C1", Some("TM-778899"), &[("TEA-001", 1)]);
         assert_eq!(
-            b.store.create_order(&first, &e1).await.unwrap(),
+            b.store.create_order(&first, &e1, &[]).await.unwrap(),
             Created::New
         );
-        let got = b.store.create_order(&second, &e2).await.unwrap();
+        let got = b.store.create_order(&second, &e2, &[]).await.unwrap();
         assert_eq!(
             got,
             Created::Existing(Box::new(first.clone())),
@@ -189,7 +189,7 @@ mod cases {
         let (c, ec) = order("C7", None, &[("TEA-001", 1)]);
         let (other, eo) = order("C8", None, &[("TEA-001", 1)]);
         for (o, e) in [(&a, &ea), (&c, &ec), (&other, &eo)] {
-            b.store.create_order(o, e).await.unwrap();
+            b.store.create_order(o, e, &[]).await.unwrap();
         }
         // Given `a` numbered
         let number = OrderNumber::parse("202611270001").unwrap();
@@ -244,7 +244,7 @@ mod cases {
         let mut ids = Vec::new();
         for i in 0..5 {
             let (o, e) = order("C1", None, &[("TEA-001", 1)]);
-            b.store.create_order(&o, &e).await.unwrap();
+            b.store.create_order(&o, &e, &[]).await.unwrap();
             if i % 2 == 1 {
                 let ch = o
                     .transition(
@@ -259,7 +259,7 @@ mod cases {
             ids.push(o.id);
         }
         let (other, e) = order("C2", None, &[("TEA-001", 1)]);
-        b.store.create_order(&other, &e).await.unwrap();
+        b.store.create_order(&other, &e, &[]).await.unwrap();
         ids.reverse(); // newest first
 
         // When C1's orders are read two at a time
@@ -340,7 +340,7 @@ mod cases {
 
     pub async fn a_change_carrying_an_event_applies_once(b: &Backend) {
         let (o, e) = order("C1", None, &[("TEA-001", 1)]);
-        b.store.create_order(&o, &e).await.unwrap();
+        b.store.create_order(&o, &e, &[]).await.unwrap();
         let mut first = o.revise(
             Actor::Provider("stripe".into()),
             "payment recorded".into(),
@@ -442,7 +442,7 @@ mod cases {
 
     pub async fn the_timeline_keeps_every_change_in_order(b: &Backend) {
         let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
-        b.store.create_order(&o, &entry).await.unwrap();
+        b.store.create_order(&o, &entry, &[]).await.unwrap();
         let ch = o
             .transition(
                 Status::Numbered,

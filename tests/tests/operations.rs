@@ -64,7 +64,7 @@ async fn an_order_is_shown_with_its_timeline_by_id_or_number() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path()).await;
     let (o, e) = oms_tests::order("C1", None, &[("TEA-001", 2)]);
-    app.store.create_order(&o, &e).await.unwrap();
+    app.store.create_order(&o, &e, &[]).await.unwrap();
     let mut numbered = o
         .transition(
             oms::domain::Status::Numbered,

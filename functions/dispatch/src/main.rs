@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    oms::lambda::serve_queue(oms::pipeline::Step::Dispatch).await
+    oms::lambda::serve_queue(oms::flow::Step::Dispatch).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    oms::lambda::serve_queue(oms::pipeline::Step::Inventory).await
+    oms::lambda::serve_queue(oms::flow::Step::Inventory).await
 }

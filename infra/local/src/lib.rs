@@ -32,8 +32,8 @@ use oms::clock::SystemClock;
 use oms::config::Config;
 use oms::config::PaymentKind;
 use oms::domain::{Sku, WarehouseId};
+use oms::flow::{Step, handle_batch};
 use oms::payments::{Secrets, SimulatedGateway};
-use oms::pipeline::{Step, handle_batch};
 use oms::ports::Receive;
 use oms::shipping::SimulatedCarrier;
 use tokio::sync::watch;
@@ -141,12 +141,7 @@ impl Running {
 }
 
 /// The steps that have a poller, in pipeline order.
-pub const STEPS: [Step; 4] = [
-    Step::Numbering,
-    Step::Review,
-    Step::Inventory,
-    Step::Dispatch,
-];
+pub const STEPS: [Step; 5] = Step::ALL;
 
 /// Starts the HTTP server and the pollers.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {
@@ -217,7 +212,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                     _ = stopped.changed() => return,
                 }
                 app.meter.invocation();
-                if let Err(e) = oms::sweeper::sweep(&app).await {
+                if let Err(e) = oms::flow::sweep::sweep(&app).await {
                     tracing::error!(error = %e, "sweep failed");
                 }
             }

@@ -111,11 +111,27 @@ pub async fn show_order(app: &App, key: &str) -> Result<String, Box<dyn std::err
             s.carrier, s.tracking_number, s.warehouse, s.status
         ));
     }
-    for m in &order.payments {
+    for p in &order.ledger.payments {
         out.push_str(&format!(
-            "  money {:?} {} {} via {} ({})\n",
-            m.kind, m.amount.minor, m.amount.currency, m.provider, m.reference
+            "  paid {} via {} ({})\n",
+            oms::domain::decide::show(p.amount),
+            p.provider,
+            p.payment_id
         ));
+    }
+    for r in &order.ledger.refunds {
+        out.push_str(&format!(
+            "  refund {} {:?} {} of {} via {}: {}\n",
+            r.id,
+            r.state,
+            oms::domain::decide::show(r.amount),
+            r.payment_id,
+            r.provider,
+            r.reason
+        ));
+    }
+    for a in &order.attention {
+        out.push_str(&format!("  needs a person: {a}\n"));
     }
     out.push_str("timeline:\n");
     for e in app.store.timeline(order.id).await? {

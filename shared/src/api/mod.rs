@@ -33,15 +33,15 @@ use subtle::ConstantTimeEq;
 
 pub use problem::ApiError;
 
-use crate::app::{App, queues};
+use crate::app::App;
 use crate::config::ChannelFormat;
+use crate::domain::decide::StaffDecision;
 use crate::domain::{
-    Actor, AddressDraft, ChannelId, Currency, CustomerId, FieldError, InvalidOrder, Order,
+    Actor, AddressDraft, ChannelId, Currency, CustomerId, Effect, FieldError, InvalidOrder, Order,
     OrderDraft, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
-use crate::lifecycle;
-use crate::pipeline;
-use crate::ports::{Allocation, Created, IdempotencyRecord, OrderQuery, Reservation, StockLevel};
+use crate::flow;
+use crate::ports::{IdempotencyRecord, OrderQuery, Reservation, StockLevel};
 use crate::review::check_address;
 
 /// Every route, as `docs/openapi.json` names it (a test keeps the two and the router in step).
@@ -371,16 +371,8 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
             replay = true;
         }
     }
-    let (order, entry) = new_order.accept(id, now);
-    let (order, duplicate) = match app.store.create_order(&order, &entry).await? {
-        Created::New => (order, replay),
-        Created::Existing(existing) => (*existing, true),
-    };
-    if order.status() == Status::Received {
-        // Sent again on a replay too: the first attempt may have stored the order and failed to
-        // enqueue it. Numbering is idempotent, so a second message is harmless.
-        pipeline::forward(app, queues::NUMBERING, order.id).await?;
-    }
+    let (order, existed) = flow::intake::accept(app, new_order, id).await?;
+    let duplicate = existed || replay;
     tracing::info!(order_id = %order.id, channel = %order.channel, duplicate, "order accepted");
     let status = if duplicate {
         StatusCode::OK
@@ -445,6 +437,8 @@ struct OrderView {
     #[serde(flatten)]
     order: Order,
     allocations: Vec<AllocationView>,
+    /// Outbox records not yet carried out (refunds being made, messages not yet sent).
+    pending_effects: Vec<Effect>,
     timeline: Vec<TimelineEntry>,
 }
 
@@ -457,9 +451,11 @@ async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
         .map(Into::into)
         .collect();
     let timeline = app.store.timeline(order.id).await?;
+    let pending_effects = app.store.effects_of(order.id).await?;
     Ok(OrderView {
         order,
         allocations,
+        pending_effects,
         timeline,
     })
 }
@@ -641,10 +637,29 @@ async fn list(app: &App, req: &Request) -> Reply {
     list_page(app, &page_query(&query(req))?).await
 }
 
+/// Orders that wait for a person: held by review (`on_hold`), and, on the first page, any
+/// order that needs attention whatever its status (a refused refund, a step that could not
+/// proceed).
 async fn held(app: &App, req: &Request) -> Reply {
     let mut q = page_query(&query(req))?;
     q.status = Some(Status::OnHold);
-    list_page(app, &q).await
+    if q.cursor.is_some() {
+        return list_page(app, &q).await;
+    }
+    let mut page = app.store.list_orders(&q).await?;
+    let attention = app.store.orders_needing_attention(MAX_PAGE).await?;
+    for o in attention {
+        if !page.orders.iter().any(|p| p.id == o.id) {
+            page.orders.push(o);
+        }
+    }
+    json(
+        StatusCode::OK,
+        &Page {
+            orders: page.orders.iter().map(Summary::from).collect(),
+            next_cursor: page.next,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -657,42 +672,16 @@ struct CancelBody {
     by: Option<String>,
 }
 
-/// Statuses from which an order has not left the warehouse.
-fn before_shipment(s: Status) -> bool {
-    use Status::*;
-    matches!(
-        s,
-        Received | Numbered | Approved | OnHold | AwaitingPayment | OutOfStock | Paid | ReadyToShip
-    )
-}
-
 async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
-    let order = load(app, id).await?;
+    let id = order_id(id)?;
     let b: CancelBody = if req.body().is_empty() {
         CancelBody::default()
     } else {
         parse_body(req)?
     };
-    if !before_shipment(order.status()) {
-        return Err(ApiError::Conflict(format!(
-            "an order that is {} cannot be cancelled",
-            order.status()
-        )));
-    }
     let actor = Actor::Staff(b.by.unwrap_or_else(|| "staff".into()));
-    let change = order
-        .transition(
-            Status::Cancelled,
-            actor,
-            Some(b.reason.unwrap_or_else(|| "cancelled by staff".into())),
-            app.clock.now(),
-        )
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    lifecycle::save(app, &change).await?;
-    let released = app.store.release(order.id).await?;
-    tracing::info!(order_id = %order.id, released, "order cancelled");
-    // Paid and cancelled before shipment: the money goes back.
-    let order = lifecycle::refund_all(app, change.order, "cancelled after payment").await?;
+    let reason = b.reason.unwrap_or_else(|| "cancelled by staff".into());
+    let order = flow::commands::cancel(app, id, actor, &reason).await?;
     json(StatusCode::OK, &order_view(app, order).await?)
 }
 
@@ -726,12 +715,6 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
             })
         })?
         .shipping_address;
-    if !before_shipment(order.status()) {
-        return Err(ApiError::Conflict(format!(
-            "the address of an order that is {} cannot change",
-            order.status()
-        )));
-    }
     let findings = check_address(&address, order.customer.phone.as_ref(), &app.config.review);
     if !findings.all().is_empty() {
         return Err(ApiError::Unprocessable(
@@ -739,15 +722,11 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
             findings.all(),
         ));
     }
-    let mut change = order.revise(
-        Actor::Staff("staff".into()),
-        "shipping address changed".into(),
-        app.clock.now(),
-    );
-    change.order.shipping_address = address;
-    lifecycle::save(app, &change).await?;
+    let order =
+        flow::commands::change_address(app, order.id, address, Actor::Staff("staff".into()))
+            .await?;
     tracing::info!(order_id = %order.id, "shipping address changed");
-    json(StatusCode::OK, &order_view(app, change.order).await?)
+    json(StatusCode::OK, &order_view(app, order).await?)
 }
 
 #[derive(Deserialize)]
@@ -761,13 +740,14 @@ struct ReviewBody {
 async fn decide(app: &App, id: &str, req: &Request) -> Reply {
     let b: ReviewBody = parse_body(req)?;
     let mut errors = Vec::new();
-    let approve = match b.decision.as_deref() {
-        Some("approve") => Some(true),
-        Some("reject") => Some(false),
+    let decision = match b.decision.as_deref() {
+        Some("approve") => Some(StaffDecision::Approve),
+        Some("reject") => Some(StaffDecision::Reject),
+        Some("retry") => Some(StaffDecision::Retry),
         Some(other) => {
             errors.push(FieldError {
                 field: "decision".into(),
-                reason: format!("{other:?} is not approve or reject"),
+                reason: format!("{other:?} is not approve, reject or retry"),
             });
             None
         }
@@ -790,18 +770,13 @@ async fn decide(app: &App, id: &str, req: &Request) -> Reply {
             reason: "is required (1 to 100 characters)".into(),
         });
     }
-    let (Some(approve), Some(reviewer)) = (approve, reviewer) else {
+    let (Some(decision), Some(reviewer)) = (decision, reviewer) else {
         return Err(ApiError::Invalid(errors));
     };
     let order = load(app, id).await?;
-    if order.status() != Status::OnHold {
-        return Err(ApiError::Conflict(format!(
-            "order is {}, not on_hold",
-            order.status()
-        )));
-    }
     let decided =
-        pipeline::decide_review(app, &order, approve, reviewer, b.note.as_deref()).await?;
+        flow::commands::review(app, order.id, decision, reviewer, b.note.as_deref()).await?;
+    tracing::info!(order_id = %decided.id, status = %decided.status(), reviewer, "review decided");
     json(StatusCode::OK, &order_view(app, decided).await?)
 }
 
@@ -811,6 +786,15 @@ struct ReturnBody {
     /// The customer's e-mail or phone on the order (not needed with a staff token).
     contact: Option<String>,
     reason: Option<String>,
+    /// What to return; everything still returnable when absent.
+    lines: Option<Vec<ReturnLine>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct ReturnLine {
+    sku: Option<String>,
+    quantity: Option<i64>,
 }
 
 /// A customer (proving who they are with the order's contact) or staff asks to return a
@@ -842,45 +826,70 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
         }
         Actor::Customer
     };
-    if order.status() != Status::Delivered {
-        return Err(ApiError::Conflict(format!(
-            "an order that is {} cannot be returned",
-            order.status()
-        )));
-    }
-    let window = Duration::days(i64::from(app.config.return_window_days));
-    if order
-        .delivered_at
-        .is_some_and(|d| d + window < app.clock.now())
-    {
-        return Err(ApiError::Conflict("the return window has closed".into()));
-    }
+    let lines = match b.lines {
+        None => None,
+        Some(ls) if ls.is_empty() => {
+            return Err(ApiError::field("lines", "must hold at least one line"));
+        }
+        Some(ls) => {
+            let mut errors = Vec::new();
+            let mut out = Vec::new();
+            for (i, l) in ls.into_iter().enumerate() {
+                let sku = match l.sku.as_deref().map(Sku::parse) {
+                    Some(Ok(s)) => Some(s),
+                    Some(Err(e)) => {
+                        errors.push(FieldError {
+                            field: format!("lines[{i}].sku"),
+                            reason: e.0,
+                        });
+                        None
+                    }
+                    None => {
+                        errors.push(FieldError {
+                            field: format!("lines[{i}].sku"),
+                            reason: "is required".into(),
+                        });
+                        None
+                    }
+                };
+                let quantity = match l.quantity {
+                    Some(q) if q >= 1 => u64::try_from(q).ok(),
+                    Some(_) => {
+                        errors.push(FieldError {
+                            field: format!("lines[{i}].quantity"),
+                            reason: "must be at least 1".into(),
+                        });
+                        None
+                    }
+                    None => {
+                        errors.push(FieldError {
+                            field: format!("lines[{i}].quantity"),
+                            reason: "is required".into(),
+                        });
+                        None
+                    }
+                };
+                if let (Some(s), Some(q)) = (sku, quantity) {
+                    out.push((s, q));
+                }
+            }
+            if !errors.is_empty() {
+                return Err(ApiError::Invalid(errors));
+            }
+            Some(out)
+        }
+    };
     let reason = b.reason.unwrap_or_else(|| "return requested".into());
-    let change = order
-        .transition(
-            Status::ReturnRequested,
-            actor,
-            Some(reason),
-            app.clock.now(),
-        )
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    lifecycle::save(app, &change).await?;
-    json(StatusCode::OK, &order_view(app, change.order).await?)
+    let order = flow::commands::request_return(app, order.id, lines, &reason, actor).await?;
+    json(StatusCode::OK, &order_view(app, order).await?)
 }
 
-/// The warehouse received the return: the order is returned and refunded.
+/// The warehouse received the open return: its value is refunded and the goods go back to
+/// stock (or to inspection); the order is `returned` when everything came back.
 async fn return_received(app: &App, id: &str) -> Reply {
     let order = load(app, id).await?;
-    let change = order
-        .transition(
-            Status::Returned,
-            Actor::Staff("warehouse".into()),
-            Some("the return arrived".into()),
-            app.clock.now(),
-        )
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    lifecycle::save(app, &change).await?;
-    let order = lifecycle::refund_all(app, change.order, "returned").await?;
+    let order =
+        flow::commands::return_received(app, order.id, Actor::Staff("warehouse".into())).await?;
     json(StatusCode::OK, &order_view(app, order).await?)
 }
 
@@ -963,17 +972,7 @@ async fn set_stock(app: &App, sku: &str, wh: &str, req: &Request) -> Reply {
         Some(s) => s,
         None => current.map_or(0, |c| c.safety),
     };
-    let level = app.store.set_stock(&sku, &wh, on_hand, safety).await?;
-    pipeline::check_low_stock(
-        app,
-        &[Allocation {
-            sku: sku.clone(),
-            warehouse: wh.clone(),
-            quantity: 0,
-        }],
-    )
-    .await?;
-    tracing::info!(sku = %sku, warehouse = %wh, on_hand, safety, "stock set");
+    let level = flow::commands::set_stock(app, &sku, &wh, on_hand, safety).await?;
     json(StatusCode::OK, &LevelView::from(level))
 }
 

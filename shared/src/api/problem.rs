@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::domain::FieldError;
-use crate::pipeline::StepError;
+use crate::flow::StepError;
 use crate::ports::{QueueError, StoreError};
 
 /// Every way an API call can fail, each with its status code.
@@ -149,7 +149,9 @@ impl From<StepError> for ApiError {
         match e {
             StepError::Store(s) => s.into(),
             StepError::Queue(q) => q.into(),
-            StepError::Transition(t) => ApiError::Conflict(t.to_string()),
+            StepError::Refused(r) => ApiError::Conflict(r.to_string()),
+            StepError::UnknownOrder(id) => ApiError::NotFound(format!("order {id} does not exist")),
+            StepError::Transient(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -7,10 +7,10 @@ use lambda_http::{Body, Request, Response};
 use super::{ApiError, Reply, json};
 use crate::app::App;
 use crate::config::{PaymentKind, Vocabulary};
-use crate::lifecycle::{self, Applied};
+use crate::flow::StepError;
+use crate::flow::payment::Applied;
 use crate::payments::{WebhookError, alipay, stripe};
-use crate::pipeline::StepError;
-use crate::shipping::{self, aftership, kuaidi100};
+use crate::shipping::{aftership, kuaidi100};
 
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
@@ -50,8 +50,8 @@ fn raw(req: &Request) -> Result<&[u8], ApiError> {
 fn step_error(e: StepError) -> ApiError {
     match e {
         // An event for an order or waybill we do not know: the provider will retry, and the
-        // log shows it.
-        StepError::Malformed(m) => ApiError::NotFound(m),
+        // log shows it. Our own failures are never answered 404.
+        StepError::NotOurs(m) => ApiError::NotFound(m),
         other => other.into(),
     }
 }
@@ -101,7 +101,7 @@ pub async fn payment(app: &App, provider: &str, req: &Request) -> Reply {
         }
     };
     let applied = match &event {
-        Some(ev) => lifecycle::apply_payment(app, ev)
+        Some(ev) => crate::flow::payment::apply(app, ev)
             .await
             .map_err(step_error)?,
         None => Applied::Ignored,
@@ -141,7 +141,7 @@ pub async fn logistics(app: &App, carrier: &str, req: &Request) -> Reply {
         }
         Vocabulary::Kuaidi100 => kuaidi100::parse(&kuaidi100::verify(body, secret)?)?,
     };
-    let applied = shipping::apply_tracking(app, carrier, &update, &event)
+    let applied = crate::flow::tracking::apply(app, carrier, &update, &event)
         .await
         .map_err(step_error)?;
     tracing::info!(carrier, ?applied, status = ?update.status, "tracking webhook");

@@ -4,38 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::values::{Money, Sku, WarehouseId};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MovementKind {
-    /// The provider confirmed a payment.
-    Payment,
-    /// The provider reported a failed payment attempt (no money moved).
-    FailedPayment,
-    /// We asked the provider to pay money back.
-    RefundRequested,
-    /// The provider paid money back.
-    Refund,
-}
-
-/// One movement of money, as a provider reported it or as we asked for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoneyMovement {
-    pub kind: MovementKind,
-    pub provider: String,
-    /// The provider's id of the payment or refund.
-    pub reference: String,
-    /// The provider's event id (or ours, for requests we made).
-    pub event_id: String,
-    pub amount: Money,
-    pub at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// For refunds: the payment they pay back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refunds_payment: Option<String>,
-}
+use super::values::{Sku, WarehouseId};
 
 /// The canonical tracking status every carrier vocabulary maps into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,14 +75,19 @@ pub struct Shipment {
 }
 
 impl Shipment {
-    /// Applies a carrier update if it moves the shipment forward: a duplicate, an older event or
-    /// a step back ("in transit" after "delivered") changes nothing. Returns whether it applied.
+    /// Applies a carrier update if it moves the shipment forward. Progress is by status rank:
+    /// a final status (delivered, returned) is final whatever other events' timestamps say, a
+    /// lower rank never applies, a higher rank always does; time orders only events of the same
+    /// rank (an exception after "in transit" at the same rank applies if it is newer). Returns
+    /// whether it applied.
     pub fn apply(&mut self, status: TrackingStatus, at: DateTime<Utc>) -> bool {
-        if self.status.is_final()
-            || self.last_event_at.is_some_and(|last| at < last)
-            || status.rank() < self.status.rank()
-            || (status == self.status && self.last_event_at == Some(at))
-        {
+        let (new, old) = (status.rank(), self.status.rank());
+        let applies = !self.status.is_final()
+            && (new > old
+                || (new == old
+                    && status != self.status
+                    && self.last_event_at.is_none_or(|last| at > last)));
+        if !applies {
             return false;
         }
         self.status = status;
@@ -163,11 +137,35 @@ mod tests {
         assert!(s.apply(InTransit, t(2)));
         assert!(!s.apply(InTransit, t(2)), "a duplicate");
         assert!(!s.apply(PickedUp, t(3)), "a step back");
-        assert!(!s.apply(OutForDelivery, t(1)), "an older event");
         assert!(s.apply(Exception, t(3)), "an exception on the way");
+        assert!(!s.apply(InTransit, t(2)), "an older event of the same rank");
         assert!(s.apply(InTransit, t(4)), "and on again");
         assert!(s.apply(Delivered, t(5)));
         assert!(!s.apply(InTransit, t(6)), "nothing after delivery");
         assert_eq!((s.status, s.delivered_at), (Delivered, Some(t(5))));
+    }
+
+    #[test]
+    fn a_delivery_applies_whatever_the_stamps_of_other_events_say() {
+        // (events in arrival order, final status)
+        let cases: &[(&[(TrackingStatus, u32)], TrackingStatus)] = &[
+            // stamped after the delivery but arriving first
+            (&[(InTransit, 9), (Delivered, 5)], Delivered),
+            (
+                &[(OutForDelivery, 9), (Delivered, 5), (InTransit, 10)],
+                Delivered,
+            ),
+            (&[(Delivered, 5), (OutForDelivery, 9)], Delivered),
+            (&[(PickedUp, 1), (InTransit, 3), (PickedUp, 4)], InTransit),
+            (&[(InTransit, 3), (Exception, 2)], InTransit),
+            (&[(Returning, 3), (Returned, 2)], Returned),
+        ];
+        for (events, want) in cases {
+            let mut s = shipment();
+            for (st, h) in *events {
+                s.apply(*st, t(*h));
+            }
+            assert_eq!(s.status, *want, "{events:?}");
+        }
     }
 }

@@ -1,14 +1,20 @@
 //! The order domain: pure types and rules, no I/O.
 
+pub mod decide;
+pub mod effects;
 pub mod fulfilment;
+pub mod ledger;
+pub mod numbers;
 pub mod order;
 pub mod status;
 pub mod values;
 
-pub use fulfilment::{MoneyMovement, MovementKind, Shipment, TrackingStatus};
+pub use effects::{Effect, EffectKind, Notification};
+pub use fulfilment::{Shipment, TrackingStatus};
+pub use ledger::{Ledger, Payment, PaymentSource, Refund, RefundState};
 pub use order::{
     Address, AddressDraft, Customer, CustomerDraft, FieldError, InvalidOrder, LineDraft, NewOrder,
-    Order, OrderChange, OrderDraft, OrderLine, PaymentMethod, TransitionNotAllowed,
+    Order, OrderChange, OrderDraft, OrderLine, PaymentMethod, ReturnRecord, TransitionNotAllowed,
 };
 pub use status::{Actor, Status, TRANSITIONS, TimelineEntry};
 pub use values::{

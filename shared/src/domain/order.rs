@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::fulfilment::{MoneyMovement, MovementKind, Shipment};
+use super::effects::{EFFECT_GRACE_SECONDS, Effect, EffectKind};
+use super::fulfilment::Shipment;
+use super::ledger::Ledger;
 use super::status::{Actor, Status, TimelineEntry};
 use super::values::{
     ChannelId, CountryCode, Currency, CustomerId, Email, ExternalId, InvalidValue, MinorUnits,
@@ -370,7 +372,7 @@ impl NewOrder {
     pub fn accept(self, id: OrderId, at: DateTime<Utc>) -> (Order, TimelineEntry) {
         let total = total_of(&self.lines).unwrap_or(i64::MAX);
         let entry = TimelineEntry {
-            id: Uuid::now_v7(),
+            id: entry_id(id, 1, at),
             at,
             actor: Actor::Channel(self.channel.to_string()),
             from: None,
@@ -392,9 +394,13 @@ impl NewOrder {
             payment_method: self.payment_method,
             payment_due_at: None,
             hold_reasons: Vec::new(),
-            payments: Vec::new(),
+            attention: Vec::new(),
+            ledger: Ledger::default(),
             shipments: Vec::new(),
+            returns: Vec::new(),
             delivered_at: None,
+            due_at: None,
+            redrives: 0,
             status: Status::Received,
             version: 1,
             created_at: at,
@@ -423,14 +429,28 @@ pub struct Order {
     /// Why review held the order, while a person decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hold_reasons: Vec<String>,
-    /// Payments and refunds, in the order they happened.
+    /// What needs a person before the order can go on (a refund the provider refused). While
+    /// it is not empty no new refund is requested; a staff decision clears it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<String>,
+    /// Money captured and paid back.
     #[serde(default)]
-    pub payments: Vec<MoneyMovement>,
+    pub ledger: Ledger,
     /// One per warehouse the order ships from.
     #[serde(default)]
     pub shipments: Vec<Shipment>,
+    /// Returns requested and received, by line and quantity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns: Vec<ReturnRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When the sweeper must look at the order next (payment deadline, end of the return window,
+    /// step budget); `None` when nothing is due. Kept in the store's due-time index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// How often the sweeper sent the order to its step again because it sat there too long.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrives: u32,
     status: Status,
     version: u64,
     pub created_at: DateTime<Utc>,
@@ -444,6 +464,38 @@ pub struct TransitionNotAllowed {
     pub to: Status,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A return the customer asked for: some quantity of some lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnRecord {
+    /// `ret-<n>`, unique within the order.
+    pub id: String,
+    pub lines: Vec<(Sku, u64)>,
+    pub reason: String,
+    pub requested_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
+    /// What the returned goods were sold for (minor units of the order's currency).
+    pub value: i64,
+}
+
+/// A deterministic UUIDv7 for a timeline entry: the time of the change and bits derived from the
+/// order and its version, so that deciding the same change twice makes the same entry (and
+/// decisions need no random source).
+pub fn entry_id(order: OrderId, version: u64, at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 10];
+    let uuid = order.as_uuid();
+    let o = uuid.as_bytes();
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = o[6 + i % 10] ^ (version >> ((i % 8) * 8)) as u8;
+    }
+    uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
+}
+
 /// A change to one order, to be written only if the stored order is still at `expected_status`
 /// and `expected_version` (optimistic concurrency: a concurrent writer makes this one lose).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,24 +506,76 @@ pub struct OrderChange {
     /// version may be edited before the change is saved (an assigned number, a new address).
     pub order: Order,
     pub entry: TimelineEntry,
+    /// Further status changes made in the same write (shipped and delivered by one courier
+    /// event), each with its own timeline entry.
+    pub more: Vec<TimelineEntry>,
     /// An external event this change applies (a provider's webhook event). The store records it
     /// with the change, atomically, and refuses the change with `Duplicate` if it was applied
     /// before: a replayed webhook changes nothing.
     pub event: Option<String>,
+    /// Outbox records written with the change.
+    pub effects: Vec<Effect>,
+    /// Outbox records (ids) this change completes: deleted with it.
+    pub done: Vec<String>,
+}
+
+impl OrderChange {
+    /// Adds an outbox record, due (if still there) a little after `now`.
+    pub fn emit(&mut self, kind: EffectKind, now: DateTime<Utc>) {
+        let id = format!("{}-{}", self.order.version, self.effects.len() + 1);
+        self.effects.push(Effect {
+            id,
+            order_id: self.order.id,
+            kind,
+            due_at: now + chrono::Duration::seconds(EFFECT_GRACE_SECONDS),
+            attempts: 0,
+            last_error: None,
+        });
+    }
+
+    /// Every timeline entry the change writes.
+    pub fn entries(&self) -> impl Iterator<Item = &TimelineEntry> {
+        std::iter::once(&self.entry).chain(&self.more)
+    }
 }
 
 impl Order {
-    /// Money received minus money paid back, in the order's currency.
+    /// Money captured minus money paid back (or being paid back), in the order's currency.
     pub fn net_paid(&self) -> i64 {
-        self.payments
+        self.ledger.balance(self.total.currency)
+    }
+
+    /// What is still to pay before the order is paid in full.
+    pub fn owed(&self) -> i64 {
+        (self.total.minor - self.net_paid()).max(0)
+    }
+
+    /// The value of the goods that came back.
+    pub fn returned_value(&self) -> i64 {
+        self.returns
             .iter()
-            .filter(|m| m.amount.currency == self.total.currency)
-            .map(|m| match m.kind {
-                MovementKind::Payment => m.amount.minor,
-                MovementKind::Refund => -m.amount.minor,
-                _ => 0,
-            })
+            .filter(|r| r.received_at.is_some())
+            .map(|r| r.value)
             .sum()
+    }
+
+    /// What the order may keep of the money captured in its currency, a pure function of its
+    /// status, total and returns:
+    /// - an order that is fulfilled, or on its way to be (paid onwards), keeps its total less
+    ///   what came back;
+    /// - an order that ended without fulfilment keeps nothing;
+    /// - an order not yet paid in full keeps what it has, up to its total (a top-up completes it).
+    pub fn keeps(&self) -> i64 {
+        use Status::*;
+        match self.status {
+            Paid | ReadyToShip | Shipped | Delivered | Completed | ReturnRequested => {
+                (self.total.minor - self.returned_value()).max(0)
+            }
+            Cancelled | Expired | Rejected | Returned | Refunded => 0,
+            Received | Numbered | Approved | OnHold | AwaitingPayment | OutOfStock => {
+                self.net_paid().clamp(0, self.total.minor)
+            }
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -479,6 +583,9 @@ impl Order {
     }
     pub fn version(&self) -> u64 {
         self.version
+    }
+    pub(crate) fn set_version(&mut self, v: u64) {
+        self.version = v;
     }
 
     fn change(
@@ -498,14 +605,17 @@ impl Order {
             expected_version: self.version,
             order,
             entry: TimelineEntry {
-                id: Uuid::now_v7(),
+                id: entry_id(self.id, self.version + 1, at),
                 at,
                 actor,
                 from: Some(self.status),
                 to: status_changes.then_some(to),
                 reason,
             },
+            more: Vec::new(),
             event: None,
+            effects: Vec::new(),
+            done: Vec::new(),
         }
     }
 

@@ -83,6 +83,8 @@ struct Object {
     amount_received: Option<i64>,
     #[serde(default)]
     amount_refunded: Option<i64>,
+    #[serde(default)]
+    amount_captured: Option<i64>,
     currency: String,
     #[serde(default)]
     metadata: std::collections::HashMap<String, String>,
@@ -99,6 +101,12 @@ pub fn parse(provider: &str, body: &[u8]) -> Result<Option<PaymentEvent>, Webhoo
         "payment_intent.succeeded" => (
             EventKind::Succeeded,
             e.data.object.amount_received.or(e.data.object.amount),
+        ),
+        // The same money as `payment_intent.succeeded`, reported on the charge: one payment,
+        // keyed by its intent, whichever of the two arrives first.
+        "charge.succeeded" => (
+            EventKind::Succeeded,
+            e.data.object.amount_captured.or(e.data.object.amount),
         ),
         "payment_intent.payment_failed" => (EventKind::Failed, e.data.object.amount),
         "charge.refunded" => (EventKind::Refunded, e.data.object.amount_refunded),
@@ -121,10 +129,12 @@ pub fn parse(provider: &str, body: &[u8]) -> Result<Option<PaymentEvent>, Webhoo
         event_id: e.id,
         order: OrderRef::Id(order),
         kind,
-        // A refund names the payment it pays back (the intent our payment was recorded under).
-        reference: match kind {
-            EventKind::Refunded => e.data.object.payment_intent.unwrap_or(e.data.object.id),
-            _ => e.data.object.id,
+        // The payment's identity is its intent: a charge (succeeded or refunded) names the
+        // intent it belongs to.
+        reference: if e.kind.starts_with("charge.") {
+            e.data.object.payment_intent.unwrap_or(e.data.object.id)
+        } else {
+            e.data.object.id
         },
         amount: Money {
             minor: amount,

@@ -15,6 +15,8 @@
 //! | stock | `SKU#<sku>` | `WH#<warehouse>` | `on_hand`, `reserved`, `available`, `safety` |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `expires_at` is the table's TTL attribute |
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
+//! | outbox record (effect) | `ORDER#<id>` | `FX#<effect id>` | `doc`; in `by_due` until done |
+//! | restock guard | `RESTOCK#<key>` | `RESTOCK` | returned goods counted once |
 //!
 //! GSIs (projection ALL): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
 //! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`), `by_status`
@@ -22,6 +24,11 @@
 //! (`gsi4pk = CHANNEL#<channel>`, `gsi4sk = <order id>`). Order ids are UUIDv7, so id order is
 //! creation order. Order items also carry `status`, `channel`, `customer` and `created` at the
 //! top level for list filters.
+//!
+//! `by_due` (`gsi5pk`, `gsi5sk`) is sparse and sharded (four partitions per kind, by id, so
+//! that a peak does not make one hot partition): an order with a due time is in
+//! `DUE#<shard>` sorted by `<due_at>#<id>`; an order that waits for a person is in `ATTN`; an
+//! outbox record not yet done is in `FXDUE#<shard>` sorted by `<due_at>#<order>#<effect>`.
 //!
 //! Stock keeps `available = on_hand - reserved` as its own attribute because a condition
 //! expression cannot do arithmetic: `available >= :q` is the check that makes overselling
@@ -48,12 +55,12 @@ use std::sync::Arc;
 use super::meter::{Meter, item_size};
 use super::{boxed, is_retryable};
 use crate::domain::{
-    Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
     Allocation, Created, IdempotencyRecord, IdempotencyStore, ListIndex, LowStockAlert,
-    NumberStore, OrderPage, OrderQuery, OrderStore, Reservation, ReservationState, Reserved,
-    Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
+    NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation, ReservationState,
+    Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -120,6 +127,29 @@ mod keys {
     pub fn alerts() -> String {
         "ALERTS".into()
     }
+    pub fn effect(id: OrderId, effect: &str) -> (String, String) {
+        (format!("ORDER#{id}"), format!("FX#{effect}"))
+    }
+    pub fn effect_prefix() -> &'static str {
+        "FX#"
+    }
+    pub fn restock(key: &str) -> (String, String) {
+        (format!("RESTOCK#{key}"), "RESTOCK".into())
+    }
+    /// The `by_due` shard of an order: four per kind.
+    pub fn shard(id: OrderId) -> u8 {
+        id.as_uuid().as_bytes()[15] % SHARDS
+    }
+    pub const SHARDS: u8 = 4;
+    pub fn due(shard: u8) -> String {
+        format!("DUE#{shard}")
+    }
+    pub fn effect_due(shard: u8) -> String {
+        format!("FXDUE#{shard}")
+    }
+    pub fn attention() -> &'static str {
+        "ATTN"
+    }
     pub fn alert(sku: &Sku, wh: &WarehouseId) -> (String, String) {
         (alerts(), format!("SKU#{sku}#WH#{wh}"))
     }
@@ -136,11 +166,12 @@ struct IndexQuery {
 }
 
 /// Index names and their key attributes.
-const GSIS: [(&str, &str, &str); 4] = [
+const GSIS: [(&str, &str, &str); 5] = [
     ("by_number", "gsi1pk", "gsi1sk"),
     ("by_customer", "gsi2pk", "gsi2sk"),
     ("by_status", "gsi3pk", "gsi3sk"),
     ("by_channel", "gsi4pk", "gsi4sk"),
+    ("by_due", "gsi5pk", "gsi5sk"),
 ];
 /// The TTL attribute (epoch seconds). DynamoDB deletes expired items lazily (within days), so
 /// reads still compare `expires_ms` with the clock.
@@ -555,6 +586,15 @@ impl DynamoStore {
     /// Up to `limit` orders from an index query, following pages. With a filter, each page
     /// reads twice what is still missing: DynamoDB's limit counts items before the filter.
     async fn index_orders(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Order>, StoreError> {
+        self.index_items(q, limit)
+            .await?
+            .iter()
+            .map(|item| from_av::<Order>(item, "doc"))
+            .collect()
+    }
+
+    /// Up to `limit` items of an index query, following pages.
+    async fn index_items(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Item>, StoreError> {
         let mut orders = Vec::new();
         let mut start = None;
         while orders.len() < limit {
@@ -583,9 +623,7 @@ impl DynamoStore {
             // Index queries are eventually consistent: half the units.
             self.meter
                 .read(page.iter().map(item_size).sum(), false, false);
-            for item in page {
-                orders.push(from_av::<Order>(&item, "doc")?);
-            }
+            orders.extend(page);
             start = out.last_evaluated_key;
             if start.is_none() {
                 break;
@@ -617,7 +655,76 @@ impl DynamoStore {
         item.insert("channel".into(), s(o.channel.as_str()));
         item.insert("customer".into(), s(o.customer.id.as_str()));
         item.insert("created".into(), s(timestamp_key(o.created_at)));
+        if !o.attention.is_empty() {
+            item.insert("gsi5pk".into(), s(keys::attention()));
+            item.insert("gsi5sk".into(), s(o.id.to_string()));
+        } else if let Some(due) = o.due_at {
+            item.insert("gsi5pk".into(), s(keys::due(keys::shard(o.id))));
+            item.insert(
+                "gsi5sk".into(),
+                s(format!("{}#{}", timestamp_key(due), o.id)),
+            );
+        }
         Ok(item)
+    }
+
+    fn effect_item(&self, e: &Effect) -> Result<Item, StoreError> {
+        let mut item = key(keys::effect(e.order_id, &e.id));
+        item.insert("kind".into(), s("effect"));
+        item.insert("doc".into(), to_av(e)?);
+        item.insert(
+            "gsi5pk".into(),
+            s(keys::effect_due(keys::shard(e.order_id))),
+        );
+        item.insert(
+            "gsi5sk".into(),
+            s(format!(
+                "{}#{}#{}",
+                timestamp_key(e.due_at),
+                e.order_id,
+                e.id
+            )),
+        );
+        Ok(item)
+    }
+
+    fn effect_puts(&self, effects: &[Effect]) -> Result<Vec<TransactWriteItem>, StoreError> {
+        effects
+            .iter()
+            .map(|e| put(&self.table, self.effect_item(e)?, None, Item::new()))
+            .collect()
+    }
+
+    /// Items due at or before `now` from every shard of one `by_due` kind, earliest first.
+    async fn due_items(
+        &self,
+        partition: fn(u8) -> String,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut all = Vec::new();
+        for shard in 0..keys::SHARDS {
+            let q = IndexQuery {
+                index: "by_due",
+                key_condition: "#pk = :pk AND #sk <= :now".into(),
+                filter: None,
+                names: HashMap::from([
+                    ("#pk".to_owned(), "gsi5pk".to_owned()),
+                    ("#sk".to_owned(), "gsi5sk".to_owned()),
+                ]),
+                values: HashMap::from([
+                    (":pk".to_owned(), s(partition(shard))),
+                    // `~` sorts after every character of an id: all items due up to `now`.
+                    (":now".to_owned(), s(format!("{}~", timestamp_key(now)))),
+                ]),
+                forward: true,
+            };
+            all.extend(self.index_items(&q, limit).await?);
+        }
+        let sk = |i: &Item| get_s(i, "gsi5sk").map(str::to_owned).unwrap_or_default();
+        all.sort_by_key(sk);
+        all.truncate(limit);
+        Ok(all)
     }
 
     fn entry_put(
@@ -731,6 +838,7 @@ impl OrderStore for DynamoStore {
         &self,
         order: &Order,
         entry: &TimelineEntry,
+        effects: &[Effect],
     ) -> Result<Created, StoreError> {
         let mut items = vec![
             put(
@@ -755,6 +863,7 @@ impl OrderStore for DynamoStore {
                 Item::new(),
             )?);
         }
+        items.extend(self.effect_puts(effects)?);
         match self.transact(items).await {
             Ok(()) => Ok(Created::New),
             Err(Err(e)) => Err(e),
@@ -868,7 +977,6 @@ impl OrderStore for DynamoStore {
             TransactWriteItem::builder()
                 .put(build(order_put.build())?)
                 .build(),
-            self.entry_put(id, &change.entry)?,
         ];
         if let Some(event) = &change.event {
             let mut item = key(keys::event(event));
@@ -880,18 +988,54 @@ impl OrderStore for DynamoStore {
                 Item::new(),
             )?);
         }
+        for entry in change.entries() {
+            items.push(self.entry_put(id, entry)?);
+        }
+        items.extend(self.effect_puts(&change.effects)?);
+        for done in &change.done {
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(build(
+                        aws_sdk_dynamodb::types::Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key(keys::effect(id, done))))
+                            .build(),
+                    )?)
+                    .build(),
+            );
+        }
         match self.transact(items).await {
             Ok(()) => Ok(()),
             Err(Err(e)) => Err(e),
-            Err(Ok(cancelled)) if cancelled.failed(2) => Err(StoreError::Duplicate(
-                change.event.clone().unwrap_or_default(),
-            )),
+            Err(Ok(cancelled)) if change.event.is_some() && cancelled.failed(1) => Err(
+                StoreError::Duplicate(change.event.clone().unwrap_or_default()),
+            ),
             Err(Ok(_)) => Err(if self.get_item(keys::order(id)).await?.is_some() {
                 StoreError::Conflict(id)
             } else {
                 StoreError::NotFound(id)
             }),
         }
+    }
+
+    async fn due_orders(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError> {
+        self.due_items(keys::due, now, limit)
+            .await?
+            .iter()
+            .map(|item| from_av::<Order>(item, "doc"))
+            .collect()
+    }
+
+    async fn orders_needing_attention(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let q = IndexQuery {
+            index: "by_due",
+            key_condition: "#pk = :pk".into(),
+            filter: None,
+            names: HashMap::from([("#pk".to_owned(), "gsi5pk".to_owned())]),
+            values: HashMap::from([(":pk".to_owned(), s(keys::attention()))]),
+            forward: true,
+        };
+        self.index_orders(&q, limit).await
     }
 
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
@@ -930,6 +1074,55 @@ impl OrderStore for DynamoStore {
             .await?
             .iter()
             .map(|item| from_av(item, "doc"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OutboxStore for DynamoStore {
+    async fn effect(&self, order: OrderId, id: &str) -> Result<Option<Effect>, StoreError> {
+        self.get_item(keys::effect(order, id))
+            .await?
+            .map(|item| from_av(&item, "doc"))
+            .transpose()
+    }
+
+    async fn finish_effect(&self, order: OrderId, id: &str) -> Result<(), StoreError> {
+        self.meter.write(1, false);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::effect(order, id))))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn defer_effect(&self, effect: &Effect) -> Result<(), StoreError> {
+        let item = self.effect_item(effect)?;
+        match self.put_if(item, "attribute_exists(pk)", None).await? {
+            true | false => Ok(()),
+        }
+    }
+
+    async fn due_effects(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Effect>, StoreError> {
+        self.due_items(keys::effect_due, now, limit)
+            .await?
+            .iter()
+            .map(|item| from_av::<Effect>(item, "doc"))
+            .collect()
+    }
+
+    async fn effects_of(&self, order: OrderId) -> Result<Vec<Effect>, StoreError> {
+        self.query_prefix(keys::order(order).0, keys::effect_prefix())
+            .await?
+            .iter()
+            .map(|item| from_av::<Effect>(item, "doc"))
             .collect()
     }
 }
@@ -1171,6 +1364,51 @@ impl StockStore for DynamoStore {
             .iter()
             .map(|item| from_av(item, "doc"))
             .collect()
+    }
+
+    async fn restock(
+        &self,
+        key_text: &str,
+        warehouse: &WarehouseId,
+        lines: &[(Sku, u64)],
+    ) -> Result<bool, StoreError> {
+        let mut guard = key(keys::restock(key_text));
+        guard.insert("kind".into(), s("restock"));
+        let mut items = vec![put(
+            &self.table,
+            guard,
+            Some("attribute_not_exists(pk)"),
+            Item::new(),
+        )?];
+        for (sku, q) in crate::ports::sum_lines(lines) {
+            items.push(update(
+                &self.table,
+                key(keys::stock(&sku, warehouse)),
+                "SET #oh = if_not_exists(#oh, :zero) + :q, #a = if_not_exists(#a, :zero) + :q, \
+                 #r = if_not_exists(#r, :zero), #sf = if_not_exists(#sf, :zero), #sku = :sku, #wh = :wh",
+                None,
+                &[
+                    ("#oh", "on_hand"),
+                    ("#a", "available"),
+                    ("#r", "reserved"),
+                    ("#sf", "safety"),
+                    ("#sku", "sku"),
+                    ("#wh", "warehouse"),
+                ],
+                HashMap::from([
+                    (":q".into(), n(q)),
+                    (":zero".into(), n(0)),
+                    (":sku".into(), s(sku.as_str())),
+                    (":wh".into(), s(warehouse.as_str())),
+                ]),
+            )?);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(Ok(c)) if c.failed(0) => Ok(false),
+            Err(Ok(_)) => Err(corrupt("restock cancelled for no known reason")),
+            Err(Err(e)) => Err(e),
+        }
     }
 
     async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError> {

@@ -18,7 +18,7 @@ pub use store::SqliteStore;
 use crate::ports::{QueueError, StoreError};
 
 /// Bumped whenever [`SCHEMA`] changes shape; `open` refuses a file from a newer version.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS orders (
@@ -31,13 +31,30 @@ CREATE TABLE IF NOT EXISTS orders (
     version      INTEGER NOT NULL,
     created_at   TEXT NOT NULL,
     updated_at   TEXT NOT NULL,
-    doc          TEXT NOT NULL
+    doc          TEXT NOT NULL,
+    due_at       TEXT,
+    attention    INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE UNIQUE INDEX IF NOT EXISTS orders_by_external ON orders(channel, external_id)
     WHERE external_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, id);
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders(status, updated_at, id);
 CREATE INDEX IF NOT EXISTS orders_by_channel ON orders(channel, id);
+CREATE INDEX IF NOT EXISTS orders_by_due ON orders(due_at, id) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_by_attention ON orders(id) WHERE attention = 1;
+
+CREATE TABLE IF NOT EXISTS outbox (
+    order_id   TEXT NOT NULL,
+    effect_id  TEXT NOT NULL,
+    due_at     TEXT NOT NULL,
+    doc        TEXT NOT NULL,
+    PRIMARY KEY (order_id, effect_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox(due_at);
+
+CREATE TABLE IF NOT EXISTS restocks (
+    key  TEXT PRIMARY KEY
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS timeline (
     order_id  TEXT NOT NULL,
@@ -144,6 +161,13 @@ impl SqliteDb {
                 )
                 .into(),
             ));
+        }
+        if version == 1 {
+            // Version 2 added the due-time index and the attention flag to orders.
+            conn.execute_batch(
+                "ALTER TABLE orders ADD COLUMN due_at TEXT;
+                 ALTER TABLE orders ADD COLUMN attention INTEGER NOT NULL DEFAULT 0;",
+            )?;
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;

@@ -8,12 +8,12 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{SqliteDb, to_sql_int};
 use crate::domain::{
-    Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
     Allocation, Created, IdempotencyRecord, IdempotencyStore, ListIndex, LowStockAlert,
-    NumberStore, OrderPage, OrderQuery, OrderStore, Reservation, ReservationState, Reserved,
-    Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
+    NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation, ReservationState,
+    Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
 };
 
 #[derive(Clone)]
@@ -51,6 +51,22 @@ fn insert_entry(
     Ok(())
 }
 
+fn insert_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<(), StoreError> {
+    for e in effects {
+        tx.execute(
+            "INSERT INTO outbox (order_id, effect_id, due_at, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            params![
+                e.order_id.to_string(),
+                e.id,
+                timestamp_key(e.due_at),
+                json(e)?
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 fn order_where(
     tx: &rusqlite::Connection,
     clause: &str,
@@ -84,8 +100,9 @@ impl OrderStore for SqliteStore {
         &self,
         order: &Order,
         entry: &TimelineEntry,
+        effects: &[Effect],
     ) -> Result<Created, StoreError> {
-        let (order, entry) = (order.clone(), entry.clone());
+        let (order, entry, effects) = (order.clone(), entry.clone(), effects.to_vec());
         self.db
             .call(move |conn| {
                 let tx = immediate(conn)?;
@@ -105,8 +122,8 @@ impl OrderStore for SqliteStore {
                 }
                 tx.execute(
                     "INSERT INTO orders (id, channel, external_id, number, customer_id, status, version,
-                                         created_at, updated_at, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                         created_at, updated_at, doc, due_at, attention)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         id,
                         order.channel.as_str(),
@@ -118,9 +135,12 @@ impl OrderStore for SqliteStore {
                         timestamp_key(order.created_at),
                         timestamp_key(order.updated_at),
                         json(&order)?,
+                        order.due_at.map(timestamp_key),
+                        !order.attention.is_empty(),
                     ],
                 )?;
                 insert_entry(&tx, order.id, &entry)?;
+                insert_effects(&tx, &effects)?;
                 tx.commit()?;
                 Ok(Created::New)
             })
@@ -205,7 +225,7 @@ impl OrderStore for SqliteStore {
                 let id = o.id.to_string();
                 let updated = tx.execute(
                     "UPDATE orders SET number = ?1, status = ?2, version = ?3, updated_at = ?4, doc = ?5,
-                                       customer_id = ?6
+                                       customer_id = ?6, due_at = ?10, attention = ?11
                      WHERE id = ?7 AND version = ?8 AND status = ?9",
                     params![
                         o.number.as_ref().map(|n| n.as_str()),
@@ -217,6 +237,8 @@ impl OrderStore for SqliteStore {
                         id,
                         to_sql_int(change.expected_version)?,
                         change.expected_status.as_str(),
+                        o.due_at.map(timestamp_key),
+                        !o.attention.is_empty(),
                     ],
                 )?;
                 if updated == 0 {
@@ -240,9 +262,45 @@ impl OrderStore for SqliteStore {
                         return Err(StoreError::Duplicate(event.clone()));
                     }
                 }
-                insert_entry(&tx, o.id, &change.entry)?;
+                for entry in change.entries() {
+                    insert_entry(&tx, o.id, entry)?;
+                }
+                insert_effects(&tx, &change.effects)?;
+                for done in &change.done {
+                    tx.execute(
+                        "DELETE FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
+                        [&id, done],
+                    )?;
+                }
                 tx.commit()?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn due_orders(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                orders_where(
+                    conn,
+                    "SELECT doc FROM orders WHERE due_at IS NOT NULL AND due_at <= ?1
+                     ORDER BY due_at, id LIMIT ?2",
+                    params![timestamp_key(now), limit],
+                )
+            })
+            .await
+    }
+
+    async fn orders_needing_attention(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                orders_where(
+                    conn,
+                    "SELECT doc FROM orders WHERE attention = 1 ORDER BY id LIMIT ?1",
+                    params![limit],
+                )
             })
             .await
     }
@@ -308,6 +366,95 @@ impl SqliteStore {
                 )?;
                 tx.commit()?;
                 Ok(holder == order.to_string())
+            })
+            .await
+    }
+}
+
+fn effects_where(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Effect>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let docs = stmt
+        .query_map(args, |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    docs.iter().map(|d| from_json(d)).collect()
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn effect(&self, order: OrderId, id: &str) -> Result<Option<Effect>, StoreError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                Ok(effects_where(
+                    conn,
+                    "SELECT doc FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
+                    params![order.to_string(), id],
+                )?
+                .pop())
+            })
+            .await
+    }
+
+    async fn finish_effect(&self, order: OrderId, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
+                    params![order.to_string(), id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn defer_effect(&self, effect: &Effect) -> Result<(), StoreError> {
+        let e = effect.clone();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET due_at = ?1, doc = ?2 WHERE order_id = ?3 AND effect_id = ?4",
+                    params![
+                        timestamp_key(e.due_at),
+                        json(&e)?,
+                        e.order_id.to_string(),
+                        e.id
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn due_effects(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Effect>, StoreError> {
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                effects_where(
+                    conn,
+                    "SELECT doc FROM outbox WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+                    params![timestamp_key(now), limit],
+                )
+            })
+            .await
+    }
+
+    async fn effects_of(&self, order: OrderId) -> Result<Vec<Effect>, StoreError> {
+        self.db
+            .call(move |conn| {
+                effects_where(
+                    conn,
+                    "SELECT doc FROM outbox WHERE order_id = ?1 ORDER BY effect_id",
+                    params![order.to_string()],
+                )
             })
             .await
     }
@@ -581,6 +728,36 @@ impl StockStore for SqliteStore {
                 let n = settle(&tx, order, Some(&warehouse), ReservationState::Committed)?;
                 tx.commit()?;
                 Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn restock(
+        &self,
+        key: &str,
+        warehouse: &WarehouseId,
+        lines: &[(Sku, u64)],
+    ) -> Result<bool, StoreError> {
+        let (key, warehouse, lines) = (key.to_owned(), warehouse.clone(), lines.to_vec());
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let new = tx.execute(
+                    "INSERT INTO restocks (key) VALUES (?1) ON CONFLICT DO NOTHING",
+                    [&key],
+                )?;
+                if new == 0 {
+                    return Ok(false);
+                }
+                for (sku, q) in &lines {
+                    tx.execute(
+                        "INSERT INTO stock (sku, warehouse, on_hand, reserved, safety) VALUES (?1, ?2, ?3, 0, 0)
+                         ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = on_hand + excluded.on_hand",
+                        params![sku.as_str(), warehouse.as_str(), to_sql_int(*q)?],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(true)
             })
             .await
     }

@@ -1,0 +1,113 @@
+//! Effects: what a change of an order causes outside the order (a message to the next step, a
+//! refund, a stock move, a notification). They are outbox records, written in the same atomic
+//! write as the change that caused them, and carried out afterwards by the effects step, which
+//! marks each one done. Nothing is "done after the write and hoped for".
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::fulfilment::TrackingStatus;
+use super::status::Status;
+use super::values::{OrderId, Sku, WarehouseId};
+
+/// How long after its write an effect is considered lost if it is still in the outbox: the
+/// sweeper then carries it out again. The write's own process normally does it at once.
+pub const EFFECT_GRACE_SECONDS: i64 = 10;
+
+/// Attempts of a transient failure before the backoff stops growing.
+pub const MAX_BACKOFF_SECONDS: i64 = 600;
+
+/// One outbox record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    /// Unique within the order: `<order version that caused it>-<n>`, so a replayed decision
+    /// makes the same ids.
+    pub id: String,
+    pub order_id: OrderId,
+    pub kind: EffectKind,
+    /// When the sweeper carries it out if it is still there.
+    pub due_at: DateTime<Utc>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Effect {
+    /// The backoff after `attempts` transient failures: 5 s, 10 s, 20 s, ... up to 10 minutes.
+    pub fn backoff(attempts: u32) -> chrono::Duration {
+        let secs = 5i64
+            .saturating_mul(1i64 << attempts.min(16))
+            .min(MAX_BACKOFF_SECONDS);
+        chrono::Duration::seconds(secs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EffectKind {
+    /// Sends the order to a pipeline step's queue.
+    Step { queue: String },
+    /// Tells integrators about a status the customer sees (the `notifications` queue).
+    Notify(Notification),
+    /// Asks the payment provider for the ledger's refund `refund_id`.
+    Refund { refund_id: String },
+    /// Gives back every reservation the order still holds.
+    ReleaseStock,
+    /// Takes what the order holds in one warehouse off on-hand stock (the parcel left).
+    CommitStock { warehouse: WarehouseId },
+    /// Puts returned goods back on the shelf, once per `key`.
+    Restock {
+        key: String,
+        warehouse: WarehouseId,
+        lines: Vec<(Sku, u64)>,
+    },
+}
+
+impl EffectKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EffectKind::Step { .. } => "step",
+            EffectKind::Notify(_) => "notify",
+            EffectKind::Refund { .. } => "refund",
+            EffectKind::ReleaseStock => "release_stock",
+            EffectKind::CommitStock { .. } => "commit_stock",
+            EffectKind::Restock { .. } => "restock",
+        }
+    }
+}
+
+/// The message integrators receive for e-mail or SMS. It carries the customer's contact so
+/// they can reach them; it is never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub order_id: OrderId,
+    pub number: Option<String>,
+    pub status: Status,
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub tracking: Vec<Tracking>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub status: TrackingStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_and_stops_at_ten_minutes() {
+        let secs: Vec<i64> = [0, 1, 2, 3, 7, 8, 40]
+            .into_iter()
+            .map(|a| Effect::backoff(a).num_seconds())
+            .collect();
+        assert_eq!(secs, vec![5, 10, 20, 40, 600, 600, 600]);
+    }
+}

@@ -1,0 +1,120 @@
+//! Commands from staff and customers: cancel, change the address, decide a held order, ask for
+//! a return, receive a return, set stock. Each loads, decides (a refusal is answered 409 and
+//! changes nothing), and commits with its effects; a lost race is decided again on the new state.
+
+use super::{StepError, commit, load, policy};
+use crate::app::App;
+use crate::domain::decide::{self, Policy, Refusal, StaffDecision};
+use crate::domain::{Actor, Address, Order, OrderChange, OrderId, Sku, WarehouseId};
+use crate::ports::{Allocation, StockLevel, StoreError};
+
+/// Loads, decides and commits, deciding again if the order changed in between. `Ok(None)` from
+/// the decision means there is nothing to do (a retried command): the order is returned as is.
+async fn command(
+    app: &App,
+    id: OrderId,
+    decide_fn: impl Fn(&Order, &Policy) -> Result<Option<OrderChange>, Refusal>,
+) -> Result<Order, StepError> {
+    for _ in 0..5 {
+        let order = load(app, id).await?;
+        let Some(change) = decide_fn(&order, &policy(app, &order))? else {
+            return Ok(order);
+        };
+        match commit(app, &change).await {
+            Ok(()) => return Ok(change.order),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StepError::Transient(
+        "the order kept changing; try again".into(),
+    ))
+}
+
+/// Cancels an order before shipment; a retried cancel of a cancelled order answers the order.
+/// Its stock is released and whatever was paid is refunded (effects).
+pub async fn cancel(
+    app: &App,
+    id: OrderId,
+    actor: Actor,
+    reason: &str,
+) -> Result<Order, StepError> {
+    let now = app.clock.now();
+    command(app, id, |o, p| {
+        decide::cancel(o, actor.clone(), reason, p, now)
+    })
+    .await
+}
+
+pub async fn change_address(
+    app: &App,
+    id: OrderId,
+    address: Address,
+    actor: Actor,
+) -> Result<Order, StepError> {
+    let now = app.clock.now();
+    command(app, id, |o, p| {
+        decide::change_address(o, address.clone(), actor.clone(), p, now).map(Some)
+    })
+    .await
+}
+
+pub async fn review(
+    app: &App,
+    id: OrderId,
+    decision: StaffDecision,
+    reviewer: &str,
+    note: Option<&str>,
+) -> Result<Order, StepError> {
+    let now = app.clock.now();
+    command(app, id, |o, p| {
+        decide::staff_review(o, decision, reviewer, note, p, now).map(Some)
+    })
+    .await
+}
+
+pub async fn request_return(
+    app: &App,
+    id: OrderId,
+    lines: Option<Vec<(Sku, u64)>>,
+    reason: &str,
+    actor: Actor,
+) -> Result<Order, StepError> {
+    let now = app.clock.now();
+    command(app, id, |o, p| {
+        decide::request_return(o, lines.clone(), reason, actor.clone(), p, now).map(Some)
+    })
+    .await
+}
+
+pub async fn return_received(app: &App, id: OrderId, actor: Actor) -> Result<Order, StepError> {
+    let now = app.clock.now();
+    command(app, id, |o, p| {
+        decide::return_received(o, actor.clone(), p, now).map(Some)
+    })
+    .await
+}
+
+/// Sets on-hand stock and the safety level, raises or clears the low-stock alert, and sends the
+/// orders waiting for this SKU back to inventory.
+pub async fn set_stock(
+    app: &App,
+    sku: &Sku,
+    warehouse: &WarehouseId,
+    on_hand: u64,
+    safety: u64,
+) -> Result<StockLevel, StepError> {
+    let level = app.store.set_stock(sku, warehouse, on_hand, safety).await?;
+    super::inventory::check_low_stock(
+        app,
+        &[Allocation {
+            sku: sku.clone(),
+            warehouse: warehouse.clone(),
+            quantity: 0,
+        }],
+    )
+    .await?;
+    let retried = super::inventory::retry_waiting(app, std::slice::from_ref(sku)).await?;
+    tracing::info!(sku = %sku, warehouse = %warehouse, on_hand, safety, retried, "stock set");
+    Ok(level)
+}

@@ -1,0 +1,176 @@
+//! The effects step: carries out outbox records and marks each one done.
+//!
+//! - Right after a commit, [`kick`] does the quick ones in the writer's process (next-step
+//!   messages, notifications, stock moves) and hands refunds to the `effects` queue, so that a
+//!   webhook is answered without waiting for a provider.
+//! - The `effects` queue's consumer ([`run`]) does one record by its id.
+//! - The sweeper ([`relay`]) sends every record still there past its due time to the `effects`
+//!   queue: the writer died before doing it, or a transient failure asked for a later try.
+//!
+//! Every effect is idempotent: a message sent twice is handled once by its step; a refund
+//! carries our refund id as the provider's idempotency key; stock release and commit move only
+//! held reservations; a restock is counted once per key.
+
+use super::{EffectMessage, StepError, StepMessage, commit, load, policy};
+use crate::app::{App, queues};
+use crate::domain::{Effect, EffectKind, OrderId, RefundState, Sku, decide};
+use crate::ports::{QueueName, StoreError};
+
+/// Carries out the effects a commit just wrote, as far as it can now. Failures are logged: the
+/// records stay in the outbox for the sweeper.
+pub async fn kick(app: &App, effects: &[Effect]) {
+    for fx in effects {
+        let result = match fx.kind {
+            EffectKind::Refund { .. } => enqueue(app, fx).await.map_err(StepError::from),
+            _ => carry_out(app, fx.clone()).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(order_id = %fx.order_id, effect = fx.kind.name(), effect_id = %fx.id, error = %e, "effect left to the outbox");
+        }
+    }
+}
+
+async fn enqueue(app: &App, fx: &Effect) -> Result<(), crate::ports::QueueError> {
+    app.send(
+        queues::EFFECTS,
+        &EffectMessage {
+            order_id: fx.order_id,
+            effect_id: fx.id.clone(),
+        },
+    )
+    .await
+}
+
+/// Carries out one record by id (the `effects` queue's consumer). A record that is gone was
+/// done already.
+pub async fn run(app: &App, order: OrderId, id: &str) -> Result<(), StepError> {
+    match app.store.effect(order, id).await? {
+        Some(fx) => carry_out(app, fx).await,
+        None => Ok(()),
+    }
+}
+
+async fn send_step(app: &App, queue: &str, order: OrderId) -> Result<(), StepError> {
+    let q = QueueName::parse(queue).map_err(|e| StepError::Malformed(e.0))?;
+    let body = serde_json::to_string(&StepMessage { order_id: order })
+        .map_err(|e| StepError::Malformed(e.to_string()))?;
+    app.queue.send(&q, &body).await?;
+    Ok(())
+}
+
+async fn carry_out(app: &App, fx: Effect) -> Result<(), StepError> {
+    let order = fx.order_id;
+    match &fx.kind {
+        EffectKind::Step { queue } => send_step(app, queue, order).await?,
+        EffectKind::Notify(n) => app.send(queues::NOTIFICATIONS, n).await?,
+        EffectKind::ReleaseStock => {
+            let held: Vec<Sku> = app
+                .store
+                .reservations(order)
+                .await?
+                .into_iter()
+                .filter(|r| r.state == crate::ports::ReservationState::Held)
+                .flat_map(|r| r.lines.into_iter().map(|(s, _)| s))
+                .collect();
+            if app.store.release(order).await? > 0 {
+                tracing::info!(order_id = %order, "stock released");
+                super::inventory::retry_waiting(app, &held).await?;
+            }
+        }
+        EffectKind::CommitStock { warehouse } => {
+            app.store.commit(order, warehouse).await?;
+        }
+        EffectKind::Restock {
+            key,
+            warehouse,
+            lines,
+        } => {
+            if app.store.restock(key, warehouse, lines).await? {
+                tracing::info!(order_id = %order, warehouse = %warehouse, "returned goods restocked");
+                let skus: Vec<Sku> = lines.iter().map(|(s, _)| s.clone()).collect();
+                super::inventory::retry_waiting(app, &skus).await?;
+            }
+        }
+        EffectKind::Refund { refund_id } => return refund(app, fx.clone(), refund_id).await,
+    }
+    app.store.finish_effect(order, &fx.id).await?;
+    Ok(())
+}
+
+/// Asks the provider for one refund of the ledger. Made: the ledger records it and the record is
+/// done, in one write. Transient failure: tried again later with backoff. Refused: the ledger
+/// records the failure, the order waits for a person, and the alarm metric counts it.
+async fn refund(app: &App, mut fx: Effect, refund_id: &str) -> Result<(), StepError> {
+    let order = load(app, fx.order_id).await?;
+    let Some(r) = order.ledger.refund(refund_id).cloned() else {
+        app.store.finish_effect(fx.order_id, &fx.id).await?;
+        return Ok(());
+    };
+    if r.state != RefundState::Requested {
+        app.store.finish_effect(fx.order_id, &fx.id).await?;
+        return Ok(());
+    }
+    let now = app.clock.now();
+    let p = policy(app, &order);
+    let change = match app
+        .gateway
+        .refund(&r.provider, &r.payment_id, r.amount, &r.id)
+        .await
+    {
+        Ok(provider_refund_id) => {
+            app.metrics.refund_made();
+            decide::refund_made(&order, &r.id, &provider_refund_id, &p, now)
+        }
+        Err(e) if e.retryable => {
+            fx.attempts += 1;
+            fx.last_error = Some(e.reason.clone());
+            fx.due_at = now + Effect::backoff(fx.attempts);
+            tracing::warn!(order_id = %order.id, refund_id = %r.id, attempts = fx.attempts, error = %e, "refund failed for now; tried again later");
+            app.store.defer_effect(&fx).await?;
+            return Ok(());
+        }
+        Err(e) => {
+            app.metrics.refund_refused();
+            tracing::error!(order_id = %order.id, refund_id = %r.id, error = %e, "refund refused; the order waits for a person");
+            decide::refund_refused(&order, &r.id, &e.reason, &p, now)
+        }
+    };
+    match change {
+        Some(mut c) => {
+            c.done.push(fx.id.clone());
+            // Boxed: committing may carry out effects, which may come back here.
+            match Box::pin(commit(app, &c)).await {
+                Ok(()) => Ok(()),
+                // The order moved meanwhile; the message comes again and the provider answers
+                // the same refund for the same key.
+                Err(StoreError::Conflict(id)) => Err(StoreError::Conflict(id).into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        None => {
+            app.store.finish_effect(fx.order_id, &fx.id).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Sends every outbox record past its due time to the `effects` queue and pushes its due time
+/// back, so it is sent again only if it is still not done after a backoff. Returns how many.
+pub async fn relay(app: &App, limit: usize) -> Result<usize, StepError> {
+    let now = app.clock.now();
+    let due = app.store.due_effects(now, limit).await?;
+    for fx in &due {
+        let mut later = fx.clone();
+        later.attempts += 1;
+        later.due_at = now + Effect::backoff(later.attempts);
+        app.store.defer_effect(&later).await?;
+        enqueue(app, fx).await?;
+    }
+    if !due.is_empty() {
+        tracing::info!(
+            count = due.len(),
+            "overdue effects sent to the effects queue"
+        );
+    }
+    Ok(due.len())
+}

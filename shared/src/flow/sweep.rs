@@ -1,0 +1,80 @@
+//! The scheduled sweep. It pages through every order whose due time has come, by the store's
+//! due-time index (payment deadline, end of the return window, step budget), not through the
+//! oldest orders of a status, and decides for each ([`decide::sweep`]); then it relays overdue
+//! outbox records to the `effects` queue. Orders waiting for stock are not swept: a stock
+//! change sends them back to inventory.
+//!
+//! Every action is a conditional write, so two sweeps at once (or a sweep racing a payment)
+//! cannot do anything twice: the loser sees `Conflict` and leaves the order to the winner.
+
+use serde::Serialize;
+
+use super::{StepError, commit, policy};
+use crate::app::App;
+use crate::domain::{Status, decide};
+use crate::ports::StoreError;
+
+/// Orders read per page of the due-time index.
+pub const PAGE: usize = 200;
+/// Pages per sweep: a larger backlog goes on at the next sweep (each order handled here moves
+/// its due time on, so the next page starts after it).
+pub const MAX_PAGES: usize = 50;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sweep {
+    pub expired: usize,
+    pub completed: usize,
+    pub redriven: usize,
+    /// Orders that sat in a step through every re-send and now wait for a person.
+    pub stuck: usize,
+    /// Outbox records sent to the `effects` queue.
+    pub effects: usize,
+}
+
+pub async fn sweep(app: &App) -> Result<Sweep, StepError> {
+    let mut report = Sweep::default();
+    for _ in 0..MAX_PAGES {
+        let now = app.clock.now();
+        let due = app.store.due_orders(now, PAGE).await?;
+        let mut moved = 0;
+        for order in &due {
+            let Some(change) = decide::sweep(order, &policy(app, order), now) else {
+                continue;
+            };
+            match commit(app, &change).await {
+                Ok(()) => {
+                    moved += 1;
+                    match change.order.status() {
+                        Status::Expired => report.expired += 1,
+                        Status::Completed => report.completed += 1,
+                        _ if !change.order.attention.is_empty() => report.stuck += 1,
+                        _ => report.redriven += 1,
+                    }
+                }
+                Err(StoreError::Conflict(_) | StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if due.len() < PAGE || moved == 0 {
+            break;
+        }
+    }
+    for _ in 0..MAX_PAGES {
+        let n = super::effects::relay(app, PAGE).await?;
+        report.effects += n;
+        if n < PAGE {
+            break;
+        }
+    }
+    if report != Sweep::default() {
+        tracing::info!(
+            expired = report.expired,
+            completed = report.completed,
+            redriven = report.redriven,
+            stuck = report.stuck,
+            effects = report.effects,
+            "swept"
+        );
+    }
+    Ok(report)
+}
