@@ -6,8 +6,8 @@
 //! Every change passes through [`seal`], which keeps the invariants by construction:
 //! - the money: whatever the order holds beyond what it may keep ([`Order::keeps`]) is paid
 //!   back by refund effects, newest payment first, unless a person must look at the order;
-//! - the stock: an order that ends unfulfilled (cancelled, expired, rejected) releases its
-//!   reservations;
+//! - the stock: an order that ends unfulfilled (cancelled, expired, rejected, returned)
+//!   releases whatever it still holds;
 //! - the customer hears of every status they see;
 //! - the order's next due time (payment deadline, end of the return window, step budget).
 
@@ -226,10 +226,13 @@ pub fn seal(mut change: OrderChange, policy: &Policy, now: DateTime<Utc>) -> Ord
             change.emit(EffectKind::Notify(n), now);
         }
     }
-    if entered
-        .iter()
-        .any(|s| matches!(s, Status::Cancelled | Status::Expired | Status::Rejected))
-    {
+    // Whatever the order still holds goes back (a returned order's parcels that never left).
+    if entered.iter().any(|s| {
+        matches!(
+            s,
+            Status::Cancelled | Status::Expired | Status::Rejected | Status::Returned
+        )
+    }) {
         change.emit(EffectKind::ReleaseStock, now);
     }
     if change.order.attention.is_empty() {

@@ -1,6 +1,8 @@
 //! The order domain: pure types and rules, no I/O.
 
 pub mod decide;
+#[cfg(test)]
+mod decide_props;
 pub mod effects;
 pub mod fulfilment;
 pub mod ledger;

@@ -482,17 +482,28 @@ pub struct ReturnRecord {
     pub value: i64,
 }
 
-/// A deterministic UUIDv7 for a timeline entry: the time of the change and bits derived from the
-/// order and its version, so that deciding the same change twice makes the same entry (and
-/// decisions need no random source).
+/// A deterministic UUIDv7 for a timeline entry: the time of the change and bits derived from
+/// what the entry says (order, version, status, reason), so that deciding the same change twice
+/// makes the same entry, two different entries never share an id, and decisions need no random
+/// source.
 pub fn entry_id(order: OrderId, version: u64, at: DateTime<Utc>) -> Uuid {
+    entry_id_of(order, version, at, &[])
+}
+
+fn entry_id_of(order: OrderId, version: u64, at: DateTime<Utc>, what: &[&str]) -> Uuid {
+    use sha2::{Digest, Sha256};
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    let mut bytes = [0u8; 10];
-    let uuid = order.as_uuid();
-    let o = uuid.as_bytes();
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = o[6 + i % 10] ^ (version >> ((i % 8) * 8)) as u8;
+    let mut h = Sha256::new();
+    h.update(order.as_uuid().as_bytes());
+    h.update(version.to_be_bytes());
+    h.update(at.timestamp_nanos_opt().unwrap_or(0).to_be_bytes());
+    for w in what {
+        h.update(w.as_bytes());
+        h.update([0]);
     }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 10];
+    bytes.copy_from_slice(&digest[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
 }
 
@@ -559,17 +570,32 @@ impl Order {
             .sum()
     }
 
+    /// Refunds the merchant made at the provider on their own (a goodwill refund in the
+    /// provider's dashboard), in the order's currency: the order keeps that much less.
+    pub fn refunded_at_provider(&self) -> i64 {
+        self.ledger
+            .refunds
+            .iter()
+            .filter(|r| {
+                r.id.starts_with("ext:")
+                    && r.amount.currency == self.total.currency
+                    && r.state == super::ledger::RefundState::Succeeded
+            })
+            .map(|r| r.amount.minor)
+            .sum()
+    }
+
     /// What the order may keep of the money captured in its currency, a pure function of its
-    /// status, total and returns:
+    /// status, total, returns and the ledger:
     /// - an order that is fulfilled, or on its way to be (paid onwards), keeps its total less
-    ///   what came back;
+    ///   what came back and less what the merchant refunded at the provider;
     /// - an order that ended without fulfilment keeps nothing;
     /// - an order not yet paid in full keeps what it has, up to its total (a top-up completes it).
     pub fn keeps(&self) -> i64 {
         use Status::*;
         match self.status {
             Paid | ReadyToShip | Shipped | Delivered | Completed | ReturnRequested => {
-                (self.total.minor - self.returned_value()).max(0)
+                (self.total.minor - self.returned_value() - self.refunded_at_provider()).max(0)
             }
             Cancelled | Expired | Rejected | Returned | Refunded => 0,
             Received | Numbered | Approved | OnHold | AwaitingPayment | OutOfStock => {
@@ -605,7 +631,17 @@ impl Order {
             expected_version: self.version,
             order,
             entry: TimelineEntry {
-                id: entry_id(self.id, self.version + 1, at),
+                id: entry_id_of(
+                    self.id,
+                    self.version + 1,
+                    at,
+                    &[
+                        to.as_str(),
+                        if status_changes { "to" } else { "note" },
+                        reason.as_deref().unwrap_or_default(),
+                        &format!("{actor:?}"),
+                    ],
+                ),
                 at,
                 actor,
                 from: Some(self.status),
