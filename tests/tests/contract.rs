@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Duration as Span;
-use oms::domain::{Actor, ChannelId, OrderNumber, Sku, Status, WarehouseId};
+use oms::domain::{Actor, ChannelId, Effect, EffectKind, OrderNumber, Sku, Status, WarehouseId};
 use oms::ports::{
     Allocation, Created, IdempotencyRecord, LowStockAlert, OrderQuery, QueueName, QueueSpec,
     Receive, ReservationState, Reserved, StoreError,
@@ -63,6 +63,10 @@ contract!(
     sending_to_an_unknown_queue_is_refused,
     one_receive_never_returns_a_message_twice,
     connections_warm_ahead_of_the_first_request,
+    outbox_records_are_written_with_their_change_or_not_at_all,
+    outbox_records_come_due_are_deferred_and_finished,
+    orders_are_found_by_due_time_and_by_needing_a_person,
+    returned_goods_are_restocked_once_per_key,
 );
 
 fn sku(s: &str) -> Sku {
@@ -452,10 +456,12 @@ mod cases {
             )
             .unwrap();
         b.store.save_change(&ch).await.unwrap();
+        // Entries sort by time, then by the order's version; a note appended beside the
+        // changes (same version as the next change) is a millisecond apart from it here.
         let note = ch.order.revise(
             Actor::Staff("ops1".into()),
             "called the customer".into(),
-            t0(),
+            t0() + chrono::Duration::milliseconds(1),
         );
         b.store.append_timeline(o.id, &note.entry).await.unwrap();
         let held = ch
@@ -464,7 +470,7 @@ mod cases {
                 Status::OnHold,
                 Actor::System("review".into()),
                 Some("unusual amount".into()),
-                t0(),
+                t0() + chrono::Duration::milliseconds(2),
             )
             .unwrap();
         // A revise change also saves like any other, bumping the version.
@@ -991,5 +997,191 @@ mod cases {
             "{}: {err:?}",
             b.name
         );
+    }
+
+    fn effect(o: &oms::domain::Order, id: &str, due: chrono::DateTime<chrono::Utc>) -> Effect {
+        Effect {
+            id: id.into(),
+            order_id: o.id,
+            kind: EffectKind::Step {
+                queue: "review".into(),
+            },
+            due_at: due,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    pub async fn outbox_records_are_written_with_their_change_or_not_at_all(b: &Backend) {
+        // Given an order created with its first outbox record
+        let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
+        let first = effect(&o, "1-1", t0());
+        b.store
+            .create_order(&o, &entry, &[first.clone()])
+            .await
+            .unwrap();
+        assert_eq!(b.store.effects_of(o.id).await.unwrap(), vec![first.clone()]);
+        // When a change completes it and adds two more
+        let mut ch = o
+            .transition(
+                Status::Numbered,
+                Actor::System("numbering".into()),
+                None,
+                t0(),
+            )
+            .unwrap();
+        ch.done.push("1-1".into());
+        ch.effects = vec![effect(&o, "2-1", t0()), effect(&o, "2-2", t0())];
+        // a stale copy of the same change writes nothing, not even its records
+        let mut stale = ch.clone();
+        stale.expected_version = 7;
+        stale.effects = vec![effect(&o, "9-9", t0())];
+        assert!(matches!(
+            b.store.save_change(&stale).await,
+            Err(StoreError::Conflict(_))
+        ));
+        b.store.save_change(&ch).await.unwrap();
+        // Then the outbox holds exactly the new ones
+        let ids: Vec<String> = b
+            .store
+            .effects_of(o.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec!["2-1", "2-2"], "{}", b.name);
+        // and a change for an event applied before writes no records either
+        let mut dup = ch.order.revise(Actor::Customer, "x".into(), t0());
+        dup.event = Some("evt-1".into());
+        b.store.save_change(&dup).await.unwrap();
+        let mut again = dup.order.revise(Actor::Customer, "x".into(), t0());
+        again.event = Some("evt-1".into());
+        again.effects = vec![effect(&o, "4-1", t0())];
+        assert!(matches!(
+            b.store.save_change(&again).await,
+            Err(StoreError::Duplicate(_))
+        ));
+        assert_eq!(b.store.effects_of(o.id).await.unwrap().len(), 2);
+    }
+
+    pub async fn outbox_records_come_due_are_deferred_and_finished(b: &Backend) {
+        let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
+        let soon = effect(&o, "1-1", t0() + Span::seconds(10));
+        let later = effect(&o, "1-2", t0() + Span::seconds(60));
+        b.store
+            .create_order(&o, &entry, &[later.clone(), soon.clone()])
+            .await
+            .unwrap();
+        let due = |at| async move {
+            b.store
+                .due_effects(at, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert!(due(t0()).await.is_empty(), "{}", b.name);
+        assert_eq!(due(t0() + Span::seconds(10)).await, vec!["1-1"]);
+        assert_eq!(due(t0() + Span::seconds(61)).await, vec!["1-1", "1-2"]);
+        // A transient failure pushes one back, with its attempt count and error kept.
+        let mut deferred = soon.clone();
+        deferred.attempts = 2;
+        deferred.last_error = Some("gateway timeout".into());
+        deferred.due_at = t0() + Span::seconds(120);
+        b.store.defer_effect(&deferred).await.unwrap();
+        assert_eq!(due(t0() + Span::seconds(61)).await, vec!["1-2"]);
+        assert_eq!(
+            b.store.effect(o.id, "1-1").await.unwrap(),
+            Some(deferred.clone())
+        );
+        // Finished ones are gone; finishing or deferring a gone one does nothing.
+        b.store.finish_effect(o.id, "1-1").await.unwrap();
+        b.store.finish_effect(o.id, "1-1").await.unwrap();
+        b.store.defer_effect(&deferred).await.unwrap();
+        assert_eq!(b.store.effect(o.id, "1-1").await.unwrap(), None);
+        assert_eq!(due(t0() + Span::days(1)).await, vec!["1-2"]);
+    }
+
+    pub async fn orders_are_found_by_due_time_and_by_needing_a_person(b: &Backend) {
+        let mut ids = Vec::new();
+        for (i, due) in [Some(30), None, Some(10), Some(90)].into_iter().enumerate() {
+            let (mut o, entry) = order(&format!("C{i}"), None, &[("TEA-001", 1)]);
+            o.due_at = due.map(|s| t0() + Span::seconds(s));
+            b.store.create_order(&o, &entry, &[]).await.unwrap();
+            ids.push(o);
+        }
+        let due = |at| async move {
+            b.store
+                .due_orders(at, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            due(t0() + Span::seconds(30)).await,
+            vec![ids[2].id, ids[0].id],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store
+                .due_orders(t0() + Span::days(1), 2)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // An order that needs a person leaves the due index and is listed for people.
+        let mut ch = ids[0].revise(
+            Actor::System("effects".into()),
+            "refund refused".into(),
+            t0(),
+        );
+        ch.order.attention = vec!["refund refused".into()];
+        ch.order.due_at = None;
+        b.store.save_change(&ch).await.unwrap();
+        assert_eq!(due(t0() + Span::seconds(30)).await, vec![ids[2].id]);
+        let waiting: Vec<_> = b
+            .store
+            .orders_needing_attention(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(waiting, vec![ids[0].id]);
+    }
+
+    pub async fn returned_goods_are_restocked_once_per_key(b: &Backend) {
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 5, 0)
+            .await
+            .unwrap();
+        let lines = vec![(sku("TEA-001"), 2), (sku("NEW-9"), 1)];
+        assert!(
+            b.store
+                .restock("o1:ret-1:nj", &wh("nj"), &lines)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.store
+                .restock("o1:ret-1:nj", &wh("nj"), &lines)
+                .await
+                .unwrap()
+        );
+        let tea = b.store.stock_of(&sku("TEA-001")).await.unwrap();
+        assert_eq!(
+            (tea[0].on_hand, tea[0].reserved, tea[0].available()),
+            (7, 0, 7),
+            "{}",
+            b.name
+        );
+        let new = b.store.stock_of(&sku("NEW-9")).await.unwrap();
+        assert_eq!((new[0].on_hand, new[0].available()), (1, 1));
     }
 }

@@ -87,7 +87,7 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "webhooks sent twice: {}, payments of the wrong amount: {}, courier events out of order: {}",
+            "webhooks sent twice: {}, payments short (then topped up): {}, courier events out of order: {}",
             self.duplicates_sent, self.wrong_amounts, self.out_of_order_sent
         )?;
         writeln!(
@@ -294,12 +294,15 @@ async fn pay(
     order: &Value,
     amount: i64,
     played: &mut Played,
+    tag: &str,
 ) -> Res<()> {
     let id = order["id"].as_str().unwrap_or_default();
+    // One payment per tag: a top-up is a second payment with its own provider identity.
+    let id_tail = format!("{}{tag}", &id[24..]);
     let times = if rng.u8(0..5) == 0 { 2 } else { 1 };
     played.duplicates += times - 1;
     if rng.u8(0..10) < 7 {
-        let event = sign::stripe_paid(&format!("evt_{}", &id[24..]), id, amount, "cny").to_string();
+        let event = sign::stripe_paid(&format!("evt_{id_tail}"), id, amount, "cny").to_string();
         for _ in 0..times {
             let header = sign::stripe_header(&event, crate::DEV_SECRET, Utc::now().timestamp());
             ctx.post(
@@ -313,8 +316,8 @@ async fn pay(
     } else {
         let number = order["number"].as_str().unwrap_or_default();
         let total = format!("{}.{:02}", amount / 100, amount % 100);
-        let notify = format!("ntf_{}", &id[24..]);
-        let trade_no = format!("2026{}", &id[24..]);
+        let notify = format!("ntf_{id_tail}");
+        let trade_no = format!("2026{id_tail}");
         let params = [
             ("notify_id", notify.as_str()),
             ("app_id", "2021000000000001"),
@@ -438,15 +441,29 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
                 played.expired = true;
             }
             2 => {
+                // Paid short: the order waits for the rest, and a top-up of what is still owed
+                // pays it.
                 played.wrong_amount = true;
-                pay(ctx, &mut rng, &order, total - 100, &mut played).await?;
-                ctx.until(&id, &["on_hold"]).await?;
-                played.held = true;
-                ctx.post(&format!("/orders/{id}/review"), json!({"decision": "reject", "reviewer": "demo.staff", "note": "short payment"}).to_string(), &[JSON], true).await?;
-                order = ctx.until(&id, &["rejected"]).await?;
+                pay(ctx, &mut rng, &order, total - 100, &mut played, "").await?;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while order["ledger"]["payments"]
+                    .as_array()
+                    .is_none_or(|p| p.is_empty())
+                {
+                    if Instant::now() > deadline {
+                        return Err(format!("order {id}: the short payment was not recorded"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    order = ctx.get(&id).await?;
+                }
+                if order["status"] != "awaiting_payment" {
+                    return Err(format!("order {id}: paid short but {}", order["status"]));
+                }
+                pay(ctx, &mut rng, &order, 100, &mut played, "t").await?;
+                order = ctx.until(&id, &["ready_to_ship"]).await?;
             }
             _ => {
-                pay(ctx, &mut rng, &order, total, &mut played).await?;
+                pay(ctx, &mut rng, &order, total, &mut played, "").await?;
                 order = ctx.until(&id, &["ready_to_ship"]).await?;
             }
         }
@@ -461,7 +478,9 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             order = ctx.get(&id).await?;
         }
-        let paid = !order["payments"].as_array().is_none_or(|p| p.is_empty());
+        let paid = !order["ledger"]["payments"]
+            .as_array()
+            .is_none_or(|p| p.is_empty());
         if paid && rng.u8(0..12) == 0 {
             ctx.post(
                 &format!("/orders/{id}/cancel"),

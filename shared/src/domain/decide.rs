@@ -153,8 +153,11 @@ fn then(
         .transition(to, actor, Some(reason), at)
         .map_err(|e| Refusal(e.to_string()))?;
     let mut entry = next.entry;
-    // Still one write: the version moves once.
-    entry.id = uuid::Uuid::from_u128(change.entry.id.as_u128() + 1 + change.more.len() as u128);
+    // Still one write: the version moves once; the entry sorts after the change's others (its
+    // place goes into the bits after the variant, see `entry_id`).
+    let place = (change.more.len() as u128 + 1) & 0x3f;
+    entry.id =
+        uuid::Uuid::from_u128((change.entry.id.as_u128() & !(0x3fu128 << 56)) | (place << 56));
     change.order = next.order;
     change.order.set_version(change.expected_version + 1);
     change.more.push(entry);

@@ -502,8 +502,13 @@ fn entry_id_of(order: OrderId, version: u64, at: DateTime<Utc>, what: &[&str]) -
         h.update([0]);
     }
     let digest = h.finalize();
+    // Within one millisecond entries sort by the order's version (12 bits, after the version
+    // nibble), then by their place in the change (6 bits, after the variant bits), then by hash.
     let mut bytes = [0u8; 10];
-    bytes.copy_from_slice(&digest[..10]);
+    bytes[0] = ((version >> 8) & 0x0f) as u8;
+    bytes[1] = (version & 0xff) as u8;
+    bytes[2] = 0;
+    bytes[3..].copy_from_slice(&digest[..7]);
     uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
 }
 
