@@ -1,6 +1,11 @@
 //! An order's whole life over real HTTP: payment webhooks, dispatch, courier callbacks, expiry,
 //! cancellation, returns and refunds. Providers and couriers are played by the tests, signing
 //! their callbacks as the real ones do.
+//!
+//! Money is read from the order's ledger: `ledger.payments` (one per provider payment id) and
+//! `ledger.refunds` (ours, `rf-<order>-<n>`, or reported by the provider, `ext:...`). A refund is
+//! an effect: the change writes it `requested`, the effects step asks the (simulated) provider
+//! and marks it `succeeded`; so after anything that pays money back the tests wait for that.
 
 use chrono::{Duration, Utc};
 use oms_tests::{Local, native_order, stripe_paid};
@@ -13,39 +18,62 @@ oms_tests::backend_cases!(
     ],
     sqlite_only: [
         forged_stale_and_replayed_payment_webhooks_change_nothing,
-        a_payment_of_the_wrong_amount_holds_the_order,
+        an_underpayment_waits_for_a_top_up_and_an_overpayment_is_refunded_the_excess,
         an_alipay_notification_pays_the_order_and_is_answered_success,
+        stripe_reports_one_payment_twice_and_it_counts_once,
         duplicate_and_out_of_order_courier_events_never_move_a_parcel_back,
         a_split_order_ships_with_its_first_parcel_and_is_delivered_with_its_last,
         cancelling_after_payment_refunds_the_money,
+        cancelling_an_order_paid_twice_refunds_both_payments,
         a_return_within_the_window_is_refunded,
+        a_partial_return_refunds_its_lines_and_restocks_them,
         a_second_payment_for_a_paid_order_is_refunded,
         a_refund_made_at_the_provider_is_recorded_once,
         two_sweeps_at_once_expire_an_order_once,
+        an_underpaid_order_that_expires_gets_its_partial_payment_back,
     ]
 );
 
 const SECRET: &str = oms_local::DEV_SECRET;
 
 async fn awaiting_payment(local: &Local, lines: &[(&str, i64)]) -> Value {
-    let (status, _, body) = local.place(&native_order("C1001", lines), None).await;
+    placed(local, &native_order("C1001", lines)).await
+}
+
+/// Places `body` and waits until the order awaits its payment.
+async fn placed(local: &Local, body: &Value) -> Value {
+    let (status, _, body) = local.place(body, None).await;
     assert_eq!(status, 202, "{body}");
     local
         .wait_for(body["order_id"].as_str().unwrap(), "awaiting_payment")
         .await
 }
 
+/// Pays the order's total through the Stripe-style provider (payment intent `pi_<event>`).
 async fn pay(local: &Local, order: &Value, event: &str) {
     let id = order["id"].as_str().unwrap();
     let total = order["total"]["minor"].as_i64().unwrap();
+    pay_amount(local, id, event, total, "cny").await;
+}
+
+/// Pays `amount` in `currency` (payment intent `pi_<event>`); the webhook is answered 200.
+async fn pay_amount(local: &Local, id: &str, event: &str, amount: i64, currency: &str) {
     let r = local
         .stripe(
-            &stripe_paid(event, id, total, "cny"),
+            &stripe_paid(event, id, amount, currency),
             SECRET,
             Utc::now().timestamp(),
         )
         .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 200, "{event}");
+}
+
+/// A Stripe-style `charge.succeeded` for the charge `charge` of the payment intent `intent`.
+fn stripe_charge(event: &str, charge: &str, intent: &str, order_id: &str, amount: i64) -> Value {
+    json!({"id": event, "type": "charge.succeeded", "created": Utc::now().timestamp(),
+        "data": {"object": {"id": charge, "payment_intent": intent, "amount": amount,
+                            "amount_captured": amount, "currency": "cny",
+                            "metadata": {"order_id": order_id}}}})
 }
 
 /// Waits until the order has its waybills, and returns it.
@@ -63,6 +91,55 @@ async fn dispatched(local: &Local, id: &str) -> Value {
     order
 }
 
+/// Polls the order until `done` holds (10 s at most), and returns it.
+async fn wait_until(local: &Local, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let order = local.get_order(id).await;
+        if done(&order) {
+            return order;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "order {id}: {what} did not happen; it is {}, ledger {:#}, pending effects {:#}, \
+             attention {}, timeline {:#}",
+            order["status"],
+            order["ledger"],
+            order["pending_effects"],
+            order["attention"],
+            order["timeline"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until no refund of the order is still being made (none `requested`, no refund effect
+/// pending), and returns it. Whether each one succeeded is for the caller to assert.
+async fn refunds_settled(local: &Local, id: &str) -> Value {
+    wait_until(local, id, "its refunds settling", |o| {
+        let requested = o["ledger"]["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["state"] == "requested");
+        let pending = o["pending_effects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"]["type"] == "refund");
+        !requested && !pending
+    })
+    .await
+}
+
+/// Waits until the order reaches `status` with no refund still being made.
+async fn settled_in(local: &Local, id: &str, status: &str) -> Value {
+    local.wait_for(id, status).await;
+    let order = refunds_settled(local, id).await;
+    assert_eq!(order["status"], status);
+    order
+}
+
 fn statuses(order: &Value) -> Vec<String> {
     order["timeline"]
         .as_array()
@@ -72,9 +149,109 @@ fn statuses(order: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The reasons written on the timeline (status changes and notes).
+fn notes(order: &Value) -> Vec<&str> {
+    order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect()
+}
+
+/// `(provider, payment id, amount, currency, source)` of every payment in the ledger.
+fn payments(order: &Value) -> Vec<(&str, &str, i64, &str, &str)> {
+    order["ledger"]["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["provider"].as_str().unwrap(),
+                p["payment_id"].as_str().unwrap(),
+                p["amount"]["minor"].as_i64().unwrap(),
+                p["amount"]["currency"].as_str().unwrap(),
+                p["source"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `(payment id paid back, amount, currency, state)` of every refund in the ledger, in order.
+fn refunds(order: &Value) -> Vec<(&str, i64, &str, &str)> {
+    order["ledger"]["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["payment_id"].as_str().unwrap(),
+                r["amount"]["minor"].as_i64().unwrap(),
+                r["amount"]["currency"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// What the merchant holds in `currency`: captured less what the provider confirmed it paid
+/// back.
+fn balance_in(order: &Value, currency: &str) -> i64 {
+    let captured: i64 = payments(order)
+        .iter()
+        .filter(|p| p.3 == currency)
+        .map(|p| p.2)
+        .sum();
+    let back: i64 = refunds(order)
+        .iter()
+        .filter(|r| r.2 == currency && r.3 == "succeeded")
+        .map(|r| r.1)
+        .sum();
+    captured - back
+}
+
+/// The balance in the order's currency.
+fn balance(order: &Value) -> i64 {
+    balance_in(order, order["total"]["currency"].as_str().unwrap())
+}
+
+/// Nothing about the order waits for a person.
+fn no_attention(order: &Value) {
+    assert!(
+        order
+            .get("attention")
+            .is_none_or(|a| a.as_array().is_some_and(Vec::is_empty)),
+        "{}",
+        order["attention"]
+    );
+}
+
 async fn stock(local: &Local, sku: &str, wh: &str) -> (u64, u64) {
     let (on_hand, reserved, _) = local.stock(sku, wh).await;
     (on_hand, reserved)
+}
+
+async fn cancel(local: &Local, id: &str) -> Value {
+    let r = local
+        .staff(Method::POST, &format!("/orders/{id}/cancel"))
+        .json(&json!({"reason": "customer changed their mind"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// A configuration whose web orders are due for payment as soon as their stock is reserved, so
+/// that the next sweep expires them.
+fn due_at_once() -> oms::config::Config {
+    let mut config = oms::config::Config::demo();
+    config
+        .channels
+        .get_mut("web")
+        .unwrap()
+        .payment_timeout_seconds = Some(0);
+    config
 }
 
 mod cases {
@@ -98,7 +275,11 @@ mod cases {
             (Some("zto"), Some("nj"), Some(500))
         );
         let waybill = parcel["tracking_number"].as_str().unwrap().to_owned();
-        assert_eq!(order["payments"][0]["kind"], "payment");
+        assert_eq!(
+            payments(&order),
+            [("stripe", "pi_evt_life_1", 9980, "CNY", "provider")]
+        );
+        assert!(refunds(&order).is_empty());
 
         // When the courier collects it (Kuaidi100 state 1), the order ships and stock leaves the shelf
         let collected = Utc::now() - Duration::days(9);
@@ -141,6 +322,9 @@ mod cases {
                 "completed"
             ]
         );
+        // The merchant kept exactly the total
+        assert!(refunds(&done).is_empty());
+        assert_eq!(balance(&done), 9980);
 
         // And the customer was told at every visible step
         let q = oms::app::queues::name(oms::app::queues::NOTIFICATIONS);
@@ -211,11 +395,9 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
-        assert_eq!(
-            local.get_order(id).await["status"],
-            "awaiting_payment",
-            "nothing applied"
-        );
+        let untouched = local.get_order(id).await;
+        assert_eq!(untouched["status"], "awaiting_payment", "nothing applied");
+        assert!(payments(&untouched).is_empty(), "nothing recorded");
 
         // Genuine, then replayed twice
         for _ in 0..3 {
@@ -223,10 +405,12 @@ mod cases {
         }
         let paid = local.get_order(id).await;
         assert_eq!(
-            paid["payments"].as_array().unwrap().len(),
-            1,
+            payments(&paid),
+            [("stripe", "pi_evt_forge", 4990, "CNY", "provider")],
             "applied once"
         );
+        assert!(refunds(&paid).is_empty(), "nothing to pay back");
+        assert_eq!(balance(&paid), 4990);
         assert_eq!(statuses(&paid).iter().filter(|s| *s == "paid").count(), 1);
         // An unknown provider is 404
         let r = local
@@ -239,45 +423,87 @@ mod cases {
         assert_eq!(r.status(), 404);
     }
 
-    pub async fn a_payment_of_the_wrong_amount_holds_the_order(local: &Local) {
+    pub async fn an_underpayment_waits_for_a_top_up_and_an_overpayment_is_refunded_the_excess(
+        local: &Local,
+    ) {
+        // Too little: recorded, and the order still waits for what is owed
         let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
-        let id = order["id"].as_str().unwrap();
-        let r = local
-            .stripe(
-                &stripe_paid("evt_short", id, 4000, "cny"),
-                SECRET,
-                Utc::now().timestamp(),
-            )
-            .await;
-        assert_eq!(r.status(), 200);
-        let held = local.get_order(id).await;
-        assert_eq!(held["status"], "on_hold");
+        let id = order["id"].as_str().unwrap().to_owned();
+        pay_amount(local, &id, "evt_short", 4000, "cny").await;
+        let short = local.get_order(&id).await;
+        assert_eq!(short["status"], "awaiting_payment");
         assert!(
-            held["hold_reasons"][0]
-                .as_str()
-                .unwrap()
-                .contains("40.00 CNY does not match the order total 49.90 CNY"),
-            "{held}"
+            notes(&short)
+                .iter()
+                .any(|n| n.contains("40.00 CNY") && n.contains("9.90 CNY still owed")),
+            "{:#}",
+            short["timeline"]
         );
         assert_eq!(
-            held["payments"][0]["amount"]["minor"], 4000,
+            payments(&short),
+            [("stripe", "pi_evt_short", 4000, "CNY", "provider")],
             "recorded, not dropped"
         );
-        // Wrong currency too
+        assert!(refunds(&short).is_empty(), "nothing is paid back");
+        assert!(short["payment_due_at"].is_string(), "still due for payment");
+        // A top-up that covers what is owed pays the order, which goes on to dispatch
+        pay_amount(local, &id, "evt_topup", 990, "cny").await;
+        let topped = dispatched(local, &id).await;
+        assert_eq!(statuses(&topped).iter().filter(|s| *s == "paid").count(), 1);
+        assert_eq!(
+            payments(&topped),
+            [
+                ("stripe", "pi_evt_short", 4000, "CNY", "provider"),
+                ("stripe", "pi_evt_topup", 990, "CNY", "provider")
+            ]
+        );
+        assert!(refunds(&topped).is_empty());
+        assert_eq!(balance(&topped), 4990);
+
+        // Too much: the order is paid and the excess paid back
         let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
-        let id = order["id"].as_str().unwrap();
-        local
-            .stripe(
-                &stripe_paid("evt_usd", id, 4990, "usd"),
-                SECRET,
-                Utc::now().timestamp(),
-            )
-            .await;
-        assert_eq!(local.get_order(id).await["status"], "on_hold");
+        let id = order["id"].as_str().unwrap().to_owned();
+        pay_amount(local, &id, "evt_over", 6000, "cny").await;
+        let over = refunds_settled(local, &id).await;
+        assert!(
+            ["paid", "ready_to_ship"].contains(&over["status"].as_str().unwrap()),
+            "{}",
+            over["status"]
+        );
+        assert_eq!(
+            payments(&over),
+            [("stripe", "pi_evt_over", 6000, "CNY", "provider")]
+        );
+        assert_eq!(
+            refunds(&over),
+            [("pi_evt_over", 1010, "CNY", "succeeded")],
+            "exactly the excess"
+        );
+        assert_eq!(balance(&over), 4990);
+        no_attention(&over);
+        dispatched(local, &id).await;
+
+        // Another currency: the order still waits, and that payment is paid back in full
+        let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        pay_amount(local, &id, "evt_usd", 4990, "usd").await;
+        let foreign = refunds_settled(local, &id).await;
+        assert_eq!(foreign["status"], "awaiting_payment");
+        assert_eq!(
+            payments(&foreign),
+            [("stripe", "pi_evt_usd", 4990, "USD", "provider")]
+        );
+        assert_eq!(
+            refunds(&foreign),
+            [("pi_evt_usd", 4990, "USD", "succeeded")]
+        );
+        assert_eq!(balance_in(&foreign, "USD"), 0);
+        assert_eq!(balance(&foreign), 0, "nothing counts towards the CNY total");
     }
 
     pub async fn an_alipay_notification_pays_the_order_and_is_answered_success(local: &Local) {
         let order = awaiting_payment(local, &[("TEA-001", 2)]).await;
+        let id = order["id"].as_str().unwrap();
         let number = order["number"].as_str().unwrap();
         let params = [
             ("notify_id", "ntf_0001"),
@@ -295,22 +521,28 @@ mod cases {
         let r = local.alipay(&params).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "success");
-        let paid = local.get_order(order["id"].as_str().unwrap()).await;
+        let paid = local.get_order(id).await;
         assert!(
             ["paid", "ready_to_ship"].contains(&paid["status"].as_str().unwrap()),
             "{}",
             paid["status"]
         );
-        assert_eq!(paid["payments"][0]["reference"], "2026112722001400001");
+        let once = [("alipay", "2026112722001400001", 9980, "CNY", "provider")];
+        assert_eq!(payments(&paid), once);
         // A replay is answered success and changes nothing
         assert_eq!(local.alipay(&params).await.text().await.unwrap(), "success");
+        // Nor does the same trade reported again, finished, under another notification id
+        let mut finished = params;
+        finished[0] = ("notify_id", "ntf_0003");
+        finished[8] = ("trade_status", "TRADE_FINISHED");
         assert_eq!(
-            local.get_order(order["id"].as_str().unwrap()).await["payments"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
+            local.alipay(&finished).await.text().await.unwrap(),
+            "success"
         );
+        let after = local.get_order(id).await;
+        assert_eq!(payments(&after), once, "one payment per trade_no");
+        assert!(refunds(&after).is_empty());
+        assert_eq!(balance(&after), 9980);
         // Another merchant's app id is refused; a tampered amount fails the signature
         let mut other = params;
         other[3] = ("app_id", "2021000000009999");
@@ -328,14 +560,82 @@ mod cases {
         assert_eq!(r.status(), 401);
     }
 
+    pub async fn stripe_reports_one_payment_twice_and_it_counts_once(local: &Local) {
+        // The intent succeeds, then its charge is reported under another event id
+        let order = awaiting_payment(local, &[("TEA-001", 2)]).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        pay(local, &order, "evt_twice_pi").await;
+        let charge = stripe_charge("evt_twice_ch", "ch_twice_1", "pi_evt_twice_pi", &id, 9980);
+        assert_eq!(
+            local
+                .stripe(&charge, SECRET, Utc::now().timestamp())
+                .await
+                .status(),
+            200,
+            "nothing new is still answered 200"
+        );
+        let paid = local.get_order(&id).await;
+        let once = [("stripe", "pi_evt_twice_pi", 9980, "CNY", "provider")];
+        assert_eq!(payments(&paid), once, "one payment per intent");
+        assert!(refunds(&paid).is_empty(), "nothing is paid back");
+        assert_eq!(balance(&paid), 9980);
+        assert_eq!(statuses(&paid).iter().filter(|s| *s == "paid").count(), 1);
+
+        // And the order ships as any other
+        let order = dispatched(local, &id).await;
+        let waybill = order["shipments"][0]["tracking_number"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            local
+                .kuaidi100("zto", &waybill, "1", Utc::now() - Duration::hours(1))
+                .await
+                .status(),
+            200
+        );
+        let shipped = local.get_order(&id).await;
+        assert_eq!(shipped["status"], "shipped");
+        assert_eq!(payments(&shipped), once);
+        assert!(refunds(&shipped).is_empty());
+        assert!(
+            !shipped["pending_effects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"]["type"] == "refund"),
+            "{:#}",
+            shipped["pending_effects"]
+        );
+
+        // The other way round: the charge first, then its intent
+        let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        let charge = stripe_charge("evt_rev_ch", "ch_rev_1", "pi_evt_rev_pi", &id, 4990);
+        assert_eq!(
+            local
+                .stripe(&charge, SECRET, Utc::now().timestamp())
+                .await
+                .status(),
+            200
+        );
+        pay(local, &order, "evt_rev_pi").await;
+        let order = dispatched(local, &id).await;
+        assert_eq!(
+            payments(&order),
+            [("stripe", "pi_evt_rev_pi", 4990, "CNY", "provider")]
+        );
+        assert!(refunds(&order).is_empty());
+        assert_eq!(statuses(&order).iter().filter(|s| *s == "paid").count(), 1);
+    }
+
     pub async fn duplicate_and_out_of_order_courier_events_never_move_a_parcel_back(local: &Local) {
         // Xinjiang is beyond ZTO: SF (AfterShip vocabulary) takes it
         let mut o = native_order("C1001", &[("TEA-001", 1)]);
         o["shipping_address"]["region"] = json!("Xinjiang");
         o["shipping_address"]["city"] = json!("Urumqi");
-        let (_, _, body) = local.place(&o, None).await;
-        let id = body["order_id"].as_str().unwrap().to_owned();
-        let order = local.wait_for(&id, "awaiting_payment").await;
+        let order = placed(local, &o).await;
+        let id = order["id"].as_str().unwrap().to_owned();
         pay(local, &order, "evt_xj").await;
         let order = dispatched(local, &id).await;
         assert_eq!(order["shipments"][0]["carrier"], "sf");
@@ -362,8 +662,13 @@ mod cases {
         let on_the_way = local.get_order(&id).await;
         assert_eq!(on_the_way["shipments"][0]["status"], "out_for_delivery");
         assert_eq!(on_the_way["status"], "shipped");
-        // Delivered, then a late "in transit"
-        for (tag, at) in [("Delivered", t + h(4)), ("InTransit", t + h(5))] {
+        // An attempt stamped after the delivery arrives before it; the delivery is final all
+        // the same, and a late "in transit" after it changes nothing
+        for (tag, at) in [
+            ("AttemptFail", t + h(4) + Duration::minutes(30)),
+            ("Delivered", t + h(4)),
+            ("InTransit", t + h(5)),
+        ] {
             assert_eq!(
                 local.aftership("sf", &waybill, tag, at).await.status(),
                 200,
@@ -375,6 +680,10 @@ mod cases {
         assert_eq!(done["shipments"][0]["status"], "delivered");
         assert_eq!(
             statuses(&done).iter().filter(|s| *s == "shipped").count(),
+            1
+        );
+        assert_eq!(
+            statuses(&done).iter().filter(|s| *s == "delivered").count(),
             1
         );
         // A forged callback and an unknown waybill are refused
@@ -459,24 +768,38 @@ mod cases {
         let id = order["id"].as_str().unwrap().to_owned();
         pay(local, &order, "evt_cancel").await;
         dispatched(local, &id).await;
-        let r = local
-            .staff(Method::POST, &format!("/orders/{id}/cancel"))
-            .json(&json!({"reason": "customer changed their mind"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let done: Value = r.json().await.unwrap();
-        assert_eq!(done["status"], "refunded");
-        let kinds: Vec<&str> = done["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["kind"].as_str().unwrap())
-            .collect();
-        assert_eq!(kinds, ["payment", "refund_requested", "refund"]);
-        assert_eq!(done["payments"][2]["amount"]["minor"], 3 * 4990);
+        // The cancel is answered at once; the refund is on its way
+        let cancelled = cancel(local, &id).await;
+        assert_eq!(cancelled["status"], "cancelled");
+        assert_eq!(
+            refunds(&cancelled),
+            [("pi_evt_cancel", 3 * 4990, "CNY", "requested")]
+        );
+        assert_eq!(
+            cancelled["ledger"]["refunds"][0]["id"],
+            format!("rf-{id}-1"),
+            "our refund id, the provider's idempotency key"
+        );
         assert_eq!(stock(local, "TEA-001", "nj").await, (500, 0));
+
+        // Once the provider made it, everything is back and the order is refunded
+        let done = settled_in(local, &id, "refunded").await;
+        assert_eq!(
+            payments(&done),
+            [("stripe", "pi_evt_cancel", 3 * 4990, "CNY", "provider")]
+        );
+        assert_eq!(
+            refunds(&done),
+            [("pi_evt_cancel", 3 * 4990, "CNY", "succeeded")]
+        );
+        assert!(
+            done["ledger"]["refunds"][0]["provider_refund_id"].is_string(),
+            "{:#}",
+            done["ledger"]
+        );
+        assert_eq!(balance(&done), 0);
+        no_attention(&done);
+        assert_eq!(statuses(&done)[6..], ["cancelled", "refunded"]);
 
         // The provider then reports that refund (cumulative, against the payment): nothing new
         let reported = json!({"id": "evt_refund_report", "type": "charge.refunded",
@@ -491,12 +814,66 @@ mod cases {
         );
         let after = local.get_order(&id).await;
         assert_eq!(
-            after["payments"].as_array().unwrap().len(),
-            3,
+            refunds(&after),
+            [("pi_evt_cancel", 3 * 4990, "CNY", "succeeded")],
             "the refund is not counted twice: {:#}",
-            after["payments"]
+            after["ledger"]
         );
+        assert_eq!(balance(&after), 0);
         assert_eq!(after["status"], "refunded");
+    }
+
+    pub async fn cancelling_an_order_paid_twice_refunds_both_payments(local: &Local) {
+        let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        // Paid with one intent, then again with another while already paid: the second is excess
+        pay(local, &order, "evt_twice_a").await;
+        pay(local, &order, "evt_twice_b").await;
+        let excess = refunds_settled(local, &id).await;
+        assert_eq!(
+            refunds(&excess),
+            [("pi_evt_twice_b", 4990, "CNY", "succeeded")]
+        );
+        assert_eq!(balance(&excess), 4990);
+        dispatched(local, &id).await;
+
+        // Cancelled: what it kept is paid back too
+        let cancelled = cancel(local, &id).await;
+        assert_eq!(cancelled["status"], "cancelled");
+        let done = settled_in(local, &id, "refunded").await;
+        assert_eq!(
+            payments(&done),
+            [
+                ("stripe", "pi_evt_twice_a", 4990, "CNY", "provider"),
+                ("stripe", "pi_evt_twice_b", 4990, "CNY", "provider")
+            ]
+        );
+        assert_eq!(
+            refunds(&done),
+            [
+                ("pi_evt_twice_b", 4990, "CNY", "succeeded"),
+                ("pi_evt_twice_a", 4990, "CNY", "succeeded")
+            ]
+        );
+        let ids: Vec<&str> = done["ledger"]["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [format!("rf-{id}-1"), format!("rf-{id}-2")]);
+        // Every payment back in full, once
+        for (_, payment_id, amount, _, _) in payments(&done) {
+            let back: i64 = refunds(&done)
+                .iter()
+                .filter(|r| r.0 == payment_id && r.3 == "succeeded")
+                .map(|r| r.1)
+                .sum();
+            assert_eq!(back, amount, "{payment_id}");
+        }
+        assert_eq!(balance(&done), 0);
+        no_attention(&done);
+        assert_eq!(stock(local, "TEA-001", "nj").await, (500, 0));
     }
 
     pub async fn a_refund_made_at_the_provider_is_recorded_once(local: &Local) {
@@ -517,32 +894,39 @@ mod cases {
             );
         }
         let o = local.get_order(&id).await;
-        let refunds: Vec<i64> = o["payments"]
+        assert_eq!(
+            refunds(&o),
+            [
+                ("pi_evt_partial", 1000, "CNY", "succeeded"),
+                ("pi_evt_partial", 1500, "CNY", "succeeded")
+            ],
+            "each refund once, the running total respected"
+        );
+        let ids: Vec<&str> = o["ledger"]["refunds"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|m| m["kind"] == "refund")
-            .map(|m| m["amount"]["minor"].as_i64().unwrap())
+            .map(|r| r["id"].as_str().unwrap())
             .collect();
         assert_eq!(
-            refunds,
-            [1000, 1500],
-            "each refund once, the running total respected"
+            ids,
+            ["ext:stripe:evt_r1", "ext:stripe:evt_r2"],
+            "recorded as the provider's, not requested by us"
         );
+        assert_eq!(balance(&o), 9980 - 2500);
         assert_ne!(
             o["status"], "refunded",
             "a partial refund does not end the order"
         );
+        assert!(
+            ["paid", "ready_to_ship"].contains(&o["status"].as_str().unwrap()),
+            "{}",
+            o["status"]
+        );
     }
 
     pub async fn two_sweeps_at_once_expire_an_order_once(local: &Local) {
-        let mut config = oms::config::Config::demo();
-        config
-            .channels
-            .get_mut("web")
-            .unwrap()
-            .payment_timeout_seconds = Some(0);
-        let quick = Local::sqlite_with(config).await;
+        let quick = Local::sqlite_with(due_at_once()).await;
         let order = awaiting_payment(&quick, &[("TEA-001", 4)]).await;
         let (a, b) = tokio::join!(quick.sweep(), quick.sweep());
         assert_eq!(a.expired + b.expired, 1);
@@ -557,21 +941,66 @@ mod cases {
         let _ = local;
     }
 
-    pub async fn a_return_within_the_window_is_refunded(local: &Local) {
-        let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
+    pub async fn an_underpaid_order_that_expires_gets_its_partial_payment_back(local: &Local) {
+        let quick = Local::sqlite_with(due_at_once()).await;
+        let order = awaiting_payment(&quick, &[("TEA-001", 2)]).await;
         let id = order["id"].as_str().unwrap().to_owned();
-        pay(local, &order, "evt_return").await;
-        let order = dispatched(local, &id).await;
+        pay_amount(&quick, &id, "evt_part", 3000, "cny").await;
+        let part = quick.get_order(&id).await;
+        assert_eq!(part["status"], "awaiting_payment");
+        assert!(refunds(&part).is_empty(), "kept while the rest may come");
+
+        // Not paid in full by its deadline: it expires, and what was paid goes back
+        assert_eq!(quick.sweep().await.expired, 1);
+        let done = settled_in(&quick, &id, "refunded").await;
+        assert_eq!(
+            statuses(&done)[3..],
+            ["awaiting_payment", "expired", "refunded"]
+        );
+        assert_eq!(
+            payments(&done),
+            [("stripe", "pi_evt_part", 3000, "CNY", "provider")]
+        );
+        assert_eq!(refunds(&done), [("pi_evt_part", 3000, "CNY", "succeeded")]);
+        assert_eq!(balance(&done), 0);
+        no_attention(&done);
+        assert_eq!(
+            stock(&quick, "TEA-001", "nj").await,
+            (500, 0),
+            "stock released"
+        );
+        quick.running.stop().await;
+        let _ = local;
+    }
+
+    /// Delivers the order's one parcel (ZTO from Nanjing) and returns the order.
+    async fn delivered(local: &Local, id: &str) -> Value {
+        let order = dispatched(local, id).await;
+        assert_eq!(order["shipments"].as_array().unwrap().len(), 1, "{order}");
         let waybill = order["shipments"][0]["tracking_number"]
             .as_str()
             .unwrap()
             .to_owned();
         let t = Utc::now() - Duration::hours(3);
-        local.kuaidi100("zto", &waybill, "1", t).await;
-        local
-            .kuaidi100("zto", &waybill, "3", t + Duration::hours(1))
-            .await;
-        assert_eq!(local.get_order(&id).await["status"], "delivered");
+        assert_eq!(local.kuaidi100("zto", &waybill, "1", t).await.status(), 200);
+        assert_eq!(
+            local
+                .kuaidi100("zto", &waybill, "3", t + Duration::hours(1))
+                .await
+                .status(),
+            200
+        );
+        let order = local.get_order(id).await;
+        assert_eq!(order["status"], "delivered");
+        order
+    }
+
+    pub async fn a_return_within_the_window_is_refunded(local: &Local) {
+        let order = awaiting_payment(local, &[("TEA-001", 1)]).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        pay(local, &order, "evt_return").await;
+        delivered(local, &id).await;
+        assert_eq!(stock(local, "TEA-001", "nj").await, (499, 0));
         // The customer asks, proving who they are
         let path = format!("/orders/{id}/return");
         let wrong = local
@@ -590,22 +1019,86 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        // The warehouse receives it: returned and refunded
+        // The warehouse receives it: returned, back on the shelf, and the refund on its way
         let r = local
             .staff(Method::POST, &format!("/orders/{id}/return/received"))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let done: Value = r.json().await.unwrap();
+        let received: Value = r.json().await.unwrap();
+        assert_eq!(received["status"], "returned");
+        assert_eq!(
+            refunds(&received),
+            [("pi_evt_return", 4990, "CNY", "requested")]
+        );
+        assert_eq!(stock(local, "TEA-001", "nj").await, (500, 0), "restocked");
+        // Refunded once the provider made it
+        let done = settled_in(local, &id, "refunded").await;
         assert_eq!(
             statuses(&done)[7..],
             ["delivered", "return_requested", "returned", "refunded"]
         );
         assert_eq!(
-            done["payments"].as_array().unwrap().last().unwrap()["kind"],
-            "refund"
+            refunds(&done),
+            [("pi_evt_return", 4990, "CNY", "succeeded")]
         );
+        assert_eq!(balance(&done), 0);
+        no_attention(&done);
+    }
+
+    pub async fn a_partial_return_refunds_its_lines_and_restocks_them(local: &Local) {
+        // Two teas at 49.90 and a pot at 35.00, all from Nanjing
+        let mut body = native_order("C1001", &[("TEA-001", 2), ("POT-003", 1)]);
+        body["lines"][1]["unit_price"] = json!(3500);
+        let order = placed(local, &body).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        assert_eq!(order["total"]["minor"], 2 * 4990 + 3500);
+        pay(local, &order, "evt_part_return").await;
+        delivered(local, &id).await;
+        let tea_before = stock(local, "TEA-001", "nj").await;
+        let pot_before = stock(local, "POT-003", "nj").await;
+        assert_eq!((tea_before, pot_before), ((498, 0), (7, 0)));
+
+        // The teas come back; the pot stays
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/return"))
+            .json(&json!({"lines": [{"sku": "TEA-001", "quantity": 2}], "reason": "too bitter"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let asked: Value = r.json().await.unwrap();
+        assert_eq!(asked["status"], "return_requested");
+        assert!(refunds(&asked).is_empty(), "nothing is paid back before");
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/return/received"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let received: Value = r.json().await.unwrap();
+        assert_eq!(received["status"], "delivered", "the rest stays delivered");
+        assert_eq!(
+            stock(local, "TEA-001", "nj").await,
+            (tea_before.0 + 2, 0),
+            "the returned teas are back on the shelf"
+        );
+        assert_eq!(stock(local, "POT-003", "nj").await, pot_before);
+
+        let done = refunds_settled(local, &id).await;
+        assert_eq!(done["status"], "delivered");
+        assert_eq!(
+            refunds(&done),
+            [("pi_evt_part_return", 2 * 4990, "CNY", "succeeded")],
+            "exactly the value of the returned line"
+        );
+        assert_eq!(balance(&done), 3500, "the pot is paid for");
+        assert_eq!(
+            statuses(&done)[7..],
+            ["delivered", "return_requested", "delivered"]
+        );
+        no_attention(&done);
     }
 
     pub async fn a_second_payment_for_a_paid_order_is_refunded(local: &Local) {
@@ -613,28 +1106,25 @@ mod cases {
         let id = order["id"].as_str().unwrap().to_owned();
         pay(local, &order, "evt_first").await;
         pay(local, &order, "evt_second").await;
-        let o = local.get_order(&id).await;
-        let kinds: Vec<&str> = o["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["kind"].as_str().unwrap())
-            .collect();
+        let o = refunds_settled(local, &id).await;
         assert_eq!(
-            kinds,
-            ["payment", "payment", "refund_requested", "refund"],
-            "charged once in the end"
+            payments(&o),
+            [
+                ("stripe", "pi_evt_first", 4990, "CNY", "provider"),
+                ("stripe", "pi_evt_second", 4990, "CNY", "provider")
+            ]
         );
+        assert_eq!(
+            refunds(&o),
+            [("pi_evt_second", 4990, "CNY", "succeeded")],
+            "the newest payment goes back"
+        );
+        assert_eq!(balance(&o), 4990, "charged once in the end");
         assert_ne!(o["status"], "refunded", "the order itself goes on");
+        dispatched(local, &id).await;
 
         // And a payment after expiry is recorded and refunded, never lost
-        let mut config = oms::config::Config::demo();
-        config
-            .channels
-            .get_mut("web")
-            .unwrap()
-            .payment_timeout_seconds = Some(0);
-        let quick = Local::sqlite_with(config).await;
+        let quick = Local::sqlite_with(due_at_once()).await;
         let order = awaiting_payment(&quick, &[("TEA-001", 2)]).await;
         let qid = order["id"].as_str().unwrap().to_owned();
         assert_eq!(quick.sweep().await.expired, 1);
@@ -645,9 +1135,13 @@ mod cases {
             "stock released"
         );
         pay(&quick, &order, "evt_late").await;
-        let late = quick.get_order(&qid).await;
-        assert_eq!(late["status"], "refunded");
-        assert_eq!(late["payments"].as_array().unwrap().len(), 3);
+        let late = settled_in(&quick, &qid, "refunded").await;
+        assert_eq!(
+            payments(&late),
+            [("stripe", "pi_evt_late", 9980, "CNY", "provider")]
+        );
+        assert_eq!(refunds(&late), [("pi_evt_late", 9980, "CNY", "succeeded")]);
+        assert_eq!(balance(&late), 0);
         quick.running.stop().await;
     }
 }
