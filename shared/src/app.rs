@@ -140,7 +140,12 @@ impl App {
         let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = match backend {
             Backend::Sqlite { path } => {
                 let db = SqliteDb::open(path)?;
-                (Arc::new(db.store()), Arc::new(db.queue(Arc::clone(&clock))))
+                // The queue's visibility timeouts run on real time, whatever clock the orders
+                // run on (tests drive a manual one).
+                (
+                    Arc::new(db.store()),
+                    Arc::new(db.queue(Arc::new(SystemClock))),
+                )
             }
             Backend::Aws {
                 settings,

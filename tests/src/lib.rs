@@ -126,6 +126,22 @@ pub fn aws_endpoint() -> Option<String> {
 /// The staff token the local runtime of the tests uses.
 pub const STAFF_TOKEN: &str = "test-staff-token";
 
+/// What a test's local runtime talks to besides its store: the clock orders run on and the
+/// payment provider refunds go to.
+pub struct Outside {
+    pub clock: Arc<dyn oms::clock::Clock>,
+    pub gateway: Arc<dyn oms::payments::PaymentGateway>,
+}
+
+impl Default for Outside {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            gateway: Arc::new(oms::payments::SimulatedGateway),
+        }
+    }
+}
+
 /// A local runtime on a free port, with the demo configuration, and an HTTP client for it.
 pub struct Local {
     pub running: oms_local::Running,
@@ -142,6 +158,7 @@ impl Local {
         backend: impl FnOnce(&std::path::Path) -> oms::app::Backend,
         config: oms::config::Config,
         sweep_every: std::time::Duration,
+        outside: Outside,
     ) -> Local {
         let dir = tempfile::tempdir().expect("temp dir");
         let running = oms_local::start(oms_local::Options {
@@ -154,6 +171,8 @@ impl Local {
             visibility_timeout: std::time::Duration::from_secs(2),
             poll_wait: std::time::Duration::from_millis(200),
             sweep_every,
+            clock: outside.clock,
+            gateway: outside.gateway,
         })
         .await
         .expect("local runtime starts");
@@ -192,12 +211,18 @@ impl Local {
 
     /// On SQLite with a configuration of the caller's.
     pub async fn sqlite_with(config: oms::config::Config) -> Local {
+        Self::sqlite_outside(config, Outside::default()).await
+    }
+
+    /// On SQLite with a clock and a payment provider of the caller's.
+    pub async fn sqlite_outside(config: oms::config::Config, outside: Outside) -> Local {
         Self::start(
             |dir| oms::app::Backend::Sqlite {
                 path: dir.join("oms.sqlite"),
             },
             config,
             Self::NO_TIMER,
+            outside,
         )
         .await
     }
@@ -222,7 +247,7 @@ impl Local {
             table: format!("oms-http-{}", &id[..12]),
             queue_prefix: format!("h{}-", &id[..10]),
         };
-        Some(Self::start(backend, config, sweep_every).await)
+        Some(Self::start(backend, config, sweep_every, Outside::default()).await)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1017,7 +1017,7 @@ mod cases {
         let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
         let first = effect(&o, "1-1", t0());
         b.store
-            .create_order(&o, &entry, &[first.clone()])
+            .create_order(&o, &entry, std::slice::from_ref(&first))
             .await
             .unwrap();
         assert_eq!(b.store.effects_of(o.id).await.unwrap(), vec![first.clone()]);

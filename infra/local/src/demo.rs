@@ -579,6 +579,8 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
                 visibility_timeout: Duration::from_secs(5),
                 poll_wait: Duration::from_millis(100),
                 sweep_every: Duration::from_millis(500),
+                clock: std::sync::Arc::new(oms::clock::SystemClock),
+                gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
             })
             .await?;
             let base = running.url();

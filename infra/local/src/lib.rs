@@ -28,19 +28,18 @@ use axum::extract::State;
 use lambda_http::Body;
 use oms::api::{self, ApiError, Surface};
 use oms::app::{App, Backend, Outside, StartError};
-use oms::clock::SystemClock;
 use oms::config::Config;
 use oms::config::PaymentKind;
 use oms::domain::{Sku, WarehouseId};
 use oms::flow::{Step, handle_batch};
-use oms::payments::{Secrets, SimulatedGateway};
+use oms::payments::Secrets;
 use oms::ports::Receive;
 use oms::shipping::SimulatedCarrier;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// How the runtime is started.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// 0 picks a free port.
     pub port: u16,
@@ -56,6 +55,22 @@ pub struct Options {
     pub sweep_every: Duration,
     /// Webhook secrets; [`dev_secrets`] when the environment has none.
     pub secrets: Secrets,
+    /// The clock orders run on ([`oms::clock::SystemClock`]; tests drive a manual one).
+    pub clock: Arc<dyn oms::clock::Clock>,
+    /// Where refunds go ([`oms::payments::SimulatedGateway`] locally; tests play failing providers).
+    pub gateway: Arc<dyn oms::payments::PaymentGateway>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("port", &self.port)
+            .field("backend", &self.backend)
+            .field("visibility_timeout", &self.visibility_timeout)
+            .field("poll_wait", &self.poll_wait)
+            .field("sweep_every", &self.sweep_every)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The HMAC secret of every provider and carrier when the environment sets none.
@@ -152,11 +167,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             opts.config,
             Some(opts.staff_token),
             opts.numbering_key,
-            Arc::new(SystemClock),
+            opts.clock,
             true,
             Outside {
                 secrets: opts.secrets,
-                gateway: Arc::new(SimulatedGateway),
+                gateway: opts.gateway,
                 carriers: Arc::new(SimulatedCarrier),
             },
         )

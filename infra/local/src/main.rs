@@ -231,6 +231,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         poll_wait: Duration::from_secs(1),
         sweep_every: Duration::from_secs(cli.sweep_every),
         secrets: oms_local::dev_secrets(&config),
+        clock: std::sync::Arc::new(oms::clock::SystemClock),
+        gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
     })
     .await?;
     match &backend {

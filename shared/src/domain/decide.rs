@@ -865,8 +865,10 @@ pub fn cancel(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Option<OrderChange>, Refusal> {
-    if order.status() == Status::Cancelled {
-        return Ok(None); // a retried cancel
+    if matches!(order.status(), Status::Cancelled | Status::Refunded) {
+        // A retried cancel (its first answer was lost), also after the refund completed: the
+        // order will not ship, which is what the caller asked for.
+        return Ok(None);
     }
     if !before_shipment(order.status()) {
         return Err(Refusal(format!(

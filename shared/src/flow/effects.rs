@@ -110,18 +110,21 @@ async fn refund(app: &App, mut fx: Effect, refund_id: &str) -> Result<(), StepEr
         app.store.finish_effect(fx.order_id, &fx.id).await?;
         return Ok(());
     }
-    let now = app.clock.now();
-    let p = policy(app, &order);
-    let change = match app
+    enum Outcome {
+        Made(String),
+        Refused(String),
+    }
+    let outcome = match app
         .gateway
         .refund(&r.provider, &r.payment_id, r.amount, &r.id)
         .await
     {
         Ok(provider_refund_id) => {
             app.metrics.refund_made();
-            decide::refund_made(&order, &r.id, &provider_refund_id, &p, now)
+            Outcome::Made(provider_refund_id)
         }
         Err(e) if e.retryable => {
+            let now = app.clock.now();
             fx.attempts += 1;
             fx.last_error = Some(e.reason.clone());
             fx.due_at = now + Effect::backoff(fx.attempts);
@@ -132,26 +135,35 @@ async fn refund(app: &App, mut fx: Effect, refund_id: &str) -> Result<(), StepEr
         Err(e) => {
             app.metrics.refund_refused();
             tracing::error!(order_id = %order.id, refund_id = %r.id, error = %e, "refund refused; the order waits for a person");
-            decide::refund_refused(&order, &r.id, &e.reason, &p, now)
+            Outcome::Refused(e.reason)
         }
     };
-    match change {
-        Some(mut c) => {
-            c.done.push(fx.id.clone());
-            // Boxed: committing may carry out effects, which may come back here.
-            match Box::pin(commit(app, &c)).await {
-                Ok(()) => Ok(()),
-                // The order moved meanwhile; the message comes again and the provider answers
-                // the same refund for the same key.
-                Err(StoreError::Conflict(id)) => Err(StoreError::Conflict(id).into()),
-                Err(e) => Err(e.into()),
-            }
-        }
-        None => {
+    // The provider answered: record it, deciding again on the newest order if another change
+    // of the order won the race (the answer does not change).
+    let mut order = order;
+    for _ in 0..5 {
+        let now = app.clock.now();
+        let p = policy(app, &order);
+        let change = match &outcome {
+            Outcome::Made(id) => decide::refund_made(&order, &r.id, id, &p, now),
+            Outcome::Refused(why) => decide::refund_refused(&order, &r.id, why, &p, now),
+        };
+        let Some(mut c) = change else {
             app.store.finish_effect(fx.order_id, &fx.id).await?;
-            Ok(())
+            return Ok(());
+        };
+        c.done.push(fx.id.clone());
+        // Boxed: committing may carry out effects, which may come back here.
+        match Box::pin(commit(app, &c)).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict(_)) => order = load(app, fx.order_id).await?,
+            Err(e) => return Err(e.into()),
         }
     }
+    Err(StepError::Transient(format!(
+        "order {} kept changing while refund {} was recorded",
+        fx.order_id, r.id
+    )))
 }
 
 /// Sends every outbox record past its due time to the `effects` queue and pushes its due time
@@ -160,8 +172,9 @@ pub async fn relay(app: &App, limit: usize) -> Result<usize, StepError> {
     let now = app.clock.now();
     let due = app.store.due_effects(now, limit).await?;
     for fx in &due {
+        // Sent again only if it is still here after a backoff (a lost message, a dead
+        // consumer); the attempt count is the consumer's to raise, on a failure.
         let mut later = fx.clone();
-        later.attempts += 1;
         later.due_at = now + Effect::backoff(later.attempts);
         app.store.defer_effect(&later).await?;
         enqueue(app, fx).await?;

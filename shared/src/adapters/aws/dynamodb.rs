@@ -1100,10 +1100,10 @@ impl OutboxStore for DynamoStore {
     }
 
     async fn defer_effect(&self, effect: &Effect) -> Result<(), StoreError> {
-        let item = self.effect_item(effect)?;
-        match self.put_if(item, "attribute_exists(pk)", None).await? {
-            true | false => Ok(()),
-        }
+        // Only over a record still there: a finished one stays finished.
+        self.put_if(self.effect_item(effect)?, "attribute_exists(pk)", None)
+            .await?;
+        Ok(())
     }
 
     async fn due_effects(
