@@ -291,6 +291,17 @@ fn refund_reason(order: &Order, foreign: bool) -> String {
     }
 }
 
+/// A paid order has no payment deadline any more and goes to dispatch.
+fn to_dispatch(c: &mut OrderChange, now: DateTime<Utc>) {
+    c.order.payment_due_at = None;
+    c.emit(
+        EffectKind::Step {
+            queue: steps::DISPATCH.into(),
+        },
+        now,
+    );
+}
+
 /// A change that only records something (the status stays).
 fn note(order: &Order, actor: Actor, reason: String, now: DateTime<Utc>) -> OrderChange {
     order.revise(actor, reason, now)
@@ -540,13 +551,7 @@ pub fn stock_reserved(
                 now,
             )
             .ok()?;
-            c.order.payment_due_at = None;
-            c.emit(
-                EffectKind::Step {
-                    queue: steps::DISPATCH.into(),
-                },
-                now,
-            );
+            to_dispatch(&mut c, now);
         }
         c
     } else {
@@ -671,13 +676,7 @@ pub fn payment(
                     now,
                 )
                 .ok()?;
-                c.order.payment_due_at = None;
-                c.emit(
-                    EffectKind::Step {
-                        queue: steps::DISPATCH.into(),
-                    },
-                    now,
-                );
+                to_dispatch(&mut c, now);
                 c
             } else {
                 let why = if foreign {

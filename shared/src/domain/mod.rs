@@ -3,6 +3,8 @@
 pub mod decide;
 #[cfg(test)]
 mod decide_props;
+#[cfg(test)]
+mod decide_tables;
 pub mod effects;
 pub mod fulfilment;
 pub mod ledger;

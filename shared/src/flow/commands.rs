@@ -2,33 +2,25 @@
 //! a return, receive a return, set stock. Each loads, decides (a refusal is answered 409 and
 //! changes nothing), and commits with its effects; a lost race is decided again on the new state.
 
-use super::{StepError, commit, load, policy};
+use chrono::{DateTime, Utc};
+
+use super::{Outcome, StepError, decide_and_commit, load};
 use crate::app::App;
 use crate::domain::decide::{self, Policy, Refusal, StaffDecision};
 use crate::domain::{Actor, Address, Order, OrderChange, OrderId, Sku, WarehouseId};
-use crate::ports::{Allocation, StockLevel, StoreError};
+use crate::ports::{Allocation, StockLevel};
 
-/// Loads, decides and commits, deciding again if the order changed in between. `Ok(None)` from
+/// Loads, decides and commits (again on the newest order after a lost race). `Ok(None)` from
 /// the decision means there is nothing to do (a retried command): the order is returned as is.
 async fn command(
     app: &App,
     id: OrderId,
-    decide_fn: impl Fn(&Order, &Policy) -> Result<Option<OrderChange>, Refusal>,
+    decide_fn: impl Fn(&Order, &Policy, DateTime<Utc>) -> Result<Option<OrderChange>, Refusal>,
 ) -> Result<Order, StepError> {
-    for _ in 0..5 {
-        let order = load(app, id).await?;
-        let Some(change) = decide_fn(&order, &policy(app, &order))? else {
-            return Ok(order);
-        };
-        match commit(app, &change).await {
-            Ok(()) => return Ok(change.order),
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    match decide_and_commit(app, id, decide_fn).await? {
+        Outcome::Committed(o) | Outcome::Nothing(o) => Ok(o),
+        Outcome::Duplicate => load(app, id).await,
     }
-    Err(StepError::Transient(
-        "the order kept changing; try again".into(),
-    ))
 }
 
 /// Cancels an order before shipment; a retried cancel of a cancelled order answers the order.
@@ -39,8 +31,7 @@ pub async fn cancel(
     actor: Actor,
     reason: &str,
 ) -> Result<Order, StepError> {
-    let now = app.clock.now();
-    command(app, id, |o, p| {
+    command(app, id, |o, p, now| {
         decide::cancel(o, actor.clone(), reason, p, now)
     })
     .await
@@ -52,8 +43,7 @@ pub async fn change_address(
     address: Address,
     actor: Actor,
 ) -> Result<Order, StepError> {
-    let now = app.clock.now();
-    command(app, id, |o, p| {
+    command(app, id, |o, p, now| {
         decide::change_address(o, address.clone(), actor.clone(), p, now).map(Some)
     })
     .await
@@ -66,8 +56,7 @@ pub async fn review(
     reviewer: &str,
     note: Option<&str>,
 ) -> Result<Order, StepError> {
-    let now = app.clock.now();
-    command(app, id, |o, p| {
+    command(app, id, |o, p, now| {
         decide::staff_review(o, decision, reviewer, note, p, now).map(Some)
     })
     .await
@@ -80,16 +69,14 @@ pub async fn request_return(
     reason: &str,
     actor: Actor,
 ) -> Result<Order, StepError> {
-    let now = app.clock.now();
-    command(app, id, |o, p| {
+    command(app, id, |o, p, now| {
         decide::request_return(o, lines.clone(), reason, actor.clone(), p, now).map(Some)
     })
     .await
 }
 
 pub async fn return_received(app: &App, id: OrderId, actor: Actor) -> Result<Order, StepError> {
-    let now = app.clock.now();
-    command(app, id, |o, p| {
+    command(app, id, |o, p, now| {
         decide::return_received(o, actor.clone(), p, now).map(Some)
     })
     .await

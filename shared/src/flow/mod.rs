@@ -214,6 +214,44 @@ pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
     }
 }
 
+/// What [`decide_and_commit`] came to.
+pub enum Outcome {
+    /// The change was written; the order as it is now.
+    Committed(Order),
+    /// The decision was that nothing changes; the order as it is.
+    Nothing(Order),
+    /// The change carried an event that was applied before: nothing was written.
+    Duplicate,
+}
+
+/// Loads the order, decides, and commits, deciding again on the newest order when another
+/// change of it won the race (a few times, then retryable). A refusal is returned as is.
+pub async fn decide_and_commit(
+    app: &App,
+    id: OrderId,
+    decide_fn: impl Fn(
+        &Order,
+        &Policy,
+        chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<OrderChange>, Refusal>,
+) -> Result<Outcome, StepError> {
+    for _ in 0..5 {
+        let order = load(app, id).await?;
+        let Some(change) = decide_fn(&order, &policy(app, &order), app.clock.now())? else {
+            return Ok(Outcome::Nothing(order));
+        };
+        match commit(app, &change).await {
+            Ok(()) => return Ok(Outcome::Committed(change.order)),
+            Err(StoreError::Duplicate(_)) => return Ok(Outcome::Duplicate),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StepError::Transient(format!(
+        "order {id} kept changing; try again"
+    )))
+}
+
 /// Commits a decision if there is one; a lost race (the order moved meanwhile) is returned as
 /// retryable, so the message comes again and sees the new state.
 pub async fn commit_if(app: &App, change: Option<OrderChange>) -> Result<(), StepError> {

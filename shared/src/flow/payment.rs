@@ -2,12 +2,11 @@
 //! is recorded with the change); each payment is recorded once (by the provider's payment
 //! identity, whatever the event id); refunds that follow are outbox records.
 
-use super::{StepError, commit, policy};
+use super::{Outcome, StepError, decide_and_commit};
 use crate::app::App;
 use crate::domain::Order;
 use crate::domain::decide::{self, PaymentFact, PaymentFacts};
 use crate::payments::{EventKind, OrderRef, PaymentEvent};
-use crate::ports::StoreError;
 
 /// What applying an external event came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,27 +41,18 @@ pub fn facts(ev: &PaymentEvent) -> PaymentFacts {
 }
 
 /// Applies a verified payment event exactly once. A lost race with another change of the same
-/// order is tried again a few times before it is returned (retryable: the provider retries).
+/// order is decided again on the newest order.
 pub async fn apply(app: &App, ev: &PaymentEvent) -> Result<Applied, StepError> {
     let facts = facts(ev);
-    for _ in 0..5 {
-        let order = find(app, &ev.order).await?;
-        tracing::Span::current().record("order_id", tracing::field::display(order.id));
-        let Some(change) = decide::payment(&order, &facts, &policy(app, &order), app.clock.now())
-        else {
-            return Ok(Applied::Duplicate);
-        };
-        match commit(app, &change).await {
-            Ok(()) => {
-                tracing::info!(order_id = %order.id, provider = %ev.provider, kind = ?ev.kind, status = %change.order.status(), "payment event applied");
-                return Ok(Applied::Applied);
-            }
-            Err(StoreError::Duplicate(_)) => return Ok(Applied::Duplicate),
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+    let id = find(app, &ev.order).await?.id;
+    tracing::Span::current().record("order_id", tracing::field::display(id));
+    let outcome =
+        decide_and_commit(app, id, |o, p, now| Ok(decide::payment(o, &facts, p, now))).await?;
+    Ok(match outcome {
+        Outcome::Committed(order) => {
+            tracing::info!(order_id = %id, provider = %ev.provider, kind = ?ev.kind, status = %order.status(), "payment event applied");
+            Applied::Applied
         }
-    }
-    Err(StepError::Transient(
-        "the order kept changing while the payment was applied".into(),
-    ))
+        Outcome::Nothing(_) | Outcome::Duplicate => Applied::Duplicate,
+    })
 }

@@ -2,10 +2,9 @@
 //! moves the parcel forward by rank.
 
 use super::payment::Applied;
-use super::{StepError, commit, policy};
+use super::{Outcome, StepError, decide_and_commit};
 use crate::app::App;
 use crate::domain::decide::{self, TrackingUpdate};
-use crate::ports::StoreError;
 use crate::shipping::alias;
 
 pub async fn apply(
@@ -25,29 +24,16 @@ pub async fn apply(
         )));
     };
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    for _ in 0..5 {
-        let order = super::load(app, order_id).await?;
-        let Some(change) = decide::tracked(
-            &order,
-            carrier,
-            update,
-            event,
-            &policy(app, &order),
-            app.clock.now(),
-        ) else {
-            return Ok(Applied::Ignored);
-        };
-        match commit(app, &change).await {
-            Ok(()) => {
-                tracing::info!(order_id = %order.id, carrier, status = %change.order.status(), "tracking applied");
-                return Ok(Applied::Applied);
-            }
-            Err(StoreError::Duplicate(_)) => return Ok(Applied::Duplicate),
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
+    let outcome = decide_and_commit(app, order_id, |o, p, now| {
+        Ok(decide::tracked(o, carrier, update, event, p, now))
+    })
+    .await?;
+    Ok(match outcome {
+        Outcome::Committed(order) => {
+            tracing::info!(order_id = %order_id, carrier, status = %order.status(), "tracking applied");
+            Applied::Applied
         }
-    }
-    Err(StepError::Transient(
-        "the order kept changing while the update was applied".into(),
-    ))
+        Outcome::Nothing(_) => Applied::Ignored,
+        Outcome::Duplicate => Applied::Duplicate,
+    })
 }

@@ -82,16 +82,25 @@ fn order_where(
     doc.as_deref().map(from_json).transpose()
 }
 
-fn orders_where(
+/// The JSON documents of the first column of `sql`'s rows.
+fn docs_where<T: serde::de::DeserializeOwned>(
     conn: &rusqlite::Connection,
     sql: &str,
     args: impl rusqlite::Params,
-) -> Result<Vec<Order>, StoreError> {
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn.prepare(sql)?;
     let docs = stmt
         .query_map(args, |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     docs.iter().map(|d| from_json(d)).collect()
+}
+
+fn orders_where(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Order>, StoreError> {
+    docs_where(conn, sql, args)
 }
 
 #[async_trait]
@@ -376,11 +385,7 @@ fn effects_where(
     sql: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<Effect>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let docs = stmt
-        .query_map(args, |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    docs.iter().map(|d| from_json(d)).collect()
+    docs_where(conn, sql, args)
 }
 
 #[async_trait]

@@ -1,0 +1,587 @@
+//! The decisions as tables of cases: given an order in some state and an event, what the
+//! decision writes (status, ledger) and which effects it causes.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::decide::{self, PaymentFact, PaymentFacts, Policy, Refusal, Verdict};
+use super::effects::EffectKind;
+use super::ledger::{Payment, PaymentSource, RefundState};
+use super::order::{Order, OrderChange, OrderDraft};
+use super::status::{Actor, Status};
+use super::values::{Currency, Money, OrderId};
+
+use Status::*;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+}
+
+fn cny(minor: i64) -> Money {
+    Money {
+        minor,
+        currency: Currency::parse("CNY").unwrap(),
+    }
+}
+
+/// A 2 × 49.90 CNY prepaid order (total 99.80) walked through `path` from `received`.
+fn order(method: &str, path: &[Status]) -> Order {
+    let draft: OrderDraft = serde_json::from_value(serde_json::json!({
+        "channel": "web",
+        "customer": {"id": "C1", "name": "Li Lei", "email": "li@example.com"},
+        "lines": [{"sku": "TEA-001", "quantity": 2, "unit_price": 4990}],
+        "currency": "CNY",
+        "shipping_address": {"name": "Li Lei", "country": "CN", "region": "Jiangsu",
+                             "city": "Nanjing", "line1": "1 Zhongshan Rd"},
+        "payment_method": method
+    }))
+    .unwrap();
+    let (mut o, _) = draft.validate().unwrap().accept(OrderId::generate(), now());
+    for st in path {
+        o = o
+            .transition(*st, Actor::System("test".into()), None, now())
+            .unwrap()
+            .order;
+    }
+    o
+}
+
+fn with_payment(mut o: Order, id: &str, minor: i64) -> Order {
+    o.ledger.payments.push(Payment {
+        provider: "stripe".into(),
+        payment_id: id.into(),
+        amount: cny(minor),
+        source: PaymentSource::Provider,
+        at: now(),
+    });
+    o
+}
+
+const TO_AWAITING: &[Status] = &[Numbered, Approved, AwaitingPayment];
+const TO_PAID: &[Status] = &[Numbered, Approved, AwaitingPayment, Paid, ReadyToShip];
+
+fn kinds(c: &OrderChange) -> Vec<&'static str> {
+    c.effects.iter().map(|e| e.kind.name()).collect()
+}
+
+fn requested(c: &OrderChange) -> Vec<i64> {
+    c.order
+        .ledger
+        .refunds
+        .iter()
+        .filter(|r| r.state == RefundState::Requested)
+        .map(|r| r.amount.minor)
+        .collect()
+}
+
+fn captured(order: &Order, pi: &str, minor: i64, currency: &str) -> Option<OrderChange> {
+    let ev = PaymentFacts {
+        provider: "stripe".into(),
+        event_id: format!("evt_{pi}_{minor}"),
+        payment_id: pi.into(),
+        kind: PaymentFact::Captured,
+        amount: Money {
+            minor,
+            currency: Currency::parse(currency).unwrap(),
+        },
+    };
+    decide::payment(order, &ev, &Policy::default(), now())
+}
+
+#[test]
+fn a_captured_payment_moves_the_order_and_settles_the_balance() {
+    // (order, payment id, amount, currency) → (status after, refunds requested, effects)
+    let cases: Vec<(&str, Order, &str, i64, &str, Status, Vec<i64>, Vec<&str>)> = vec![
+        (
+            "exact",
+            order("prepaid", TO_AWAITING),
+            "pi_1",
+            9980,
+            "CNY",
+            Paid,
+            vec![],
+            vec!["step", "notify"],
+        ),
+        (
+            "short",
+            order("prepaid", TO_AWAITING),
+            "pi_1",
+            4000,
+            "CNY",
+            AwaitingPayment,
+            vec![],
+            vec![],
+        ),
+        (
+            "top-up of what is owed",
+            with_payment(order("prepaid", TO_AWAITING), "pi_0", 4000),
+            "pi_1",
+            5980,
+            "CNY",
+            Paid,
+            vec![],
+            vec!["step", "notify"],
+        ),
+        (
+            "top-up beyond what is owed",
+            with_payment(order("prepaid", TO_AWAITING), "pi_0", 4000),
+            "pi_1",
+            9980,
+            "CNY",
+            Paid,
+            vec![4000],
+            vec!["step", "notify", "refund"],
+        ),
+        (
+            "over",
+            order("prepaid", TO_AWAITING),
+            "pi_1",
+            12000,
+            "CNY",
+            Paid,
+            vec![2020],
+            vec!["step", "notify", "refund"],
+        ),
+        (
+            "other currency",
+            order("prepaid", TO_AWAITING),
+            "pi_1",
+            9980,
+            "USD",
+            AwaitingPayment,
+            vec![9980],
+            vec!["refund"],
+        ),
+        (
+            "second payment",
+            with_payment(order("prepaid", TO_PAID), "pi_0", 9980),
+            "pi_1",
+            9980,
+            "CNY",
+            ReadyToShip,
+            vec![9980],
+            vec!["refund"],
+        ),
+        (
+            "after cancel",
+            order("prepaid", &[Numbered, Approved, AwaitingPayment, Cancelled]),
+            "pi_1",
+            9980,
+            "CNY",
+            Cancelled,
+            vec![9980],
+            vec!["refund"],
+        ),
+        (
+            "after expiry",
+            order("prepaid", &[Numbered, Approved, AwaitingPayment, Expired]),
+            "pi_1",
+            5000,
+            "CNY",
+            Expired,
+            vec![5000],
+            vec!["refund"],
+        ),
+        (
+            "after rejection",
+            order("prepaid", &[Numbered, Rejected]),
+            "pi_1",
+            9980,
+            "CNY",
+            Rejected,
+            vec![9980],
+            vec!["refund"],
+        ),
+        (
+            "before the stock lock",
+            order("prepaid", &[Numbered]),
+            "pi_1",
+            9980,
+            "CNY",
+            Numbered,
+            vec![],
+            vec![],
+        ),
+        (
+            "before the stock lock, over",
+            order("prepaid", &[Numbered]),
+            "pi_1",
+            10980,
+            "CNY",
+            Numbered,
+            vec![1000],
+            vec!["refund"],
+        ),
+    ];
+    for (name, o, pi, minor, cur, status, refunds, effects) in cases {
+        let c = captured(&o, pi, minor, cur).unwrap_or_else(|| panic!("{name}: no change"));
+        assert_eq!(c.order.status(), status, "{name}");
+        assert_eq!(requested(&c), refunds, "{name}");
+        assert_eq!(kinds(&c), effects, "{name}");
+        assert_eq!(
+            c.event.as_deref(),
+            Some(format!("payment:stripe:evt_{pi}_{minor}").as_str()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn one_payment_reported_again_under_another_event_changes_nothing() {
+    let paid = captured(&order("prepaid", TO_AWAITING), "pi_1", 9980, "CNY")
+        .unwrap()
+        .order;
+    let again = PaymentFacts {
+        provider: "stripe".into(),
+        event_id: "evt_charge_succeeded".into(),
+        payment_id: "pi_1".into(),
+        kind: PaymentFact::Captured,
+        amount: cny(9980),
+    };
+    assert_eq!(
+        decide::payment(&paid, &again, &Policy::default(), now()),
+        None
+    );
+    // A failed attempt is a note; a provider's refund report counts only beyond what we know.
+    let failed = PaymentFacts {
+        kind: PaymentFact::Failed,
+        event_id: "evt_f".into(),
+        ..again.clone()
+    };
+    let c = decide::payment(&paid, &failed, &Policy::default(), now()).unwrap();
+    assert_eq!((c.order.status(), c.order.ledger.payments.len()), (Paid, 1));
+    let refunded = |minor, event: &str| PaymentFacts {
+        kind: PaymentFact::Refunded,
+        event_id: event.into(),
+        amount: cny(minor),
+        ..again.clone()
+    };
+    let c = decide::payment(&paid, &refunded(1000, "evt_r1"), &Policy::default(), now()).unwrap();
+    assert_eq!(c.order.ledger.refunds[0].id, "ext:stripe:evt_r1");
+    assert_eq!(c.order.ledger.refunds[0].amount.minor, 1000);
+    assert!(
+        c.effects.iter().all(|e| e.kind.name() != "refund"),
+        "a refund made at the provider lowers what the order keeps"
+    );
+    let after = c.order;
+    assert_eq!(
+        decide::payment(&after, &refunded(1000, "evt_r2"), &Policy::default(), now()),
+        None
+    );
+    let c = decide::payment(&after, &refunded(2500, "evt_r3"), &Policy::default(), now()).unwrap();
+    assert_eq!(
+        c.order.ledger.refunds[1].amount.minor, 1500,
+        "the running total less what was known"
+    );
+}
+
+#[test]
+fn cancelling_releases_stock_and_refunds_what_was_paid_or_is_refused() {
+    type Want = Result<Option<(Vec<&'static str>, Vec<i64>)>, ()>;
+    let cases: Vec<(&str, Order, Want)> = vec![
+        (
+            "received",
+            order("prepaid", &[]),
+            Ok(Some((vec!["notify", "release_stock"], vec![]))),
+        ),
+        (
+            "awaiting payment",
+            order("prepaid", TO_AWAITING),
+            Ok(Some((vec!["notify", "release_stock"], vec![]))),
+        ),
+        (
+            "paid twice",
+            with_payment(
+                with_payment(order("prepaid", TO_PAID), "pi_0", 9980),
+                "pi_1",
+                9980,
+            ),
+            Ok(Some((
+                vec!["notify", "release_stock", "refund", "refund"],
+                vec![9980, 9980],
+            ))),
+        ),
+        (
+            "partly paid",
+            with_payment(order("prepaid", TO_AWAITING), "pi_0", 3000),
+            Ok(Some((
+                vec!["notify", "release_stock", "refund"],
+                vec![3000],
+            ))),
+        ),
+        (
+            "cancelled already",
+            order("prepaid", &[Cancelled]),
+            Ok(None),
+        ),
+        (
+            "refunded already",
+            order("prepaid", &[Cancelled, Refunded]),
+            Ok(None),
+        ),
+        (
+            "shipped",
+            order(
+                "prepaid",
+                &[
+                    Numbered,
+                    Approved,
+                    AwaitingPayment,
+                    Paid,
+                    ReadyToShip,
+                    Shipped,
+                ],
+            ),
+            Err(()),
+        ),
+        (
+            "delivered",
+            order(
+                "cash_on_delivery",
+                &[Numbered, Approved, ReadyToShip, Shipped, Delivered],
+            ),
+            Err(()),
+        ),
+    ];
+    for (name, o, want) in cases {
+        let got = decide::cancel(
+            &o,
+            Actor::Staff("ops".into()),
+            "asked",
+            &Policy::default(),
+            now(),
+        );
+        match (got, want) {
+            (Ok(Some(c)), Ok(Some((effects, refunds)))) => {
+                assert_eq!(c.order.status(), Cancelled, "{name}");
+                assert_eq!(kinds(&c), effects, "{name}");
+                assert_eq!(requested(&c), refunds, "{name}");
+                assert_eq!(
+                    c.order.due_at, None,
+                    "{name}: nothing is due for a cancelled order"
+                );
+            }
+            (Ok(None), Ok(None)) => {}
+            (Err(Refusal(why)), Err(())) => {
+                assert!(why.contains("cannot be cancelled"), "{name}: {why}")
+            }
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_sweeper_acts_only_on_what_is_due() {
+    let p = Policy::default();
+    let awaiting = {
+        let mut o = order("prepaid", TO_AWAITING);
+        o.payment_due_at = Some(now() + Duration::minutes(30));
+        o
+    };
+    let delivered = {
+        let mut o = order(
+            "prepaid",
+            &[
+                Numbered,
+                Approved,
+                AwaitingPayment,
+                Paid,
+                ReadyToShip,
+                Shipped,
+                Delivered,
+            ],
+        );
+        o.delivered_at = Some(now());
+        o
+    };
+    let stuck = order("prepaid", &[Numbered]);
+    let mut tired = stuck.clone();
+    tired.redrives = decide::MAX_REDRIVES;
+    // (order, minutes later, status after or None, effects)
+    let cases: Vec<(&str, &Order, i64, Option<Status>, Vec<&str>)> = vec![
+        ("unpaid before the deadline", &awaiting, 29, None, vec![]),
+        (
+            "unpaid at the deadline",
+            &awaiting,
+            30,
+            Some(Expired),
+            vec!["notify", "release_stock"],
+        ),
+        (
+            "delivered within the window",
+            &delivered,
+            7 * 24 * 60 - 1,
+            None,
+            vec![],
+        ),
+        (
+            "delivered after the window",
+            &delivered,
+            7 * 24 * 60,
+            Some(Completed),
+            vec!["notify"],
+        ),
+        ("in a step within its budget", &stuck, 4, None, vec![]),
+        (
+            "in a step past its budget",
+            &stuck,
+            5,
+            Some(Numbered),
+            vec!["step"],
+        ),
+        (
+            "past its budget after every re-send",
+            &tired,
+            5 * 8,
+            Some(Numbered),
+            vec![],
+        ),
+    ];
+    for (name, o, minutes, status, effects) in cases {
+        let c = decide::sweep(o, &p, now() + Duration::minutes(minutes));
+        assert_eq!(c.as_ref().map(|c| c.order.status()), status, "{name}");
+        if let Some(c) = c {
+            assert_eq!(kinds(&c), effects, "{name}");
+            if name.starts_with("past its budget after") {
+                assert_eq!(c.order.attention.len(), 1, "{name}: a person is asked");
+                assert_eq!(c.order.due_at, None, "{name}: and the sweeper stops");
+            }
+        }
+    }
+}
+
+#[test]
+fn reserved_stock_sends_the_order_on_by_how_it_is_paid() {
+    let tmall = Policy {
+        paid_on_marketplace: true,
+        ..Policy::default()
+    };
+    let marketplace = decide::accepted(order("prepaid", &[]), &tmall, now()).order;
+    assert_eq!(
+        marketplace.ledger.payments[0].source,
+        PaymentSource::Marketplace
+    );
+    let approved = |o: Order| {
+        let mut o = o;
+        for st in [Numbered, Approved] {
+            o = o
+                .transition(st, Actor::System("t".into()), None, now())
+                .unwrap()
+                .order;
+        }
+        o
+    };
+    // (order, statuses written, effects, payment deadline set)
+    let cases: Vec<(&str, Order, Vec<Status>, Vec<&str>, bool)> = vec![
+        (
+            "prepaid",
+            order("prepaid", &[Numbered, Approved]),
+            vec![AwaitingPayment],
+            vec!["notify"],
+            true,
+        ),
+        (
+            "paid early",
+            with_payment(order("prepaid", &[Numbered, Approved]), "pi_0", 9980),
+            vec![AwaitingPayment, Paid],
+            vec!["step", "notify", "notify"],
+            false,
+        ),
+        (
+            "marketplace",
+            approved(marketplace),
+            vec![AwaitingPayment, Paid],
+            vec!["step", "notify", "notify"],
+            false,
+        ),
+        (
+            "cash on delivery",
+            order("cash_on_delivery", &[Numbered, Approved]),
+            vec![ReadyToShip],
+            vec!["step"],
+            false,
+        ),
+        (
+            "credit",
+            order("credit", &[Numbered, Approved]),
+            vec![ReadyToShip],
+            vec!["step"],
+            false,
+        ),
+        (
+            "restocked",
+            order("prepaid", &[Numbered, Approved, OutOfStock]),
+            vec![AwaitingPayment],
+            vec!["notify"],
+            true,
+        ),
+    ];
+    for (name, o, statuses, effects, due) in cases {
+        let c = decide::stock_reserved(&o, "nj", &Policy::default(), now()).unwrap();
+        let written: Vec<Status> = c.entries().filter_map(|e| e.to).collect();
+        assert_eq!(written, statuses, "{name}");
+        assert_eq!(kinds(&c), effects, "{name}");
+        assert_eq!(c.order.payment_due_at.is_some(), due, "{name}");
+        assert_eq!(c.order.version(), o.version() + 1, "{name}: one write");
+    }
+}
+
+#[test]
+fn review_verdicts_and_steps_that_cannot_proceed() {
+    let numbered = order("prepaid", &[Numbered]);
+    let cases = [
+        (
+            Verdict::Approve(vec!["trusted".into()]),
+            Approved,
+            vec!["step"],
+        ),
+        (Verdict::Hold(vec!["amount".into()]), OnHold, vec![]),
+        (
+            Verdict::Reject(vec!["blocked".into()]),
+            Rejected,
+            vec!["notify", "release_stock"],
+        ),
+    ];
+    for (verdict, status, effects) in cases {
+        let c = decide::reviewed(&numbered, &verdict, &Policy::default(), now()).unwrap();
+        assert_eq!(c.order.status(), status);
+        assert_eq!(kinds(&c), effects);
+    }
+    assert_eq!(
+        decide::reviewed(
+            &order("prepaid", &[Numbered, Approved]),
+            &Verdict::Approve(vec![]),
+            &Policy::default(),
+            now()
+        ),
+        None,
+        "a replay"
+    );
+    let held = decide::cannot_proceed(
+        &order("prepaid", TO_PAID),
+        "dispatch",
+        "no carrier takes 32500 g",
+        &Policy::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        held.order.attention,
+        vec!["dispatch: no carrier takes 32500 g"]
+    );
+    assert_eq!(held.order.due_at, None, "not retried by itself");
+    assert_eq!(
+        decide::cannot_proceed(
+            &held.order,
+            "dispatch",
+            "no carrier takes 32500 g",
+            &Policy::default(),
+            now()
+        ),
+        None,
+        "said once"
+    );
+    assert!(matches!(
+        held.effects.first().map(|e| &e.kind),
+        None | Some(EffectKind::Notify(_))
+    ));
+}
