@@ -150,7 +150,8 @@ pub struct Local {
 }
 
 impl Local {
-    const NO_TIMER: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// A sweep interval that never comes within a test: tests sweep when they mean to.
+    pub const NO_TIMER: std::time::Duration = std::time::Duration::from_secs(3600);
 
     /// `sweep_every`: the tests sweep when they mean to (`Local::sweep`), unless they need the
     /// timer (the demo waits for expiries).
@@ -237,6 +238,15 @@ impl Local {
         config: oms::config::Config,
         sweep_every: std::time::Duration,
     ) -> Option<Local> {
+        Self::dynamodb_outside(config, sweep_every, Outside::default()).await
+    }
+
+    /// On DynamoDB + SQS with a clock and a payment provider of the caller's.
+    pub async fn dynamodb_outside(
+        config: oms::config::Config,
+        sweep_every: std::time::Duration,
+        outside: Outside,
+    ) -> Option<Local> {
         let endpoint = aws_endpoint()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let backend = |_: &std::path::Path| oms::app::Backend::Aws {
@@ -247,7 +257,7 @@ impl Local {
             table: format!("oms-http-{}", &id[..12]),
             queue_prefix: format!("h{}-", &id[..10]),
         };
-        Some(Self::start(backend, config, sweep_every, Outside::default()).await)
+        Some(Self::start(backend, config, sweep_every, outside).await)
     }
 
     pub fn url(&self, path: &str) -> String {

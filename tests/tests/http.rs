@@ -24,6 +24,8 @@ oms_tests::backend_cases!(
         concurrent_orders_never_oversell,
         a_line_larger_than_any_warehouse_is_split_across_warehouses,
         a_rejected_review_decision_needs_a_reviewer_and_ends_the_order,
+        an_order_waiting_for_stock_is_reserved_when_stock_arrives_not_by_the_sweeper,
+        an_unknown_sku_and_a_parcel_no_carrier_takes_wait_for_a_person_without_looping,
     ]
 );
 
@@ -808,5 +810,163 @@ mod cases {
         assert_eq!(r.status(), 200);
         assert_eq!(local.get_order(&id).await["status"], "rejected");
         assert_eq!(available(local, "TEA-001", "nj").await, (500, 0, 500));
+    }
+
+    pub async fn an_order_waiting_for_stock_is_reserved_when_stock_arrives_not_by_the_sweeper(
+        local: &Local,
+    ) {
+        // Given an order that takes every POT-003 in nj and one that then waits for it
+        let set = |on_hand: u64| async move {
+            let r = local
+                .staff(Method::PUT, "/stock/POT-003/nj")
+                .json(&json!({"on_hand": on_hand, "safety": 0}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        };
+        for wh in ["sh", "gz"] {
+            let r = local
+                .staff(Method::PUT, &format!("/stock/POT-003/{wh}"))
+                .json(&json!({"on_hand": 0, "safety": 0}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        set(3).await;
+        let (_, _, first) = local
+            .place(&native_order("C1001", &[("POT-003", 3)]), None)
+            .await;
+        let first = id_of(&first).await;
+        local.wait_for(&first, "awaiting_payment").await;
+        let (_, _, waiting) = local
+            .place(&native_order("C1001", &[("POT-003", 2)]), None)
+            .await;
+        let waiting = id_of(&waiting).await;
+        let before = local.wait_for(&waiting, "out_of_stock").await;
+        // Sweeps do not touch it: it is not due, it waits for stock
+        assert!(before.get("due_at").is_none(), "{before}");
+        assert_eq!(local.sweep().await.redriven, 0);
+        assert_eq!(
+            local.get_order(&waiting).await["version"],
+            before["version"]
+        );
+
+        // When the first order is cancelled, its released stock goes to the waiting order
+        let r = local
+            .staff(Method::POST, &format!("/orders/{first}/cancel"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let reserved = local.wait_for(&waiting, "awaiting_payment").await;
+        assert_eq!(reserved["allocations"][0]["state"], "held");
+
+        // And an order waiting when staff add stock is reserved by that stock change
+        let (_, _, third) = local
+            .place(&native_order("C1001", &[("POT-003", 5)]), None)
+            .await;
+        let third = id_of(&third).await;
+        local.wait_for(&third, "out_of_stock").await;
+        set(10).await;
+        local.wait_for(&third, "awaiting_payment").await;
+        assert_eq!(available(local, "POT-003", "nj").await, (10, 7, 3));
+    }
+
+    pub async fn an_unknown_sku_and_a_parcel_no_carrier_takes_wait_for_a_person_without_looping(
+        local: &Local,
+    ) {
+        // An order for a SKU no warehouse has heard of waits for a person, with the reason.
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("NO-SUCH-SKU", 1)]), None)
+            .await;
+        let unknown = id_of(&body).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let held = loop {
+            let o = local.get_order(&unknown).await;
+            if o["attention"].is_array() {
+                break o;
+            }
+            assert!(std::time::Instant::now() < deadline, "{o:#}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(held["status"], "approved");
+        assert_eq!(
+            held["attention"][0],
+            "inventory: no warehouse stocks NO-SUCH-SKU"
+        );
+        assert!(held.get("due_at").is_none(), "not retried by itself");
+
+        // A parcel heavier than any carrier takes (28 pots: 33.6 kg) is paid but waits too.
+        let r = local
+            .staff(Method::PUT, "/stock/POT-003/nj")
+            .json(&json!({"on_hand": 100, "safety": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("POT-003", 28)]), None)
+            .await;
+        let heavy = id_of(&body).await;
+        let order = local.wait_for(&heavy, "awaiting_payment").await;
+        let total = order["total"]["minor"].as_i64().unwrap();
+        let r = local
+            .stripe(
+                &oms_tests::stripe_paid("evt_heavy", &heavy, total, "cny"),
+                oms_local::DEV_SECRET,
+                chrono::Utc::now().timestamp(),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let waiting = loop {
+            let o = local.get_order(&heavy).await;
+            if o["attention"].is_array() {
+                break o;
+            }
+            assert!(std::time::Instant::now() < deadline, "{o:#}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(waiting["status"], "paid");
+        assert_eq!(
+            waiting["attention"][0],
+            "dispatch: no carrier takes 33600 g from nj to Jiangsu"
+        );
+        // Sweeps change neither; both are on the review list.
+        let versions = (
+            local.get_order(&unknown).await["version"].clone(),
+            local.get_order(&heavy).await["version"].clone(),
+        );
+        for _ in 0..3 {
+            let s = local.sweep().await;
+            assert_eq!((s.redriven, s.stuck), (0, 0));
+        }
+        assert_eq!(
+            (
+                local.get_order(&unknown).await["version"].clone(),
+                local.get_order(&heavy).await["version"].clone()
+            ),
+            versions
+        );
+        let reviews: Value = local
+            .staff(Method::GET, "/reviews")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let listed: Vec<&str> = reviews["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["id"].as_str())
+            .collect();
+        assert!(
+            listed.contains(&unknown.as_str()) && listed.contains(&heavy.as_str()),
+            "{reviews}"
+        );
     }
 }
