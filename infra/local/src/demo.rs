@@ -522,7 +522,19 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
             }
         }
     }
-    let order = ctx.get(&id).await?;
+    // What an order ends as once its effects are done (a refund after a cancellation or a
+    // return is made after the answer to the command).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let order = loop {
+        let order = ctx.get(&id).await?;
+        let pending = order["pending_effects"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty());
+        if !pending || Instant::now() > deadline {
+            break order;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     played.final_status = order["status"].as_str().unwrap_or("?").to_owned();
     // Latencies of the automatic steps, from the order's own timeline.
     let timeline = order["timeline"].as_array().cloned().unwrap_or_default();

@@ -1,6 +1,9 @@
 //! The decisions as tables of cases: given an order in some state and an event, what the
 //! decision writes (status, ledger) and which effects it causes.
 
+// A table's row is a plain tuple, read column by column.
+#![allow(clippy::type_complexity)]
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::decide::{self, PaymentFact, PaymentFacts, Policy, Refusal, Verdict};
