@@ -51,7 +51,7 @@ pub struct Options {
     pub visibility_timeout: Duration,
     /// How long a poller waits for messages before it asks again.
     pub poll_wait: Duration,
-    /// How often the sweeper runs (expiries, completions, re-drives).
+    /// How often the sweeper runs (expiries, completions, re-drives, overdue effects).
     pub sweep_every: Duration,
     /// Webhook secrets; [`dev_secrets`] when the environment has none.
     pub secrets: Secrets,

@@ -53,7 +53,7 @@ struct Cli {
     /// Seconds a received message stays hidden before it is delivered again.
     #[arg(long, default_value_t = 10)]
     visibility_timeout: u64,
-    /// Seconds between sweeps (expiries, completions, re-drives).
+    /// Seconds between sweeps (expiries, completions, re-drives, overdue effects).
     #[arg(long, default_value_t = 5)]
     sweep_every: u64,
 }
@@ -94,7 +94,7 @@ enum Command {
 enum DlqAction {
     /// How many messages wait in each dead-letter queue.
     List {
-        /// Only this queue (numbering, review, inventory, dispatch, alerts, notifications).
+        /// Only this queue (numbering, review, inventory, dispatch, effects, alerts, notifications).
         #[arg(long)]
         queue: Option<String>,
         /// Print the messages too.
