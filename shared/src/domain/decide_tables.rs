@@ -588,3 +588,164 @@ fn review_verdicts_and_steps_that_cannot_proceed() {
         None | Some(EffectKind::Notify(_))
     ));
 }
+
+#[test]
+fn returns_by_line_refund_what_came_back_and_restock_it_or_send_it_to_inspection() {
+    let delivered = {
+        let mut o = order(
+            "prepaid",
+            &[
+                Numbered,
+                Approved,
+                AwaitingPayment,
+                Paid,
+                ReadyToShip,
+                Shipped,
+                Delivered,
+            ],
+        );
+        o.delivered_at = Some(now());
+        o.shipments = vec![super::fulfilment::Shipment {
+            warehouse: super::values::WarehouseId::parse("nj").unwrap(),
+            carrier: "zto".into(),
+            tracking_number: "7530".into(),
+            lines: vec![(super::values::Sku::parse("TEA-001").unwrap(), 2)],
+            weight_grams: 500,
+            cost: 800,
+            status: super::fulfilment::TrackingStatus::Delivered,
+            last_event_at: Some(now()),
+            handed_over_at: Some(now()),
+            delivered_at: Some(now()),
+        }];
+        with_payment(o, "pi_1", 9980)
+    };
+    let tea = |q| Some(vec![(super::values::Sku::parse("TEA-001").unwrap(), q)]);
+    let stock = Policy::default();
+    let inspect = Policy {
+        returns_to_stock: false,
+        ..Policy::default()
+    };
+    // (lines asked for, policy) → (status after receipt, refund, effects at receipt)
+    let cases: Vec<(
+        &str,
+        Option<Vec<(super::values::Sku, u64)>>,
+        &Policy,
+        Status,
+        Vec<i64>,
+        Vec<&str>,
+    )> = vec![
+        (
+            "one of two, to stock",
+            tea(1),
+            &stock,
+            Delivered,
+            vec![4990],
+            vec!["restock", "notify", "refund"],
+        ),
+        (
+            "everything, to stock",
+            None,
+            &stock,
+            Returned,
+            vec![9980],
+            vec!["restock", "notify", "release_stock", "refund"],
+        ),
+        (
+            "everything, to inspection",
+            tea(2),
+            &inspect,
+            Returned,
+            vec![9980],
+            vec!["notify", "release_stock", "refund"],
+        ),
+    ];
+    for (name, lines, p, status, refunds, effects) in cases {
+        let asked = decide::request_return(&delivered, lines, "too big", Actor::Customer, p, now())
+            .unwrap();
+        assert_eq!(asked.order.status(), ReturnRequested, "{name}");
+        assert!(
+            requested(&asked).is_empty(),
+            "{name}: nothing is refunded before the goods arrive"
+        );
+        let got =
+            decide::return_received(&asked.order, Actor::Staff("wh".into()), p, now()).unwrap();
+        assert_eq!(got.order.status(), status, "{name}");
+        assert_eq!(requested(&got), refunds, "{name}");
+        assert_eq!(kinds(&got), effects, "{name}");
+    }
+    // Refused: more than was delivered, nothing, after the window, twice the same line.
+    let refusals: Vec<(
+        &str,
+        Order,
+        Option<Vec<(super::values::Sku, u64)>>,
+        DateTime<Utc>,
+    )> = vec![
+        ("three of two", delivered.clone(), tea(3), now()),
+        ("zero", delivered.clone(), tea(0), now()),
+        (
+            "after the window",
+            delivered.clone(),
+            None,
+            now() + Duration::days(8),
+        ),
+        ("not delivered", order("prepaid", TO_PAID), None, now()),
+    ];
+    for (name, o, lines, at) in refusals {
+        assert!(
+            decide::request_return(&o, lines, "x", Actor::Customer, &stock, at).is_err(),
+            "{name}"
+        );
+    }
+    let after_one = decide::return_received(
+        &decide::request_return(&delivered, tea(1), "x", Actor::Customer, &stock, now())
+            .unwrap()
+            .order,
+        Actor::Staff("wh".into()),
+        &stock,
+        now(),
+    )
+    .unwrap()
+    .order;
+    assert!(
+        decide::request_return(&after_one, tea(2), "x", Actor::Customer, &stock, now()).is_err(),
+        "only one is left"
+    );
+    assert!(
+        decide::request_return(&after_one, tea(1), "x", Actor::Customer, &stock, now()).is_ok()
+    );
+}
+
+#[test]
+fn an_address_changes_only_before_any_parcel_left() {
+    let address = order("prepaid", &[]).shipping_address;
+    let cases = [
+        ("received", order("prepaid", &[]), true),
+        ("paid", order("prepaid", TO_PAID), true),
+        (
+            "shipped",
+            order(
+                "prepaid",
+                &[
+                    Numbered,
+                    Approved,
+                    AwaitingPayment,
+                    Paid,
+                    ReadyToShip,
+                    Shipped,
+                ],
+            ),
+            false,
+        ),
+        ("cancelled", order("prepaid", &[Cancelled]), false),
+    ];
+    for (name, o, ok) in cases {
+        let got = decide::change_address(
+            &o,
+            address.clone(),
+            Actor::Staff("ops".into()),
+            &Policy::default(),
+            now(),
+        );
+        assert_eq!(got.is_ok(), ok, "{name}");
+    }
+}
