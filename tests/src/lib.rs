@@ -299,6 +299,45 @@ impl Local {
         }
     }
 
+    /// Polls the order until `ok` holds for it (10 s at most), and returns it.
+    pub async fn until(
+        &self,
+        id: &str,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let order = self.get_order(id).await;
+            if ok(&order) {
+                return order;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id}: {what} did not happen: {order:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The ids on the first page of `GET /reviews` (orders that wait for a person).
+    pub async fn review_list(&self) -> Vec<String> {
+        let r: serde_json::Value = self
+            .staff(reqwest::Method::GET, "/reviews")
+            .send()
+            .await
+            .expect("GET /reviews")
+            .json()
+            .await
+            .expect("reviews json");
+        r["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .filter_map(|o| o["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Places a native order; returns the response status, headers and body.
     pub async fn place(
         &self,

@@ -177,15 +177,7 @@ impl World {
     }
 
     async fn until(&self, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let o = self.local.get_order(id).await;
-            if ok(&o) {
-                return o;
-            }
-            assert!(std::time::Instant::now() < deadline, "{what}: {o:#}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.local.until(id, what, ok).await
     }
 }
 
@@ -310,23 +302,7 @@ async fn a_refund_the_provider_refuses_makes_the_order_wait_for_a_person_and_cou
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(w.gateway.calls.lock().unwrap().len(), 1);
     // The review list shows it
-    let reviews: Value = w
-        .local
-        .staff(Method::GET, "/reviews")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        reviews["orders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|o| o["id"] == id),
-        "{reviews}"
-    );
+    assert!(w.local.review_list().await.contains(&id.to_owned()));
 
     // When a person tells it to try again (the provider now pays)
     let r = w

@@ -882,15 +882,11 @@ mod cases {
             .place(&native_order("C1001", &[("NO-SUCH-SKU", 1)]), None)
             .await;
         let unknown = id_of(&body).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let held = loop {
-            let o = local.get_order(&unknown).await;
-            if o["attention"].is_array() {
-                break o;
-            }
-            assert!(std::time::Instant::now() < deadline, "{o:#}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        let held = local
+            .until(&unknown, "waiting for a person", |o| {
+                o["attention"].is_array()
+            })
+            .await;
         assert_eq!(held["status"], "approved");
         assert_eq!(
             held["attention"][0],
@@ -920,15 +916,11 @@ mod cases {
             )
             .await;
         assert_eq!(r.status(), 200);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let waiting = loop {
-            let o = local.get_order(&heavy).await;
-            if o["attention"].is_array() {
-                break o;
-            }
-            assert!(std::time::Instant::now() < deadline, "{o:#}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        let waiting = local
+            .until(&heavy, "waiting for a person", |o| {
+                o["attention"].is_array()
+            })
+            .await;
         assert_eq!(waiting["status"], "paid");
         assert_eq!(
             waiting["attention"][0],
@@ -950,23 +942,10 @@ mod cases {
             ),
             versions
         );
-        let reviews: Value = local
-            .staff(Method::GET, "/reviews")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let listed: Vec<&str> = reviews["orders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|o| o["id"].as_str())
-            .collect();
+        let listed = local.review_list().await;
         assert!(
-            listed.contains(&unknown.as_str()) && listed.contains(&heavy.as_str()),
-            "{reviews}"
+            listed.contains(&unknown) && listed.contains(&heavy),
+            "{listed:?}"
         );
     }
 }
