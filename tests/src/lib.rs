@@ -338,13 +338,26 @@ impl Local {
             .collect()
     }
 
-    /// Places a native order; returns the response status, headers and body.
+    /// A channel's request, with that channel's (development) key.
+    pub fn channel(&self, channel: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(oms_local::dev_channel_key(channel))
+    }
+
+    /// Places a native order with the key of the channel it names; returns the response status,
+    /// headers and body.
     pub async fn place(
         &self,
         body: &serde_json::Value,
         key: Option<&str>,
     ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
-        let mut req = self.http.post(self.url("/orders")).json(body);
+        let channel = body["channel"].as_str().unwrap_or("web");
+        let mut req = self
+            .http
+            .post(self.url("/orders"))
+            .bearer_auth(oms_local::dev_channel_key(channel))
+            .json(body);
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
         }

@@ -26,6 +26,7 @@ oms_tests::backend_cases!(
         a_rejected_review_decision_needs_a_reviewer_and_ends_the_order,
         an_order_waiting_for_stock_is_reserved_when_stock_arrives_not_by_the_sweeper,
         an_unknown_sku_and_a_parcel_no_carrier_takes_wait_for_a_person_without_looping,
+        intake_needs_the_channel_key_and_the_key_decides_the_channel,
     ]
 );
 
@@ -305,8 +306,7 @@ mod cases {
             "orders": {"order": [{"oid": 1, "outer_sku_id": "CUP-002", "num": 3, "price": "15.00"}]}
         }}});
         let r = local
-            .http
-            .post(local.url("/channels/tmall/orders"))
+            .channel("tmall", "/channels/tmall/orders")
             .json(&trade)
             .send()
             .await
@@ -342,8 +342,7 @@ mod cases {
 
         // The marketplace pushes the same trade again: same order, nothing new
         let again = local
-            .http
-            .post(local.url("/channels/tmall/orders"))
+            .channel("tmall", "/channels/tmall/orders")
             .json(&trade)
             .send()
             .await
@@ -364,8 +363,7 @@ mod cases {
             json!("15.001");
         bad["trade_fullinfo_get_response"]["trade"]["tid"] = json!("T-2");
         let r = local
-            .http
-            .post(local.url("/channels/tmall/orders"))
+            .channel("tmall", "/channels/tmall/orders")
             .json(&bad)
             .send()
             .await
@@ -377,8 +375,7 @@ mod cases {
         bad["trade_fullinfo_get_response"]["trade"]["orders"]["order"][0]["num"] = json!(0);
         bad["trade_fullinfo_get_response"]["trade"]["tid"] = json!("T-3");
         let p: Value = local
-            .http
-            .post(local.url("/channels/tmall/orders"))
+            .channel("tmall", "/channels/tmall/orders")
             .json(&bad)
             .send()
             .await
@@ -387,11 +384,11 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(p["errors"][0]["field"], "orders.order[0].num");
-        // The native channel does not take the marketplace route, and an unknown channel is 404
+        // The native channel does not take the marketplace route, and a key of one channel does
+        // not open another channel's route
         assert_eq!(
             local
-                .http
-                .post(local.url("/channels/web/orders"))
+                .channel("web", "/channels/web/orders")
                 .json(&json!({}))
                 .send()
                 .await
@@ -401,21 +398,20 @@ mod cases {
         );
         assert_eq!(
             local
-                .http
-                .post(local.url("/channels/ebay/orders"))
+                .channel("web", "/channels/ebay/orders")
                 .json(&json!({}))
                 .send()
                 .await
                 .unwrap()
                 .status(),
-            404
+            403
         );
     }
 
     pub async fn bad_input_gets_a_problem_naming_the_field_and_changes_nothing(local: &Local) {
         let good = native_order("C9009", &[("TEA-001", 1)]);
         let mut cases: Vec<(String, reqwest::RequestBuilder, u16, &str)> = Vec::new();
-        let post = |body: Value| local.http.post(local.url("/orders")).json(&body);
+        let post = |body: Value| local.channel("web", "/orders").json(&body);
         let mut missing = good.clone();
         missing.as_object_mut().unwrap().remove("shipping_address");
         cases.push((
@@ -448,12 +444,16 @@ mod cases {
         ));
         let mut channel = good.clone();
         channel["channel"] = json!("nowhere");
-        cases.push(("unknown channel".into(), post(channel), 400, "channel"));
+        cases.push((
+            "another channel than the key's".into(),
+            post(channel),
+            403,
+            "",
+        ));
         cases.push((
             "malformed JSON".into(),
             local
-                .http
-                .post(local.url("/orders"))
+                .channel("web", "/orders")
                 .header("content-type", "application/json")
                 .body("{\"channel\": \"web\","),
             400,
@@ -465,8 +465,7 @@ mod cases {
         cases.push((
             "not JSON".into(),
             local
-                .http
-                .post(local.url("/orders"))
+                .channel("web", "/orders")
                 .header("content-type", "text/plain")
                 .body("hello"),
             415,
@@ -947,5 +946,83 @@ mod cases {
             listed.contains(&unknown) && listed.contains(&heavy),
             "{listed:?}"
         );
+    }
+
+    pub async fn intake_needs_the_channel_key_and_the_key_decides_the_channel(local: &Local) {
+        let web = native_order("C1001", &[("TEA-001", 1)]);
+        let attempts: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+            (
+                "no key",
+                local.http.post(local.url("/orders")).json(&web),
+                401,
+                "a valid channel key is required",
+            ),
+            (
+                "a wrong key",
+                local
+                    .http
+                    .post(local.url("/orders"))
+                    .bearer_auth("guess")
+                    .json(&web),
+                401,
+                "a valid channel key is required",
+            ),
+            (
+                "the staff token",
+                local.staff(Method::POST, "/orders").json(&web),
+                401,
+                "a valid channel key is required",
+            ),
+            (
+                "another channel's key",
+                local.channel("app", "/orders").json(&web),
+                403,
+                "this key is channel app's; it cannot place orders for channel web",
+            ),
+            (
+                "another channel's route",
+                local
+                    .channel("web", "/channels/tmall/orders")
+                    .json(&json!({})),
+                403,
+                "this key is channel web's; it cannot place orders for channel tmall",
+            ),
+        ];
+        for (what, req, status, detail) in attempts {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{what}");
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/problem+json",
+                "{what}"
+            );
+            let p: Value = r.json().await.unwrap();
+            assert_eq!(p["detail"], detail, "{what}");
+        }
+        assert!(
+            customer_orders(local, "C1001").await.is_empty(),
+            "nothing was stored"
+        );
+
+        // The same Idempotency-Key under two channels' keys is two requests; under one key with
+        // another body it is refused.
+        let mut app_order = web.clone();
+        app_order["channel"] = json!("app");
+        let (first, _, a) = local.place(&web, Some("same-key")).await;
+        let (second, _, b) = local.place(&app_order, Some("same-key")).await;
+        assert_eq!((first, second), (202, 202));
+        assert_ne!(a["order_id"], b["order_id"]);
+        let mut changed = web.clone();
+        changed["lines"][0]["quantity"] = json!(2);
+        let (status, _, p) = local.place(&changed, Some("same-key")).await;
+        assert_eq!(status, 422, "{p}");
+        // A rotated key: both the old and the new are accepted while both are configured.
+        let mut secrets = local.running.app.secrets.clone();
+        secrets
+            .channel_keys
+            .insert("web".into(), vec!["old-web".into(), "new-web".into()]);
+        assert_eq!(secrets.channel_of_key("old-web"), Some("web"));
+        assert_eq!(secrets.channel_of_key("new-web"), Some("web"));
+        assert_eq!(secrets.channel_of_key("dev-channel-key-web"), None);
     }
 }

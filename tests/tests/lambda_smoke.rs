@@ -201,6 +201,7 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
         ("OMS_CONFIG", &config_path.display().to_string()),
         ("OMS_NUMBERING_KEY", "smoke"),
         ("OMS_STAFF_TOKEN", STAFF),
+        ("OMS_CHANNEL_KEY_WEB", "smoke-web-key"),
         ("OMS_PAYMENT_SECRET_STRIPE", STRIPE_SECRET),
         ("RUST_LOG", "warn"),
     ] {
@@ -251,7 +252,8 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
             &http_event(
                 "POST",
                 "/orders",
-                json!({"content-type": "application/json", "idempotency-key": "smoke-1"}),
+                json!({"content-type": "application/json", "idempotency-key": "smoke-1",
+                       "authorization": "Bearer smoke-web-key"}),
                 &order,
             ),
         )

@@ -251,8 +251,14 @@ async fn place(ctx: &Ctx, rng: &mut fastrand::Rng, i: usize) -> Res<String> {
             "receiver_district": "Central", "receiver_address": format!("{} Demo Rd", i + 1), "receiver_zip": "100000",
             "orders": {"order": items.iter().map(|(s, q, p)| json!({"outer_sku_id": s, "num": q, "price": format!("{}.{:02}", p / 100, p % 100)})).collect::<Vec<_>>()}
         }}});
+        let auth = format!("Bearer {}", crate::dev_channel_key("tmall"));
         let r = ctx
-            .post("/channels/tmall/orders", trade.to_string(), &[JSON], false)
+            .post(
+                "/channels/tmall/orders",
+                trade.to_string(),
+                &[JSON, ("Authorization", &auth)],
+                false,
+            )
             .await?;
         r.json::<Value>().await.map_err(|e| e.to_string())?
     } else {
@@ -272,11 +278,12 @@ async fn place(ctx: &Ctx, rng: &mut fastrand::Rng, i: usize) -> Res<String> {
             "payment_method": method
         });
         let key = format!("demo-{i}");
+        let auth = format!("Bearer {}", crate::dev_channel_key(channel));
         let r = ctx
             .post(
                 "/orders",
                 order.to_string(),
-                &[JSON, ("Idempotency-Key", &key)],
+                &[JSON, ("Idempotency-Key", &key), ("Authorization", &auth)],
                 false,
             )
             .await?;

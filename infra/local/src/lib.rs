@@ -79,8 +79,33 @@ pub const DEV_SECRET: &str = "oms-local-dev-secret";
 pub const DEMO_ALIPAY_PUBLIC_KEY: &str = include_str!("../demo/alipay-demo-public.pem");
 pub const DEMO_ALIPAY_PRIVATE_KEY: &str = include_str!("../demo/alipay-demo-private.pem");
 
-/// Webhook secrets from the environment, with development ones for whatever it leaves unset:
-/// [`DEV_SECRET`] for HMAC providers and carriers, the demo key for Alipay-kind providers.
+/// The development key of a channel, used when the environment sets no `OMS_CHANNEL_KEY_<CHANNEL>`
+/// (and printed at start): `dev-channel-key-<channel>`.
+pub fn dev_channel_key(channel: &str) -> String {
+    format!("dev-channel-key-{channel}")
+}
+
+/// Channels the environment gives no key, which therefore use their development key.
+pub fn channels_on_dev_keys(config: &Config) -> Vec<String> {
+    config
+        .channels
+        .keys()
+        .filter(|c| {
+            std::env::var(format!(
+                "OMS_CHANNEL_KEY_{}",
+                c.to_uppercase().replace('-', "_")
+            ))
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .is_none()
+        })
+        .cloned()
+        .collect()
+}
+
+/// Secrets from the environment, with development ones for whatever it leaves unset:
+/// [`DEV_SECRET`] for HMAC providers and carriers, the demo key for Alipay-kind providers, and
+/// [`dev_channel_key`] for channels.
 pub fn dev_secrets(config: &Config) -> Secrets {
     let env = |k: String| std::env::var(k).ok().filter(|v| !v.is_empty());
     let upper = |n: &str| n.to_uppercase().replace('-', "_");
@@ -113,6 +138,12 @@ pub fn dev_secrets(config: &Config) -> Secrets {
         let v =
             env(format!("OMS_CARRIER_SECRET_{}", upper(name))).unwrap_or_else(|| DEV_SECRET.into());
         s.carriers.insert(name.clone(), v.into_bytes());
+    }
+    for name in config.channels.keys() {
+        let v = env(format!("OMS_CHANNEL_KEY_{}", upper(name)))
+            .unwrap_or_else(|| dev_channel_key(name));
+        s.channel_keys
+            .insert(name.clone(), oms::payments::split_keys(&v));
     }
     s
 }

@@ -247,6 +247,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if made {
         println!("oms-local: staff token (set OMS_STAFF_TOKEN to choose one): {staff_token}");
     }
+    for channel in oms_local::channels_on_dev_keys(&config) {
+        println!(
+            "oms-local: channel key of {channel} (set OMS_CHANNEL_KEY_{} to choose one): {}",
+            channel.to_uppercase().replace('-', "_"),
+            oms_local::dev_channel_key(&channel)
+        );
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,

@@ -268,6 +268,10 @@ async fn play(c: &Client, i: usize) -> (String, usize) {
             &[
                 ("content-type", "application/json".into()),
                 ("idempotency-key", format!("crash-{i}")),
+                (
+                    "authorization",
+                    format!("Bearer {}", oms_local::dev_channel_key(channel)),
+                ),
             ],
             Some(order_body(i, channel).to_string()),
             false,

@@ -166,21 +166,40 @@ fn json(status: StatusCode, body: &impl Serialize) -> Reply {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn staff(app: &App, req: &Request) -> Result<(), ApiError> {
-    let given = req
-        .headers()
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match (&app.staff_token, given) {
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn staff(app: &App, req: &Request) -> Result<(), ApiError> {
+    match (&app.staff_token, bearer(req)) {
         (Some(expected), Some(given))
             if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) =>
         {
             Ok(())
         }
-        _ => Err(ApiError::Unauthorized),
+        _ => Err(ApiError::Unauthorized(
+            "a valid staff bearer token is required",
+        )),
     }
+}
+
+/// The channel whose key the request carries (`Authorization: Bearer <channel key>`).
+fn channel_credential(app: &App, req: &Request) -> Result<ChannelId, ApiError> {
+    let unauthorized = || ApiError::Unauthorized("a valid channel key is required");
+    let given = bearer(req).ok_or_else(unauthorized)?;
+    let channel = app.secrets.channel_of_key(given).ok_or_else(unauthorized)?;
+    ChannelId::parse(channel).map_err(|e| ApiError::Internal(e.0))
+}
+
+fn other_channel(key: &ChannelId, named: &str) -> ApiError {
+    ApiError::Forbidden(format!(
+        "this key is channel {key}'s; it cannot place orders for channel {named}"
+    ))
 }
 
 /// The body, checked for size and media type.
@@ -291,11 +310,19 @@ fn invalid_order(e: InvalidOrder, rename: impl Fn(&str) -> String) -> ApiError {
 
 /// `POST /orders` (native) and `POST /channels/{channel}/orders` (the channel's format).
 async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply {
+    // The key decides the channel; nothing is read before it is checked.
+    let credential = channel_credential(app, req)?;
     let key = idempotency_key(req.headers())?;
     let raw = body(req)?;
     let new_order = match channel {
         None => {
             let draft: OrderDraft = parse_body(req)?;
+            if let Some(named) = draft.channel.as_deref().map(str::trim)
+                && !named.is_empty()
+                && named != credential.as_str()
+            {
+                return Err(other_channel(&credential, named));
+            }
             let new = draft
                 .validate()
                 .map_err(|e| invalid_order(e, str::to_owned))?;
@@ -316,6 +343,9 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
         }
         Some(c) => {
             let channel = ChannelId::parse(c).map_err(|e| ApiError::field("channel", e.0))?;
+            if channel != credential {
+                return Err(other_channel(&credential, channel.as_str()));
+            }
             let config = app.config.channel(&channel).ok_or_else(|| {
                 ApiError::NotFound(format!("channel {channel} is not configured"))
             })?;
@@ -349,8 +379,9 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
     let mut id = app.ids.order_id();
     let mut replay = false;
     if let Some(k) = &key {
+        // Scoped to the credential: the same key under another channel's key is another request.
         let record = IdempotencyRecord {
-            key: format!("intake:{}:{k}", new_order.channel),
+            key: format!("intake:{credential}:{k}"),
             request_hash: hex::encode(Sha256::digest(raw)),
             response: serde_json::to_string(&id.to_string())
                 .map_err(|e| ApiError::Internal(e.to_string()))?,

@@ -19,8 +19,15 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("the body must be application/json")]
     UnsupportedMediaType,
-    #[error("a valid staff bearer token is required")]
-    Unauthorized,
+    /// No credential, or not a valid one: the text says which kind the route needs.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid credential that does not allow this (a channel key used for another channel).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests from one client.
+    #[error("too many requests; try again in a second")]
+    TooManyRequests,
     #[error("{0}")]
     NotFound(String),
     #[error("no such route")]
@@ -51,7 +58,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::NotFound(_) | ApiError::NoRoute => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unprocessable(..) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
@@ -107,7 +116,7 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             b = b.header("www-authenticate", "Bearer");
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             b = b.header("retry-after", "1");
         }
         let body = serde_json::to_string(&problem).unwrap_or_else(|_| "{}".into());

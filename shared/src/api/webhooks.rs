@@ -25,7 +25,7 @@ impl From<WebhookError> for ApiError {
             | WebhookError::MalformedSignature(_)
             | WebhookError::Stale(_) => {
                 tracing::warn!(error = %e, "webhook refused");
-                ApiError::Unauthorized
+                ApiError::Unauthorized("a valid webhook signature is required")
             }
         }
     }

@@ -72,6 +72,8 @@ pub struct Secrets {
     pub rsa: HashMap<String, rsa::PublicKey>,
     /// HMAC secrets per carrier.
     pub carriers: HashMap<String, Vec<u8>>,
+    /// The bearer keys of each channel (several while rotating): the key decides the channel.
+    pub channel_keys: HashMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -80,6 +82,10 @@ impl std::fmt::Debug for Secrets {
             .field("hmac", &self.hmac.keys().collect::<Vec<_>>())
             .field("rsa", &self.rsa.keys().collect::<Vec<_>>())
             .field("carriers", &self.carriers.keys().collect::<Vec<_>>())
+            .field(
+                "channel_keys",
+                &self.channel_keys.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -88,9 +94,34 @@ fn env_name(prefix: &str, name: &str) -> String {
     format!("{prefix}{}", name.to_uppercase().replace('-', "_"))
 }
 
+/// A comma-separated list of keys (old and new while rotating), blanks dropped.
+pub fn split_keys(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Secrets {
-    /// Reads `OMS_PAYMENT_SECRET_<NAME>`, `OMS_PAYMENT_PUBLIC_KEY_<NAME>` and
-    /// `OMS_CARRIER_SECRET_<NAME>` for every configured provider and carrier. A missing one
+    /// The channel a bearer key belongs to. Every configured key is compared, each in constant
+    /// time, so the answer's timing does not depend on which key (if any) matched.
+    pub fn channel_of_key(&self, given: &str) -> Option<&str> {
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for (channel, keys) in &self.channel_keys {
+            for k in keys {
+                if bool::from(k.as_bytes().ct_eq(given.as_bytes())) && found.is_none() {
+                    found = Some(channel.as_str());
+                }
+            }
+        }
+        found
+    }
+
+    /// Reads `OMS_PAYMENT_SECRET_<NAME>`, `OMS_PAYMENT_PUBLIC_KEY_<NAME>`,
+    /// `OMS_CARRIER_SECRET_<NAME>` and `OMS_CHANNEL_KEY_<CHANNEL>` for every configured provider,
+    /// carrier and channel. A missing one
     /// leaves that provider refusing every webhook (and says so in the log).
     pub fn from_env(config: &Config) -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -121,6 +152,16 @@ impl Secrets {
                         tracing::error!(provider = %name, "no public key: its webhooks will be refused")
                     }
                 },
+            }
+        }
+        for name in config.channels.keys() {
+            match env(&env_name("OMS_CHANNEL_KEY_", name)) {
+                Some(v) => {
+                    s.channel_keys.insert(name.clone(), split_keys(&v));
+                }
+                None => {
+                    tracing::error!(channel = %name, "no channel key: its orders will be refused")
+                }
             }
         }
         for name in config.carriers.keys() {
