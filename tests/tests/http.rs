@@ -459,6 +459,19 @@ mod cases {
             400,
             "",
         ));
+        cases.push((
+            "a key given twice".into(),
+            local
+                .channel("web", "/orders")
+                .header("content-type", "application/json")
+                .body(good.to_string().replacen(
+                    "\"quantity\":1",
+                    "\"quantity\":1,\"quantity\":100",
+                    1,
+                )),
+            400,
+            "lines[0].quantity",
+        ));
         let mut huge = good.clone();
         huge["customer"]["name"] = json!("x".repeat(70 * 1024));
         cases.push(("oversized body".into(), post(huge), 413, ""));
@@ -491,6 +504,19 @@ mod cases {
                 assert!(fields.contains(&field), "{what}: {fields:?}");
             }
         }
+        // Stock past what any shelf holds is refused, so that sums over warehouses never wrap
+        for wh in ["nj", "sh", "gz"] {
+            let r = local
+                .staff(Method::PUT, &format!("/stock/TEA-001/{wh}"))
+                .json(&json!({"on_hand": i64::MAX}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400);
+            let p: Value = r.json().await.unwrap();
+            assert_eq!(p["errors"][0]["field"], "on_hand", "{p}");
+        }
+        assert_eq!(available(local, "TEA-001", "nj").await, (500, 0, 500));
         // Nothing was stored or queued
         assert!(customer_orders(local, "C9009").await.is_empty());
         let numbering = oms::app::queues::name(oms::app::queues::NUMBERING);

@@ -15,7 +15,9 @@ use oms::config::Config;
 /// app, tmall (Taobao format) and phone; warehouses nj, sh and gz with some stock.
 ///
 /// Staff endpoints need `Authorization: Bearer <token>`: the token is OMS_STAFF_TOKEN, or one
-/// made at start and printed. OMS_NUMBERING_KEY keys the order-number permutation; without it a
+/// made at start and printed. Channels place orders with `Authorization: Bearer <channel key>`:
+/// OMS_CHANNEL_KEY_<CHANNEL> (comma-separated while rotating), or the development key
+/// dev-channel-key-<channel>, printed at start. OMS_NUMBERING_KEY keys the order-number permutation; without it a
 /// key is made once and kept in the data directory.
 ///
 /// --aws-endpoint (or --aws for real AWS with the default credential chain) switches the same

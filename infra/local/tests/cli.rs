@@ -34,6 +34,7 @@ fn help_names_every_command_and_option() {
         "--aws-endpoint",
         "--aws",
         "OMS_STAFF_TOKEN",
+        "OMS_CHANNEL_KEY_",
     ] {
         assert!(
             help.contains(word),

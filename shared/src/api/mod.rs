@@ -21,6 +21,7 @@
 //! `application/problem+json` naming the field where there is one.
 
 pub mod problem;
+mod strict;
 pub mod taobao;
 mod webhooks;
 
@@ -69,6 +70,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most orders one list page holds.
 pub const MAX_PAGE: usize = 100;
+/// The most units of one SKU one warehouse may hold: far beyond any shelf, and small enough that
+/// sums over every warehouse never overflow.
+pub const MAX_STOCK: u64 = 1_000_000_000_000;
 
 type Reply = Result<Response<Body>, ApiError>;
 
@@ -232,6 +236,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiErr
     // the field by its path (`lines[0].quantity`).
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    strict::repeated_key(bytes).map_err(|path| ApiError::field(&path, "is given twice"))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
@@ -360,6 +365,8 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
                         })?;
                     let trade =
                         taobao::parse(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                    strict::repeated_key(raw)
+                        .map_err(|path| ApiError::field(&path, "is given twice"))?;
                     let draft =
                         taobao::to_draft(trade, &channel, currency).map_err(ApiError::Invalid)?;
                     draft
@@ -988,8 +995,15 @@ async fn set_stock(app: &App, sku: &str, wh: &str, req: &Request) -> Reply {
     }
     let b: StockBody = parse_body(req)?;
     let count = |name: &str, v: Option<i64>| -> Result<Option<u64>, ApiError> {
-        v.map(|n| u64::try_from(n).map_err(|_| ApiError::field(name, "must not be negative")))
-            .transpose()
+        v.map(|n| match u64::try_from(n) {
+            Err(_) => Err(ApiError::field(name, "must not be negative")),
+            Ok(n) if n > MAX_STOCK => Err(ApiError::field(
+                name,
+                format!("must be at most {MAX_STOCK}"),
+            )),
+            Ok(n) => Ok(n),
+        })
+        .transpose()
     };
     let on_hand =
         count("on_hand", b.on_hand)?.ok_or_else(|| ApiError::field("on_hand", "is required"))?;
@@ -1019,7 +1033,12 @@ async fn stock(app: &App, sku: &str) -> Reply {
     json(
         StatusCode::OK,
         &StockView {
-            available: levels.iter().map(StockLevel::available).sum(),
+            // Checked: a sum that would not fit says so instead of wrapping.
+            available: levels
+                .iter()
+                .map(StockLevel::available)
+                .try_fold(0u64, u64::checked_add)
+                .ok_or_else(|| ApiError::Internal(format!("stock of {sku} overflows")))?,
             sku,
             warehouses: levels.into_iter().map(Into::into).collect(),
         },
