@@ -27,6 +27,7 @@ oms_tests::backend_cases!(
         an_order_waiting_for_stock_is_reserved_when_stock_arrives_not_by_the_sweeper,
         an_unknown_sku_and_a_parcel_no_carrier_takes_wait_for_a_person_without_looping,
         intake_needs_the_channel_key_and_the_key_decides_the_channel,
+        the_look_up_is_rate_limited_per_client,
     ]
 );
 
@@ -1050,5 +1051,43 @@ mod cases {
         assert_eq!(secrets.channel_of_key("old-web"), Some("web"));
         assert_eq!(secrets.channel_of_key("new-web"), Some("web"));
         assert_eq!(secrets.channel_of_key("dev-channel-key-web"), None);
+    }
+
+    pub async fn the_look_up_is_rate_limited_per_client(local: &Local) {
+        // A client trying numbers in bulk gets its burst, then 429s (problem+json, Retry-After).
+        let mut statuses = Vec::new();
+        for i in 0..40 {
+            let r = local
+                .http
+                .get(local.url("/orders/lookup"))
+                .query(&[
+                    ("number", format!("20261125{i:05}")),
+                    ("contact", "li@example.com".into()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            if status == 429 {
+                assert_eq!(r.headers()["content-type"], "application/problem+json");
+                assert!(r.headers().contains_key("retry-after"));
+            }
+            statuses.push(status);
+        }
+        let burst = oms_local::RateLimit::BURST as usize;
+        assert!(statuses[..burst].iter().all(|s| *s == 404), "{statuses:?}");
+        assert!(
+            statuses.iter().filter(|s| **s == 429).count() >= 10,
+            "{statuses:?}"
+        );
+        // Staff routes are not limited by it.
+        for _ in 0..30 {
+            let r = local
+                .staff(Method::GET, "/warehouses")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
     }
 }

@@ -222,15 +222,17 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    let router = axum::Router::new()
-        .fallback(proxy)
-        .with_state(Arc::clone(&app));
+    let router = axum::Router::new().fallback(proxy).with_state(Served {
+        app: Arc::clone(&app),
+        limit: Arc::new(RateLimit::default()),
+    });
     let mut server_stop = stopped.clone();
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = server_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -293,11 +295,64 @@ async fn seed_stock(app: &App, config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// A token bucket per client address for the routes anyone may call without a credential (the
+/// customer look-up): `BURST` tries at once, then `PER_SECOND`. In AWS the stack throttles the
+/// route instead. Hand-written: one map and a little arithmetic; a rate-limiting crate would add a
+/// dependency tree for this.
+#[derive(Default)]
+pub struct RateLimit {
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl RateLimit {
+    pub const BURST: f64 = 20.0;
+    pub const PER_SECOND: f64 = 5.0;
+
+    /// Takes a token for `ip`; false when its bucket is empty.
+    pub fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 10_000 {
+            // Forget clients whose bucket has refilled: memory stays bounded.
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + at.elapsed().as_secs_f64() * Self::PER_SECOND < Self::BURST
+            });
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((Self::BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * Self::PER_SECOND).min(Self::BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The routes the rate limit applies to.
+fn rate_limited(path: &str) -> bool {
+    path.trim_end_matches('/') == "/orders/lookup"
+}
+
+#[derive(Clone)]
+struct Served {
+    app: Arc<App>,
+    limit: Arc<RateLimit>,
+}
+
 /// One HTTP request through the same handler API Gateway would invoke.
 async fn proxy(
-    State(app): State<Arc<App>>,
+    State(served): State<Served>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
+    let app = served.app;
+    if rate_limited(req.uri().path()) && !served.limit.allow(peer.ip()) {
+        return to_axum(ApiError::TooManyRequests.into_response());
+    }
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, api::MAX_BODY_BYTES).await {
         Ok(b) => b,

@@ -20,6 +20,7 @@
 //! Staff routes need `Authorization: Bearer <OMS_STAFF_TOKEN>`. Every error is
 //! `application/problem+json` naming the field where there is one.
 
+pub mod lookup;
 pub mod problem;
 mod strict;
 pub mod taobao;
@@ -528,24 +529,21 @@ async fn lookup(app: &App, req: &Request) -> Reply {
     let contact = param(&q, "contact").ok_or_else(|| {
         ApiError::field("contact", "is required (the e-mail or phone of the order)")
     })?;
-    let unknown = || ApiError::NotFound("no order with this number and contact".into());
-    let number = OrderNumber::parse(number).map_err(|_| unknown())?;
-    let order = app
-        .store
-        .get_order_by_number(&number)
-        .await?
-        .ok_or_else(unknown)?;
-    let c = &order.customer;
-    let email_ok = crate::domain::Email::parse(contact)
-        .ok()
-        .is_some_and(|e| c.email.as_ref() == Some(&e));
-    let phone_ok = crate::domain::Phone::parse(contact).ok().is_some_and(|p| {
-        c.phone.as_ref() == Some(&p) || order.shipping_address.phone.as_ref() == Some(&p)
-    });
-    // A wrong contact is answered exactly like an unknown number: the number alone reveals nothing.
-    if !(email_ok || phone_ok) {
-        return Err(unknown());
-    }
+    // An unknown number, a malformed one and a wrong contact do the same work and get the same
+    // answer: the number alone reveals nothing (see `api::lookup`).
+    let mut work = lookup::Work::default();
+    let order = lookup::find(
+        |n| async move { app.store.get_order_by_number(&n).await },
+        number,
+        contact,
+        &mut work,
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound("no order with this number and contact".into()))?;
+    let number = order
+        .number
+        .clone()
+        .ok_or_else(|| ApiError::Internal("a found order has no number".into()))?;
     let history = app
         .store
         .timeline(order.id)
