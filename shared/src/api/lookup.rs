@@ -129,7 +129,7 @@ mod tests {
                 "compare phone"
             ]
         );
-        drop(run);
+
         assert_eq!(reads, 4, "one store read per look-up, whatever the number");
     }
 }
