@@ -72,6 +72,9 @@ pub struct ChannelConfig {
     /// Days within which the customer is promised delivery: carriers slower than this are not used.
     #[serde(default = "default_promise")]
     pub promise_days: u32,
+    /// How far below its list price a line may be priced before review holds it (percent).
+    #[serde(default)]
+    pub max_discount_percent: u8,
     /// The marketplace collects the money (a Tmall trade arrives paid): the order records the
     /// channel's payment at intake and never waits for a payment provider.
     #[serde(default)]
@@ -272,9 +275,11 @@ pub struct Config {
     pub payments: BTreeMap<String, PaymentConfig>,
     #[serde(default)]
     pub carriers: BTreeMap<String, CarrierConfig>,
-    /// SKU → grams, for parcel weights.
+    /// The catalogue the local runtime seeds its store with (SKU → entry).
     #[serde(default)]
-    pub sku_weights: BTreeMap<String, u64>,
+    pub catalogue: BTreeMap<String, crate::domain::CatalogueDraft>,
+    /// The weight of a unit whose catalogue entry is missing (it cannot pass intake, but an
+    /// order from before the catalogue can).
     #[serde(default = "default_weight")]
     pub default_weight_grams: u64,
     /// Days after delivery within which a return may be requested; then the order completes.
@@ -369,6 +374,7 @@ impl Config {
                 return bad(format!("warehouse {:?} is listed twice", w.id));
             }
         }
+        self.catalogue_items()?;
         for s in &self.seed_stock {
             Sku::parse(&s.sku)
                 .map_err(|e| ConfigError::Invalid(format!("seed_stock {:?}: {e}", s.sku)))?;
@@ -405,11 +411,24 @@ impl Config {
         self.channels.get(id.as_str())
     }
 
-    pub fn weight_of(&self, sku: &Sku) -> u64 {
-        self.sku_weights
-            .get(sku.as_str())
-            .copied()
-            .unwrap_or(self.default_weight_grams)
+    /// The configured catalogue, checked.
+    pub fn catalogue_items(&self) -> Result<Vec<crate::domain::CatalogueItem>, ConfigError> {
+        self.catalogue
+            .iter()
+            .map(|(sku, draft)| {
+                let parsed = Sku::parse(sku)
+                    .map_err(|e| ConfigError::Invalid(format!("catalogue.{sku}: {e}")))?;
+                draft.clone().validate(parsed).map_err(|errs| {
+                    ConfigError::Invalid(format!(
+                        "catalogue.{sku}: {}",
+                        errs.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ))
+                })
+            })
+            .collect()
     }
 
     pub fn warehouse_ids(&self) -> Vec<WarehouseId> {

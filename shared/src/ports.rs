@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ChannelId, CustomerId, Effect, InvalidValue, Order, OrderChange, OrderId, OrderNumber, Sku,
-    Status, TimelineEntry, WarehouseId,
+    CatalogueItem, ChannelId, CustomerId, Effect, InvalidValue, Order, OrderChange, OrderId,
+    OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -215,6 +215,22 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<Vec<Effect>, StoreError>;
     /// Every record of one order still in the outbox.
     async fn effects_of(&self, order: OrderId) -> Result<Vec<Effect>, StoreError>;
+}
+
+/// The catalogue: what the merchant sells.
+#[async_trait]
+pub trait CatalogueStore: Send + Sync {
+    /// Creates or replaces the entry of `item.sku`.
+    async fn put_item(&self, item: &CatalogueItem) -> Result<(), StoreError>;
+    async fn item(&self, sku: &Sku) -> Result<Option<CatalogueItem>, StoreError>;
+    /// The entries of the SKUs that have one (in no particular order).
+    async fn items(&self, skus: &[Sku]) -> Result<Vec<CatalogueItem>, StoreError>;
+    /// Entries in SKU order, after `after`, at most `limit`.
+    async fn list_items(
+        &self,
+        after: Option<&Sku>,
+        limit: usize,
+    ) -> Result<Vec<CatalogueItem>, StoreError>;
 }
 
 /// Order numbers and the counters they are built from.
@@ -433,8 +449,14 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 /// Everything the handlers keep state in.
-pub trait Store: OrderStore + OutboxStore + NumberStore + StockStore + IdempotencyStore {}
-impl<T: OrderStore + OutboxStore + NumberStore + StockStore + IdempotencyStore> Store for T {}
+pub trait Store:
+    OrderStore + OutboxStore + CatalogueStore + NumberStore + StockStore + IdempotencyStore
+{
+}
+impl<T: OrderStore + OutboxStore + CatalogueStore + NumberStore + StockStore + IdempotencyStore>
+    Store for T
+{
+}
 
 /// A queue's logical name (`numbering`, `review`, ...). Backends map it to their own names
 /// (SQS adds a deployment prefix). Its dead-letter queue is the same name with `-dlq`.

@@ -18,7 +18,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::ReviewConfig;
-use crate::domain::{Address, Order, PaymentMethod, Phone};
+use crate::domain::decide::show;
+use crate::domain::{Address, CatalogueItem, Money, Order, PaymentMethod, Phone};
 
 /// Review's verdict (the domain's type: the decision that follows it is pure too).
 pub use crate::domain::decide::Verdict as Decision;
@@ -239,6 +240,80 @@ pub fn review(
     }
 }
 
+/// What the catalogue says about an order's lines, always a hold (whoever the customer, whatever
+/// the amount): a line priced below its list price by more than the channel's allowed discount
+/// (a zero price included), a currency the catalogue has no list price in, and a regulated item
+/// the customer is not qualified for.
+pub fn catalogue_holds(
+    order: &Order,
+    items: &[CatalogueItem],
+    max_discount_percent: u8,
+    rules: &ReviewConfig,
+) -> Vec<String> {
+    let mut holds = Vec::new();
+    let cur = order.total.currency;
+    for line in &order.lines {
+        let Some(item) = items.iter().find(|i| i.sku == line.sku) else {
+            continue; // intake refuses SKUs the catalogue does not list
+        };
+        match item.list_price(cur) {
+            None => holds.push(format!("{} has no list price in {cur}", line.sku)),
+            Some(list) => {
+                let price = line.unit_price.get();
+                // price < list × (100 − allowed) / 100, in integers
+                let floor_times_100 =
+                    list.saturating_mul(100 - i64::from(max_discount_percent.min(100)));
+                if price.saturating_mul(100) < floor_times_100 {
+                    let below = if list > 0 {
+                        (list - price) * 100 / list
+                    } else {
+                        0
+                    };
+                    holds.push(format!(
+                        "{} at {} is {below}% below its list price {} (the channel allows {max_discount_percent}%)",
+                        line.sku,
+                        show(Money { minor: price, currency: cur }),
+                        show(Money { minor: list, currency: cur }),
+                    ));
+                }
+            }
+        }
+        let by_prefix = rules
+            .regulated_sku_prefixes
+            .keys()
+            .any(|p| line.sku.as_str().starts_with(p.as_str()));
+        if item.regulated && !by_prefix {
+            let qualified = rules
+                .qualifications
+                .get(order.customer.id.as_str())
+                .is_some_and(|q| q.contains("regulated"));
+            if !qualified {
+                holds.push(format!(
+                    "{} is regulated and customer {} has no qualification for it",
+                    line.sku, order.customer.id
+                ));
+            }
+        }
+    }
+    holds
+}
+
+/// A verdict with the catalogue's holds added: a rejection stays a rejection; anything else with
+/// a hold is held, with every reason.
+pub fn with_holds(verdict: Decision, holds: Vec<String>) -> Decision {
+    if holds.is_empty() {
+        return verdict;
+    }
+    match verdict {
+        Decision::Reject(r) => Decision::Reject(r),
+        Decision::Hold(mut r) => {
+            r.extend(holds);
+            Decision::Hold(r)
+        }
+        Decision::Approve(_) => Decision::Hold(holds),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,5 +464,57 @@ mod tests {
         assert!(
             matches!(review(&o, &[], &rules(), now()), Decision::Hold(r) if r[0].contains("postal code"))
         );
+    }
+
+    #[test]
+    fn lines_below_list_and_regulated_items_are_held_whoever_orders() {
+        let config = Config::demo();
+        let items = config.catalogue_items().unwrap();
+        let rules = &config.review;
+        let at = |sku: &str, price: i64| {
+            order_with(|v| {
+                v["lines"] = serde_json::json!([{"sku": sku, "quantity": 1, "unit_price": price}]);
+            })
+        };
+        // (order, allowed discount %, holds)
+        let cases: Vec<(Order, u8, Vec<&str>)> = vec![
+            (at("TEA-001", 4990), 0, vec![]),
+            (at("TEA-001", 5990), 0, vec![]),
+            (
+                at("TEA-001", 4989),
+                0,
+                vec![
+                    "TEA-001 at 49.89 CNY is 0% below its list price 49.90 CNY (the channel allows 0%)",
+                ],
+            ),
+            (at("TEA-001", 4491), 10, vec![]),
+            (
+                at("TEA-001", 4490),
+                10,
+                vec![
+                    "TEA-001 at 44.90 CNY is 10% below its list price 49.90 CNY (the channel allows 10%)",
+                ],
+            ),
+            (
+                at("TEA-001", 0),
+                50,
+                vec![
+                    "TEA-001 at 0.00 CNY is 100% below its list price 49.90 CNY (the channel allows 50%)",
+                ],
+            ),
+        ];
+        for (o, pct, want) in cases {
+            assert_eq!(catalogue_holds(&o, &items, pct, rules), want);
+        }
+        let held = with_holds(
+            Decision::Approve(vec!["trusted".into()]),
+            vec!["cheap".into()],
+        );
+        assert_eq!(held, Decision::Hold(vec!["cheap".into()]));
+        let rejected = with_holds(
+            Decision::Reject(vec!["blocked".into()]),
+            vec!["cheap".into()],
+        );
+        assert_eq!(rejected, Decision::Reject(vec!["blocked".into()]));
     }
 }

@@ -28,6 +28,7 @@ oms_tests::backend_cases!(
         an_unknown_sku_and_a_parcel_no_carrier_takes_wait_for_a_person_without_looping,
         intake_needs_the_channel_key_and_the_key_decides_the_channel,
         the_look_up_is_rate_limited_per_client,
+        the_catalogue_decides_what_is_sold_at_what_price_and_what_a_parcel_weighs,
     ]
 );
 
@@ -748,10 +749,11 @@ mod cases {
     }
 
     pub async fn concurrent_orders_never_oversell(local: &Local) {
-        // POT-003: 8 in nj and 6 in sh. 20 customers order 1 each at once (small orders, approved).
+        // POT-003: 8 in nj and 6 in sh. 20 customers order 1 each at once (small orders at list
+        // price, approved).
         let placed = futures::future::join_all((0..20).map(|i| async move {
             let mut o = native_order(&format!("R{i}"), &[("POT-003", 1)]);
-            o["lines"][0]["unit_price"] = json!(100);
+            o["lines"][0]["unit_price"] = json!(3500);
             let (_, _, body) = local.place(&o, None).await;
             id_of(&body).await
         }))
@@ -903,9 +905,29 @@ mod cases {
     pub async fn an_unknown_sku_and_a_parcel_no_carrier_takes_wait_for_a_person_without_looping(
         local: &Local,
     ) {
-        // An order for a SKU no warehouse has heard of waits for a person, with the reason.
+        // A SKU the catalogue does not list is refused at intake, naming the line.
+        let (status, _, p) = local
+            .place(
+                &native_order("C1001", &[("TEA-001", 1), ("NO-SUCH-SKU", 1)]),
+                None,
+            )
+            .await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["errors"][0]["field"], "lines[1].sku");
+        assert_eq!(
+            p["errors"][0]["reason"],
+            "NO-SUCH-SKU is not in the catalogue"
+        );
+        // A SKU the catalogue lists but no warehouse stocks waits for a person, with the reason.
+        let r = local
+            .staff(Method::PUT, "/catalogue/NEW-SKU")
+            .json(&json!({"name": "A new tea", "weight_grams": 100, "prices": {"CNY": 4990}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         let (_, _, body) = local
-            .place(&native_order("C1001", &[("NO-SUCH-SKU", 1)]), None)
+            .place(&native_order("C1001", &[("NEW-SKU", 1)]), None)
             .await;
         let unknown = id_of(&body).await;
         let held = local
@@ -916,7 +938,7 @@ mod cases {
         assert_eq!(held["status"], "approved");
         assert_eq!(
             held["attention"][0],
-            "inventory: no warehouse stocks NO-SUCH-SKU"
+            "inventory: no warehouse stocks NEW-SKU"
         );
         assert!(held.get("due_at").is_none(), "not retried by itself");
 
@@ -1089,5 +1111,107 @@ mod cases {
                 .unwrap();
             assert_eq!(r.status(), 200);
         }
+    }
+
+    pub async fn the_catalogue_decides_what_is_sold_at_what_price_and_what_a_parcel_weighs(
+        local: &Local,
+    ) {
+        // The configuration's catalogue is there; staff read and page it.
+        let tea: Value = local
+            .staff(Method::GET, "/catalogue/TEA-001")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(tea["prices"]["CNY"], 4990);
+        assert_eq!(tea["weight_grams"], 250);
+        let first: Value = local
+            .staff(Method::GET, "/catalogue?limit=2")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(first["items"].as_array().unwrap().len(), 2);
+        let after = first["next_after"].as_str().unwrap().to_owned();
+        let rest: Value = local
+            .staff(Method::GET, &format!("/catalogue?after={after}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let skus: Vec<&str> = first["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(rest["items"].as_array().unwrap())
+            .map(|i| i["sku"].as_str().unwrap())
+            .collect();
+        assert_eq!(skus, ["CUP-002", "POT-003", "RX-GINSENG", "TEA-001"]);
+        // A bad entry is refused naming each field
+        let r = local
+            .staff(Method::PUT, "/catalogue/BAD-1")
+            .json(&json!({"name": "", "weight_grams": 0, "prices": {"EUR": -5}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let p: Value = r.json().await.unwrap();
+        let fields: Vec<&str> = p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["name", "weight_grams", "prices.EUR"]);
+
+        // An inactive SKU is refused at intake
+        let r = local
+            .staff(Method::PUT, "/catalogue/CUP-002")
+            .json(&json!({"name": "Celadon tea cup", "weight_grams": 300, "prices": {"CNY": 1500}, "active": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (status, _, p) = local
+            .place(&native_order("C1001", &[("CUP-002", 1)]), None)
+            .await;
+        assert_eq!(status, 422);
+        assert_eq!(p["errors"][0]["reason"], "CUP-002 is not sold any more");
+
+        // A line below its list price is held for review even for a trusted customer, with why
+        let mut cheap = native_order("C1001", &[("TEA-001", 1)]);
+        cheap["lines"][0]["unit_price"] = json!(0);
+        let (status, _, body) = local.place(&cheap, None).await;
+        assert_eq!(status, 202);
+        let held = local.wait_for(&id_of(&body).await, "on_hold").await;
+        assert_eq!(
+            held["hold_reasons"][0],
+            "TEA-001 at 0.00 CNY is 100% below its list price 49.90 CNY (the channel allows 0%)"
+        );
+
+        // Parcels are weighed by the catalogue: heavier tea, a heavier parcel
+        let r = local
+            .staff(Method::PUT, "/catalogue/TEA-001")
+            .json(&json!({"name": "Longjing green tea, 1 kg", "weight_grams": 1000, "prices": {"CNY": 4990}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut cod = native_order("C1001", &[("TEA-001", 3)]);
+        cod["payment_method"] = json!("cash_on_delivery");
+        let (_, _, body) = local.place(&cod, None).await;
+        let id = id_of(&body).await;
+        let shipped = local
+            .until(&id, "got its waybill", |o| {
+                o["shipments"].as_array().is_some_and(|s| !s.is_empty())
+            })
+            .await;
+        assert_eq!(shipped["shipments"][0]["weight_grams"], 3000);
     }
 }

@@ -175,6 +175,10 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
     )
     .await
     .unwrap();
+    // The catalogue, as staff would load it with PUT /catalogue/{sku}
+    for item in app.config.catalogue_items().unwrap() {
+        app.store.put_item(&item).await.unwrap();
+    }
 
     // And the function binaries under cargo lambda's runtime API, configured as the template does
     let port = free_port();

@@ -275,9 +275,15 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     })
 }
 
-/// Puts the configuration's initial stock into warehouses that have no record of that SKU yet
-/// (a first start), never over stock that is already there.
+/// Puts the configuration's catalogue entries that the store does not have yet into it (a first
+/// start, or an entry added to the file), never over an entry staff changed; then the initial
+/// stock into warehouses that have no record of that SKU yet, never over stock that is there.
 async fn seed_stock(app: &App, config: &Config) -> Result<(), StartError> {
+    for item in config.catalogue_items()? {
+        if app.store.item(&item.sku).await?.is_none() {
+            app.store.put_item(&item).await?;
+        }
+    }
     for s in &config.seed_stock {
         let (Ok(sku), Ok(wh)) = (Sku::parse(&s.sku), WarehouseId::parse(&s.warehouse)) else {
             continue; // checked when the configuration was loaded

@@ -12,6 +12,7 @@
 //! | `PUT /orders/{id}/shipping-address` | staff | change the address before shipment |
 //! | `GET /reviews`, `POST /orders/{id}/review` | staff | held orders; approve or reject |
 //! | `GET /warehouses`, `PUT /stock/{sku}/{warehouse}`, `GET /stock/{sku}`, `GET /alerts` | staff | stock |
+//! | `GET /catalogue`, `GET /catalogue/{sku}`, `PUT /catalogue/{sku}` | staff | what is sold: name, weight, list prices |
 //! | `POST /orders/{id}/return` | customer (with contact) or staff | ask to return a delivered order |
 //! | `POST /orders/{id}/return/received` | staff | the return arrived: refund |
 //! | `POST /webhooks/payment/{provider}` | payment provider | signed payment events |
@@ -61,6 +62,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/stock/{sku}/{warehouse}"),
     ("GET", "/stock/{sku}"),
     ("GET", "/alerts"),
+    ("GET", "/catalogue"),
+    ("GET", "/catalogue/{sku}"),
+    ("PUT", "/catalogue/{sku}"),
     ("POST", "/orders/{id}/return"),
     ("POST", "/orders/{id}/return/received"),
     ("POST", "/webhooks/payment/{provider}"),
@@ -156,6 +160,9 @@ async fn route(app: &App, surface: Surface, method: &Method, path: &str, req: &R
                 ("PUT", ["stock", sku, wh]) => set_stock(app, sku, wh, req).await,
                 ("GET", ["stock", sku]) => stock(app, sku).await,
                 ("GET", ["alerts"]) => json(StatusCode::OK, &app.store.alerts().await?),
+                ("GET", ["catalogue"]) => catalogue_list(app, req).await,
+                ("GET", ["catalogue", sku]) => catalogue_item(app, sku).await,
+                ("PUT", ["catalogue", sku]) => catalogue_put(app, sku, req).await,
                 _ => Err(ApiError::NoRoute),
             }
         }
@@ -314,6 +321,39 @@ fn invalid_order(e: InvalidOrder, rename: impl Fn(&str) -> String) -> ApiError {
     )
 }
 
+/// Refuses (422) every line whose SKU the catalogue does not list, or lists as inactive.
+async fn check_catalogue(
+    app: &App,
+    order: &crate::domain::NewOrder,
+    rename: fn(&str) -> String,
+) -> Result<(), ApiError> {
+    let mut skus: Vec<Sku> = order.lines.iter().map(|l| l.sku.clone()).collect();
+    skus.sort();
+    skus.dedup();
+    let items = app.store.items(&skus).await?;
+    let errors: Vec<FieldError> = order
+        .lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let reason = match items.iter().find(|it| it.sku == l.sku) {
+                None => format!("{} is not in the catalogue", l.sku),
+                Some(it) if !it.active => format!("{} is not sold any more", l.sku),
+                Some(_) => return None,
+            };
+            Some(FieldError {
+                field: rename(&format!("lines[{i}].sku")),
+                reason,
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Refused(errors))
+    }
+}
+
 /// `POST /orders` (native) and `POST /channels/{channel}/orders` (the channel's format).
 async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply {
     // The key decides the channel; nothing is read before it is checked.
@@ -383,6 +423,13 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
             }
         }
     };
+    // Only what the catalogue sells, and sells now.
+    let rename: fn(&str) -> String = if channel.is_some() {
+        taobao::field_name
+    } else {
+        str::to_owned
+    };
+    check_catalogue(app, &new_order, rename).await?;
     let now = app.clock.now();
     let mut id = app.ids.order_id();
     let mut replay = false;
@@ -1041,4 +1088,53 @@ async fn stock(app: &App, sku: &str) -> Reply {
             warehouses: levels.into_iter().map(Into::into).collect(),
         },
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalogue
+
+#[derive(Serialize)]
+struct CataloguePage {
+    items: Vec<crate::domain::CatalogueItem>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<Sku>,
+}
+
+async fn catalogue_list(app: &App, req: &Request) -> Reply {
+    let q = query(req);
+    let limit = match param(&q, "limit") {
+        None => MAX_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::field("limit", format!("must be 1 to {MAX_PAGE}")))?,
+    };
+    let after = param(&q, "after")
+        .map(Sku::parse)
+        .transpose()
+        .map_err(|e| ApiError::field("after", e.0))?;
+    let items = app.store.list_items(after.as_ref(), limit).await?;
+    let next_after = (items.len() == limit)
+        .then(|| items.last().map(|i| i.sku.clone()))
+        .flatten();
+    json(StatusCode::OK, &CataloguePage { items, next_after })
+}
+
+async fn catalogue_item(app: &App, sku: &str) -> Reply {
+    let sku = Sku::parse(sku).map_err(|e| ApiError::field("sku", e.0))?;
+    match app.store.item(&sku).await? {
+        Some(item) => json(StatusCode::OK, &item),
+        None => Err(ApiError::NotFound(format!("{sku} is not in the catalogue"))),
+    }
+}
+
+async fn catalogue_put(app: &App, sku: &str, req: &Request) -> Reply {
+    let sku = Sku::parse(sku).map_err(|e| ApiError::field("sku", e.0))?;
+    let draft: crate::domain::CatalogueDraft = parse_body(req)?;
+    let item = draft.validate(sku).map_err(ApiError::Invalid)?;
+    app.store.put_item(&item).await?;
+    tracing::info!(sku = %item.sku, active = item.active, "catalogue entry set");
+    json(StatusCode::OK, &item)
 }

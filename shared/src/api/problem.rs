@@ -36,6 +36,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String, Vec<String>),
+    /// Well-formed but refused by what the system knows (an unknown SKU): 422, naming fields.
+    #[error("the request cannot be taken")]
+    Refused(Vec<FieldError>),
     #[error("the service is busy; try again")]
     Unavailable(String),
     #[error("internal error")]
@@ -63,7 +66,9 @@ impl ApiError {
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::NotFound(_) | ApiError::NoRoute => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::Unprocessable(..) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::Unprocessable(..) | ApiError::Refused(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -84,7 +89,7 @@ impl ApiError {
         }
         let (status, slug) = self.parts();
         let detail = match &self {
-            ApiError::Invalid(errors) => errors
+            ApiError::Invalid(errors) | ApiError::Refused(errors) => errors
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
@@ -98,7 +103,7 @@ impl ApiError {
             tracing::error!(error = %e, status = status.as_u16(), "request failed");
         }
         let (errors, reasons) = match self {
-            ApiError::Invalid(errors) => (errors, vec![]),
+            ApiError::Invalid(errors) | ApiError::Refused(errors) => (errors, vec![]),
             ApiError::Unprocessable(_, reasons) => (vec![], reasons),
             _ => (vec![], vec![]),
         };

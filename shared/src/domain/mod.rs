@@ -1,5 +1,6 @@
 //! The order domain: pure types and rules, no I/O.
 
+pub mod catalogue;
 pub mod decide;
 #[cfg(test)]
 mod decide_props;
@@ -13,6 +14,7 @@ pub mod order;
 pub mod status;
 pub mod values;
 
+pub use catalogue::{CatalogueDraft, CatalogueItem};
 pub use effects::{Effect, EffectKind, Notification};
 pub use fulfilment::{Shipment, TrackingStatus};
 pub use ledger::{Ledger, Payment, PaymentSource, Refund, RefundState};

@@ -24,6 +24,15 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
         .channel(&order.channel)
         .map_or(5, |c| c.promise_days);
     let region = order.shipping_address.region.as_str();
+    // Parcel weights come from the catalogue, not from the channel.
+    let skus: Vec<_> = order.lines.iter().map(|l| l.sku.clone()).collect();
+    let catalogue = app.store.items(&skus).await?;
+    let weight_of = |sku: &crate::domain::Sku| {
+        catalogue
+            .iter()
+            .find(|i| i.sku == *sku)
+            .map_or(app.config.default_weight_grams, |i| i.weight_grams)
+    };
     let mut shipments = Vec::new();
     for r in app.store.reservations(order.id).await? {
         if r.state != ReservationState::Held {
@@ -32,7 +41,7 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
         let weight: u64 = r
             .lines
             .iter()
-            .map(|(sku, q)| app.config.weight_of(sku).saturating_mul(*q))
+            .map(|(sku, q)| weight_of(sku).saturating_mul(*q))
             .sum();
         let Some((carrier, cost)) = choose_carrier(&app.config.carriers, region, weight, promise)
         else {

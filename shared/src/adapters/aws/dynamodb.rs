@@ -17,6 +17,7 @@
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
 //! | outbox record (effect) | `ORDER#<id>` | `FX#<effect id>` | `doc`; in `by_due` until done |
 //! | restock guard | `RESTOCK#<key>` | `RESTOCK` | returned goods counted once |
+//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, `gsi4sk = <sku>`) |
 //!
 //! GSIs (projection ALL): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
 //! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`), `by_status`
@@ -55,12 +56,14 @@ use std::sync::Arc;
 use super::meter::{Meter, item_size};
 use super::{boxed, is_retryable};
 use crate::domain::{
-    Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
+    WarehouseId,
 };
 use crate::ports::{
-    Allocation, Created, IdempotencyRecord, IdempotencyStore, ListIndex, LowStockAlert,
-    NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation, ReservationState,
-    Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
+    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
+    LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation,
+    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
+    timestamp_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -126,6 +129,12 @@ mod keys {
     }
     pub fn alerts() -> String {
         "ALERTS".into()
+    }
+    pub fn catalogue(sku: &Sku) -> (String, String) {
+        (format!("SKU#{sku}"), "CATALOGUE".into())
+    }
+    pub fn catalogue_list() -> &'static str {
+        "CATALOGUE"
     }
     pub fn effect(id: OrderId, effect: &str) -> (String, String) {
         (format!("ORDER#{id}"), format!("FX#{effect}"))
@@ -1123,6 +1132,66 @@ impl OutboxStore for DynamoStore {
             .await?
             .iter()
             .map(|item| from_av::<Effect>(item, "doc"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl CatalogueStore for DynamoStore {
+    async fn put_item(&self, item: &CatalogueItem) -> Result<(), StoreError> {
+        let mut it = key(keys::catalogue(&item.sku));
+        it.insert("kind".into(), s("catalogue"));
+        it.insert("doc".into(), to_av(item)?);
+        it.insert("gsi4pk".into(), s(keys::catalogue_list()));
+        it.insert("gsi4sk".into(), s(item.sku.as_str()));
+        self.meter.write(item_size(&it), false);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(it))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn item(&self, sku: &Sku) -> Result<Option<CatalogueItem>, StoreError> {
+        self.get_item(keys::catalogue(sku))
+            .await?
+            .map(|item| from_av(&item, "doc"))
+            .transpose()
+    }
+
+    async fn items(&self, skus: &[Sku]) -> Result<Vec<CatalogueItem>, StoreError> {
+        let mut out = Vec::new();
+        for sku in skus {
+            out.extend(self.item(sku).await?);
+        }
+        Ok(out)
+    }
+
+    async fn list_items(
+        &self,
+        after: Option<&Sku>,
+        limit: usize,
+    ) -> Result<Vec<CatalogueItem>, StoreError> {
+        let mut q = IndexQuery {
+            index: "by_channel",
+            key_condition: "#pk = :pk".into(),
+            filter: None,
+            names: HashMap::from([("#pk".to_owned(), "gsi4pk".to_owned())]),
+            values: HashMap::from([(":pk".to_owned(), s(keys::catalogue_list()))]),
+            forward: true,
+        };
+        if let Some(a) = after {
+            q.key_condition = "#pk = :pk AND #sk > :after".into();
+            q.names.insert("#sk".into(), "gsi4sk".into());
+            q.values.insert(":after".into(), s(a.as_str()));
+        }
+        self.index_items(&q, limit)
+            .await?
+            .iter()
+            .map(|item| from_av::<CatalogueItem>(item, "doc"))
             .collect()
     }
 }

@@ -8,12 +8,14 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{SqliteDb, to_sql_int};
 use crate::domain::{
-    Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
+    WarehouseId,
 };
 use crate::ports::{
-    Allocation, Created, IdempotencyRecord, IdempotencyStore, ListIndex, LowStockAlert,
-    NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation, ReservationState,
-    Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations, timestamp_key,
+    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
+    LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation,
+    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
+    timestamp_key,
 };
 
 #[derive(Clone)]
@@ -459,6 +461,62 @@ impl OutboxStore for SqliteStore {
                     conn,
                     "SELECT doc FROM outbox WHERE order_id = ?1 ORDER BY effect_id",
                     params![order.to_string()],
+                )
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl CatalogueStore for SqliteStore {
+    async fn put_item(&self, item: &CatalogueItem) -> Result<(), StoreError> {
+        let (sku, doc) = (item.sku.to_string(), json(item)?);
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO catalogue (sku, doc) VALUES (?1, ?2)
+                     ON CONFLICT (sku) DO UPDATE SET doc = excluded.doc",
+                    params![sku, doc],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn item(&self, sku: &Sku) -> Result<Option<CatalogueItem>, StoreError> {
+        Ok(self.items(std::slice::from_ref(sku)).await?.pop())
+    }
+
+    async fn items(&self, skus: &[Sku]) -> Result<Vec<CatalogueItem>, StoreError> {
+        let skus: Vec<String> = skus.iter().map(ToString::to_string).collect();
+        self.db
+            .call(move |conn| {
+                let mut out = Vec::new();
+                for sku in &skus {
+                    out.extend(docs_where::<CatalogueItem>(
+                        conn,
+                        "SELECT doc FROM catalogue WHERE sku = ?1",
+                        [sku],
+                    )?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn list_items(
+        &self,
+        after: Option<&Sku>,
+        limit: usize,
+    ) -> Result<Vec<CatalogueItem>, StoreError> {
+        let after = after.map(ToString::to_string).unwrap_or_default();
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                docs_where(
+                    conn,
+                    "SELECT doc FROM catalogue WHERE sku > ?1 ORDER BY sku LIMIT ?2",
+                    params![after, limit],
                 )
             })
             .await
