@@ -67,6 +67,7 @@ contract!(
     outbox_records_come_due_are_deferred_and_finished,
     orders_are_found_by_due_time_and_by_needing_a_person,
     returned_goods_are_restocked_once_per_key,
+    catalogue_entries_are_set_read_and_paged_in_sku_order,
 );
 
 fn sku(s: &str) -> Sku {
@@ -1183,5 +1184,55 @@ mod cases {
         );
         let new = b.store.stock_of(&sku("NEW-9")).await.unwrap();
         assert_eq!((new[0].on_hand, new[0].available()), (1, 1));
+    }
+
+    pub async fn catalogue_entries_are_set_read_and_paged_in_sku_order(b: &Backend) {
+        let entry = |s: &str, price: i64| oms::domain::CatalogueItem {
+            sku: sku(s),
+            name: oms::domain::Text::parse("Tea").unwrap(),
+            weight_grams: 250,
+            prices: std::collections::BTreeMap::from([("CNY".to_owned(), price)]),
+            active: true,
+            regulated: false,
+        };
+        for s in ["C-3", "A-1", "B-2", "D-4", "E-5"] {
+            b.store.put_item(&entry(s, 100)).await.unwrap();
+        }
+        // Replacing keeps one entry
+        b.store.put_item(&entry("B-2", 250)).await.unwrap();
+        assert_eq!(
+            b.store.item(&sku("B-2")).await.unwrap(),
+            Some(entry("B-2", 250)),
+            "{}",
+            b.name
+        );
+        assert_eq!(b.store.item(&sku("Z-9")).await.unwrap(), None);
+        let mut some: Vec<String> = b
+            .store
+            .items(&[sku("A-1"), sku("Z-9"), sku("D-4")])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.sku.to_string())
+            .collect();
+        some.sort();
+        assert_eq!(some, ["A-1", "D-4"]);
+        let page = |after: Option<&str>| {
+            let after = after.map(sku);
+            async move {
+                b.store
+                    .list_items(after.as_ref(), 2)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|i| i.sku.to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(None).await, ["A-1", "B-2"]);
+        assert_eq!(page(Some("B-2")).await, ["C-3", "D-4"]);
+        assert_eq!(page(Some("D-4")).await, ["E-5"]);
+        // Catalogue entries do not show up as stock
+        assert!(b.store.stock_of(&sku("A-1")).await.unwrap().is_empty());
     }
 }
