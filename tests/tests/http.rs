@@ -29,6 +29,7 @@ oms_tests::backend_cases!(
         intake_needs_the_channel_key_and_the_key_decides_the_channel,
         the_look_up_is_rate_limited_per_client,
         the_catalogue_decides_what_is_sold_at_what_price_and_what_a_parcel_weighs,
+        discounts_shipping_and_tax_make_the_total_and_a_total_that_does_not_add_up_is_refused,
     ]
 );
 
@@ -1213,5 +1214,70 @@ mod cases {
             })
             .await;
         assert_eq!(shipped["shipments"][0]["weight_grams"], 3000);
+    }
+
+    pub async fn discounts_shipping_and_tax_make_the_total_and_a_total_that_does_not_add_up_is_refused(
+        local: &Local,
+    ) {
+        // 2 × 49.90 − 4.90 line discount − 5.00 coupon + 8.00 shipping + 3.00 tax = 100.90
+        let mut order = native_order("C1001", &[("TEA-001", 2)]);
+        order["lines"][0]["discount"] = json!(490);
+        order["order_discount"] = json!(500);
+        order["discount_code"] = json!("SPRING5");
+        order["shipping_fee"] = json!(800);
+        order["tax"] = json!(300);
+        order["total"] = json!(10090);
+        let (status, _, body) = local.place(&order, None).await;
+        assert_eq!(status, 202, "{body}");
+        let stored = local.get_order(&id_of(&body).await).await;
+        assert_eq!(stored["total"]["minor"], 10090);
+        assert_eq!(
+            stored["charges"],
+            json!({"order_discount": 500, "shipping_fee": 800, "tax": 300})
+        );
+        assert_eq!(stored["discount_code"], "SPRING5");
+        assert_eq!(stored["lines"][0]["discount"], 490);
+
+        // A total that does not add up is refused, naming the field, and nothing is stored
+        order["total"] = json!(9990);
+        order["external_id"] = json!("WEB-OFF");
+        let (status, _, p) = local.place(&order, None).await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["errors"][0]["field"], "total");
+        assert_eq!(
+            p["errors"][0]["reason"],
+            "9990 does not add up: the lines and charges come to 10090"
+        );
+
+        // Taobao: sub-order discounts and the post fee map in, and `payment` is reconciled
+        let trade = |payment: &str, tid: u64| {
+            json!({"trade_fullinfo_get_response": {"trade": {
+                "tid": tid, "type": "fixed", "buyer_open_uid": "1001", "buyer_email": "li@example.com",
+                "receiver_name": "Li Lei", "receiver_mobile": "13800000000", "receiver_state": "Jiangsu",
+                "receiver_city": "Nanjing", "receiver_district": "Xuanwu", "receiver_address": "1 Zhongshan Rd",
+                "receiver_zip": "210000", "post_fee": "10.00", "payment": payment,
+                "orders": {"order": [{"oid": 1, "outer_sku_id": "CUP-002", "num": 3, "price": "15.00", "discount_fee": "2.00"}]}
+            }}})
+        };
+        let r = local
+            .channel("tmall", "/channels/tmall/orders")
+            .json(&trade("53.00", 3901234567890999))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let id = id_of(&r.json().await.unwrap()).await;
+        let tmall = local.get_order(&id).await;
+        assert_eq!(tmall["total"]["minor"], 5300);
+        assert_eq!(tmall["charges"]["shipping_fee"], 1000);
+        let r = local
+            .channel("tmall", "/channels/tmall/orders")
+            .json(&trade("45.00", 3901234567890998))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["errors"][0]["field"], "payment", "{p}");
     }
 }

@@ -430,6 +430,16 @@ async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply 
         str::to_owned
     };
     check_catalogue(app, &new_order, rename).await?;
+    // A total that does not add up is refused, naming the field it came in.
+    new_order.check_total().map_err(|e| {
+        ApiError::Refused(vec![FieldError {
+            field: rename("total"),
+            reason: format!(
+                "{} does not add up: the lines and charges come to {}",
+                e.claimed, e.computed
+            ),
+        }])
+    })?;
     let now = app.clock.now();
     let mut id = app.ids.order_id();
     let mut replay = false;
@@ -784,6 +794,7 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
             sku: Some("X".into()),
             quantity: Some(1),
             unit_price: Some(0),
+            discount: None,
         }]),
         currency: Some(order.total.currency.code().into()),
         payment_method: Some("prepaid".into()),

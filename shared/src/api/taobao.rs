@@ -18,6 +18,9 @@
 //! | `orders.order[i].outer_sku_id` | `lines[i].sku` |
 //! | `orders.order[i].num` | `lines[i].quantity` |
 //! | `orders.order[i].price` (decimal yuan, `"49.90"`) | `lines[i].unit_price` (minor units, 4990) |
+//! | `orders.order[i].discount_fee` (decimal) | `lines[i].discount` |
+//! | `post_fee` (decimal) | `shipping_fee` |
+//! | `payment` (decimal: what the buyer paid) | `total`, reconciled: it must equal the lines' net plus the shipping fee |
 //! | `type` = `cod` | `payment_method` = `cash_on_delivery`, else `prepaid` |
 //! | (the channel's configured currency) | `currency` |
 //!
@@ -49,6 +52,10 @@ pub struct Trade {
     pub receiver_address: Option<String>,
     pub receiver_zip: Option<String>,
     pub orders: Option<Orders>,
+    /// What the buyer paid, decimal yuan.
+    pub payment: Option<String>,
+    /// Shipping fee, decimal yuan.
+    pub post_fee: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +70,8 @@ pub struct SubOrder {
     pub outer_sku_id: Option<String>,
     pub num: Option<i64>,
     pub price: Option<String>,
+    /// Taken off this sub-order, decimal yuan.
+    pub discount_fee: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,27 +134,33 @@ pub fn to_draft(
             reason: "must hold at least one order".into(),
         });
     }
+    let digits = currency.minor_digits();
+    let mut decimal = |field: String, raw: Option<&str>| match raw {
+        None => None,
+        Some(p) => match parse_decimal_minor(p, digits) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(FieldError { field, reason: e.0 });
+                None
+            }
+        },
+    };
     let mut lines = Vec::new();
     for (i, o) in sub_orders.into_iter().enumerate() {
-        let unit_price = match o.price.as_deref() {
-            None => None,
-            Some(p) => match parse_decimal_minor(p, currency.minor_digits()) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    errors.push(FieldError {
-                        field: format!("orders.order[{i}].price"),
-                        reason: e.0,
-                    });
-                    continue;
-                }
-            },
-        };
+        let unit_price = decimal(format!("orders.order[{i}].price"), o.price.as_deref());
+        let discount = decimal(
+            format!("orders.order[{i}].discount_fee"),
+            o.discount_fee.as_deref(),
+        );
         lines.push(LineDraft {
             sku: o.outer_sku_id,
             quantity: o.num,
             unit_price,
+            discount,
         });
     }
+    let shipping_fee = decimal("post_fee".into(), t.post_fee.as_deref());
+    let total = decimal("payment".into(), t.payment.as_deref());
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -184,6 +199,11 @@ pub fn to_draft(
             }
             .into(),
         ),
+        order_discount: None,
+        shipping_fee,
+        tax: None,
+        total,
+        discount_code: None,
     })
 }
 
@@ -204,6 +224,8 @@ pub fn field_name(native: &str) -> String {
         ("shipping_address.postal_code", "receiver_zip"),
         ("payment_method", "type"),
         ("lines", "orders.order"),
+        ("shipping_fee", "post_fee"),
+        ("total", "payment"),
     ];
     if let Some((_, t)) = fixed.iter().find(|(n, _)| *n == native) {
         return (*t).into();
@@ -214,6 +236,7 @@ pub fn field_name(native: &str) -> String {
                 "sku" => "outer_sku_id",
                 "quantity" => "num",
                 "unit_price" => "price",
+                "discount" => "discount_fee",
                 other => other,
             };
             return format!("orders.order[{i}].{t}");

@@ -921,13 +921,18 @@ pub fn returnable(order: &Order) -> Vec<(Sku, u64)> {
     out
 }
 
-/// The unit price of a SKU on the order (the first line's, if several lines carry it).
-fn unit_price(order: &Order, sku: &Sku) -> i64 {
+/// What `q` units of a SKU were sold for: their share of the line's net (after its discount;
+/// the first line's, if several lines carry the SKU).
+fn sold_for(order: &Order, sku: &Sku, q: u64) -> i64 {
     order
         .lines
         .iter()
         .find(|l| l.sku == *sku)
-        .map(|l| l.unit_price.get())
+        .and_then(|l| {
+            let net = i128::from(l.net()?);
+            let units = i128::from(l.quantity.get()).max(1);
+            i64::try_from(net * i128::from(q) / units).ok()
+        })
         .unwrap_or(0)
 }
 
@@ -982,10 +987,7 @@ pub fn request_return(
     if lines.is_empty() {
         return Err(Refusal("nothing is left to return".into()));
     }
-    let value = lines
-        .iter()
-        .map(|(sku, q)| unit_price(order, sku).saturating_mul(*q as i64))
-        .sum();
+    let value = lines.iter().map(|(sku, q)| sold_for(order, sku, *q)).sum();
     let what = lines
         .iter()
         .map(|(s, q)| format!("{q} × {s}"))

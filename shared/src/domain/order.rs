@@ -80,6 +80,34 @@ pub struct OrderLine {
     pub sku: Sku,
     pub quantity: Quantity,
     pub unit_price: MinorUnits,
+    /// Taken off this line as a whole (minor units).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub discount: i64,
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+impl OrderLine {
+    /// What the line comes to: unit price × quantity − its discount.
+    pub fn net(&self) -> Option<i64> {
+        self.unit_price
+            .checked_mul(self.quantity)?
+            .checked_sub(self.discount)
+    }
+}
+
+/// The order's money beyond its lines (minor units, in the order's currency).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charges {
+    /// Taken off the whole order (a coupon, a promotion).
+    #[serde(default)]
+    pub order_discount: i64,
+    #[serde(default)]
+    pub shipping_fee: i64,
+    #[serde(default)]
+    pub tax: i64,
 }
 
 /// An order as a channel sent it, before any check: every field optional and loosely typed so that
@@ -94,6 +122,15 @@ pub struct OrderDraft {
     pub currency: Option<String>,
     pub shipping_address: Option<AddressDraft>,
     pub payment_method: Option<String>,
+    /// Taken off the whole order (minor units).
+    pub order_discount: Option<i64>,
+    pub shipping_fee: Option<i64>,
+    pub tax: Option<i64>,
+    /// The total the channel computed (minor units); when given it must equal
+    /// Σ (unit price × quantity − line discount) − order discount + shipping fee + tax.
+    pub total: Option<i64>,
+    /// The promotion or coupon code the discount came from, if any.
+    pub discount_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +148,8 @@ pub struct LineDraft {
     pub sku: Option<String>,
     pub quantity: Option<i64>,
     pub unit_price: Option<i64>,
+    /// Taken off this line as a whole (minor units).
+    pub discount: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -185,6 +224,10 @@ pub struct NewOrder {
     pub currency: Currency,
     pub shipping_address: Address,
     pub payment_method: PaymentMethod,
+    pub charges: Charges,
+    pub discount_code: Option<Text>,
+    /// The total the channel claimed, if it sent one (checked against the sum).
+    pub claimed_total: Option<i64>,
 }
 
 impl OrderDraft {
@@ -248,14 +291,27 @@ impl OrderDraft {
                         l.unit_price,
                         MinorUnits::parse,
                     );
-                    if let (Some(sku), Some(quantity), Some(unit_price)) =
-                        (sku, quantity, unit_price)
+                    let discount = c
+                        .optional(&format!("lines[{i}].discount"), l.discount, |d| {
+                            MinorUnits::parse(d).map(MinorUnits::get)
+                        })
+                        .map(Option::unwrap_or_default);
+                    if let (Some(sku), Some(quantity), Some(unit_price), Some(discount)) =
+                        (sku, quantity, unit_price, discount)
                     {
-                        out.push(OrderLine {
+                        let line = OrderLine {
                             sku,
                             quantity,
                             unit_price,
-                        });
+                            discount,
+                        };
+                        if line.net().is_none_or(|n| n < 0) {
+                            c.fail(
+                                &format!("lines[{i}].discount"),
+                                "must not exceed the line's price times its quantity",
+                            );
+                        }
+                        out.push(line);
                     }
                 }
                 Some(out)
@@ -316,23 +372,36 @@ impl OrderDraft {
             self.payment_method.as_deref(),
             PaymentMethod::parse,
         );
+        let amount = |c: &mut Checker, field: &str, v: Option<i64>| {
+            c.optional(field, v, |n| MinorUnits::parse(n).map(MinorUnits::get))
+                .map(Option::unwrap_or_default)
+        };
+        let order_discount = amount(&mut c, "order_discount", self.order_discount);
+        let shipping_fee = amount(&mut c, "shipping_fee", self.shipping_fee);
+        let tax = amount(&mut c, "tax", self.tax);
+        let claimed_total = c
+            .optional("total", self.total, |n| {
+                MinorUnits::parse(n).map(MinorUnits::get)
+            })
+            .flatten();
+        let discount_code = c
+            .optional("discount_code", self.discount_code.as_deref(), Text::parse)
+            .flatten();
+        let charges = match (order_discount, shipping_fee, tax) {
+            (Some(order_discount), Some(shipping_fee), Some(tax)) => Some(Charges {
+                order_discount,
+                shipping_fee,
+                tax,
+            }),
+            _ => None,
+        };
         match (
-            channel,
-            external_id,
-            customer,
-            lines,
-            currency,
-            shipping_address,
-            payment_method,
+            (channel, external_id, customer, lines),
+            (currency, shipping_address, payment_method, charges),
         ) {
             (
-                Some(channel),
-                Some(external_id),
-                Some(customer),
-                Some(lines),
-                Some(currency),
-                Some(shipping_address),
-                Some(payment_method),
+                (Some(channel), Some(external_id), Some(customer), Some(lines)),
+                (Some(currency), Some(shipping_address), Some(payment_method), Some(charges)),
             ) if c.0.is_empty() => {
                 let order = NewOrder {
                     channel,
@@ -342,35 +411,64 @@ impl OrderDraft {
                     currency,
                     shipping_address,
                     payment_method,
+                    charges,
+                    discount_code,
+                    claimed_total,
                 };
                 // Bounded prices and quantities keep this far from overflow; checked all the same.
-                if order.total_minor().is_none() {
-                    return Err(InvalidOrder(vec![FieldError {
+                match order.total_minor() {
+                    None => Err(InvalidOrder(vec![FieldError {
                         field: "lines".into(),
                         reason: "the order total is too large".into(),
-                    }]));
+                    }])),
+                    Some(t) if t < 0 => Err(InvalidOrder(vec![FieldError {
+                        field: "order_discount".into(),
+                        reason: "must not exceed what the lines come to".into(),
+                    }])),
+                    Some(_) => Ok(order),
                 }
-                Ok(order)
             }
             _ => Err(InvalidOrder(c.0)),
         }
     }
 }
 
-fn total_of(lines: &[OrderLine]) -> Option<i64> {
-    lines.iter().try_fold(0i64, |acc, l| {
-        acc.checked_add(l.unit_price.checked_mul(l.quantity)?)
-    })
+fn total_of(lines: &[OrderLine], charges: &Charges) -> Option<i64> {
+    lines
+        .iter()
+        .try_fold(0i64, |acc, l| acc.checked_add(l.net()?))?
+        .checked_sub(charges.order_discount)?
+        .checked_add(charges.shipping_fee)?
+        .checked_add(charges.tax)
+}
+
+/// A total that does not add up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("total: {claimed} does not add up: the lines and charges come to {computed}")]
+pub struct TotalMismatch {
+    pub claimed: i64,
+    pub computed: i64,
 }
 
 impl NewOrder {
+    /// Σ (unit price × quantity − line discount) − order discount + shipping fee + tax.
     pub fn total_minor(&self) -> Option<i64> {
-        total_of(&self.lines)
+        total_of(&self.lines, &self.charges)
+    }
+
+    /// The channel's total, when it sent one, must be the sum.
+    pub fn check_total(&self) -> Result<(), TotalMismatch> {
+        match (self.claimed_total, self.total_minor()) {
+            (Some(claimed), Some(computed)) if claimed != computed => {
+                Err(TotalMismatch { claimed, computed })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The stored order in status `received`, version 1, with its first timeline entry.
     pub fn accept(self, id: OrderId, at: DateTime<Utc>) -> (Order, TimelineEntry) {
-        let total = total_of(&self.lines).unwrap_or(i64::MAX);
+        let total = total_of(&self.lines, &self.charges).unwrap_or(i64::MAX);
         let entry = TimelineEntry {
             id: entry_id(id, 1, at),
             at,
@@ -392,6 +490,8 @@ impl NewOrder {
             },
             shipping_address: self.shipping_address,
             payment_method: self.payment_method,
+            charges: self.charges,
+            discount_code: self.discount_code,
             payment_due_at: None,
             hold_reasons: Vec::new(),
             attention: Vec::new(),
@@ -423,6 +523,11 @@ pub struct Order {
     pub total: Money,
     pub shipping_address: Address,
     pub payment_method: PaymentMethod,
+    /// Order discount, shipping fee and tax; `total` is the lines' net plus these.
+    #[serde(default)]
+    pub charges: Charges,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_code: Option<Text>,
     /// A prepaid order that is not paid by then expires (set when its stock is reserved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_due_at: Option<DateTime<Utc>>,
@@ -806,5 +911,43 @@ mod tests {
         let json = serde_json::to_string(&order).unwrap();
         let back: Order = serde_json::from_str(&json).unwrap();
         assert_eq!(back, order);
+    }
+
+    #[test]
+    fn the_total_is_the_lines_net_less_discounts_plus_shipping_and_tax() {
+        // (line discount, order discount, shipping, tax, claimed total) → total or refused field
+        type Row = (i64, i64, i64, i64, Option<i64>);
+        let cases: &[(Row, Result<i64, &str>)] = &[
+            ((0, 0, 0, 0, None), Ok(11480)),
+            ((980, 0, 0, 0, None), Ok(10500)),
+            ((980, 500, 800, 300, Some(11100)), Ok(11100)),
+            ((0, 0, 800, 0, Some(12280)), Ok(12280)),
+            ((0, 0, 0, 0, Some(9999)), Err("total")),
+            ((9981, 0, 0, 0, None), Err("lines[0].discount")),
+            ((0, 11481, 0, 0, None), Err("order_discount")),
+            ((-1, 0, 0, 0, None), Err("lines[0].discount")),
+            ((0, 0, -800, 0, None), Err("shipping_fee")),
+        ];
+        for ((line_discount, order_discount, shipping, tax, claimed), want) in cases {
+            let mut d = draft();
+            d.lines.as_mut().unwrap()[0].discount = Some(*line_discount);
+            d.order_discount = Some(*order_discount);
+            d.shipping_fee = Some(*shipping);
+            d.tax = Some(*tax);
+            d.total = *claimed;
+            let got = d
+                .validate()
+                .map_err(|e| e.0[0].field.clone())
+                .and_then(|n| {
+                    n.check_total()
+                        .map(|()| n.total_minor().unwrap())
+                        .map_err(|_| "total".to_owned())
+                });
+            assert_eq!(
+                got,
+                want.map_err(str::to_owned),
+                "{line_discount} {order_discount} {shipping} {tax} {claimed:?}"
+            );
+        }
     }
 }
