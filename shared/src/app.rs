@@ -13,7 +13,8 @@ use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::numbering::Numberer;
-use crate::payments::{PaymentGateway, Secrets, SimulatedGateway};
+use crate::payments::clients::ConfiguredGateway;
+use crate::payments::{PaymentGateway, Secrets};
 use crate::ports::{Queue, QueueError, QueueName, QueueSpec, Store, StoreError};
 use crate::shipping::{CarrierApi, SimulatedCarrier};
 
@@ -113,14 +114,18 @@ pub struct Outside {
 }
 
 impl Outside {
-    /// Secrets from the environment, with the simulated payment gateway and carrier (the
-    /// providers' and carriers' APIs are not reachable from here; their webhooks are real).
-    pub fn from_env(config: &Config) -> Self {
-        Self {
-            secrets: Secrets::from_env(config),
-            gateway: Arc::new(SimulatedGateway),
+    /// Secrets from the environment, and each payment provider's refund client as the
+    /// configuration says (`client = "real"` or `"simulated"`). Waybills still come from the
+    /// simulated carrier.
+    pub fn from_env(config: &Config) -> Result<Self, StartError> {
+        let secrets = Secrets::from_env(config);
+        let gateway = ConfiguredGateway::from_config(config, &secrets)
+            .map_err(|e| StartError::Environment(format!("HTTPS client: {e}")))?;
+        Ok(Self {
+            secrets,
+            gateway: Arc::new(gateway),
             carriers: Arc::new(SimulatedCarrier),
-        }
+        })
     }
 }
 
@@ -211,7 +216,7 @@ impl App {
         };
         let key = env("OMS_NUMBERING_KEY")
             .ok_or_else(|| StartError::Environment("OMS_NUMBERING_KEY is not set".into()))?;
-        let outside = Outside::from_env(&config);
+        let outside = Outside::from_env(&config)?;
         let app = Self::connect(
             &backend,
             config,

@@ -119,6 +119,22 @@ pub struct PaymentConfig {
     /// Alipay: our application id, which every notification must carry.
     #[serde(default)]
     pub app_id: Option<String>,
+    /// Which refund client: the provider's real API (its credential from
+    /// `OMS_PAYMENT_API_KEY_<NAME>`), or `simulated` (every refund succeeds; the local demo).
+    #[serde(default)]
+    pub client: ClientKind,
+    /// The API's base URL (tests point it at a local server); the provider's own by default.
+    #[serde(default)]
+    pub api_base: Option<String>,
+}
+
+/// A provider's or carrier's client: the real API, or the simulated one of the local demo.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    #[default]
+    Real,
+    Simulated,
 }
 
 fn default_tolerance() -> u32 {
@@ -288,6 +304,10 @@ pub struct Config {
     /// How long an order may sit in a pipeline step before the sweeper sends it again.
     #[serde(default = "default_step_budget")]
     pub step_budget_seconds: u32,
+    /// Refunds of money no configured provider took (cash collected on delivery, a marketplace's
+    /// payment) succeed at once (the local demo); otherwise they wait for a person to pay back.
+    #[serde(default)]
+    pub simulate_other_refunds: bool,
     /// Hours an `Idempotency-Key` is remembered.
     #[serde(default = "default_idempotency_hours")]
     pub idempotency_hours: u32,

@@ -111,6 +111,9 @@ pub fn dev_secrets(config: &Config) -> Secrets {
     let upper = |n: &str| n.to_uppercase().replace('-', "_");
     let mut s = Secrets::default();
     for (name, p) in &config.payments {
+        if let Some(k) = env(format!("OMS_PAYMENT_API_KEY_{}", upper(name))) {
+            s.api_keys.insert(name.clone(), k);
+        }
         match p.kind {
             PaymentKind::Stripe => {
                 let v = env(format!("OMS_PAYMENT_SECRET_{}", upper(name)))

@@ -232,9 +232,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         visibility_timeout: Duration::from_secs(cli.visibility_timeout),
         poll_wait: Duration::from_secs(1),
         sweep_every: Duration::from_secs(cli.sweep_every),
+        gateway: std::sync::Arc::new(oms::payments::clients::ConfiguredGateway::from_config(
+            &config,
+            &oms_local::dev_secrets(&config),
+        )?),
         secrets: oms_local::dev_secrets(&config),
         clock: std::sync::Arc::new(oms::clock::SystemClock),
-        gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
     })
     .await?;
     match &backend {

@@ -2,6 +2,7 @@
 //! normalise to, and the gateway port through which refunds are requested.
 
 pub mod alipay;
+pub mod clients;
 pub mod stripe;
 
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ pub struct Secrets {
     pub carriers: HashMap<String, Vec<u8>>,
     /// The bearer keys of each channel (several while rotating): the key decides the channel.
     pub channel_keys: HashMap<String, Vec<String>>,
+    /// API credentials per payment provider (Stripe's secret key), for refunds.
+    pub api_keys: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -127,6 +130,9 @@ impl Secrets {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let mut s = Secrets::default();
         for (name, p) in &config.payments {
+            if let Some(k) = env(&env_name("OMS_PAYMENT_API_KEY_", name)) {
+                s.api_keys.insert(name.clone(), k);
+            }
             match p.kind {
                 PaymentKind::Stripe => match env(&env_name("OMS_PAYMENT_SECRET_", name)) {
                     Some(v) => {

@@ -1,0 +1,323 @@
+//! The real providers' clients against local servers that check each request exactly as the
+//! provider documents it and play its answers, success and errors alike.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use oms::domain::{Currency, Money};
+use oms::payments::PaymentGateway;
+use oms::payments::clients::{HttpsClient, StripeRefunds};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk_test_oms";
+
+/// One answer the fake plays instead of a refund: status, body, `Stripe-Should-Retry`.
+type Scripted = (u16, Value, Option<&'static str>);
+
+#[derive(Default)]
+struct FakeStripe {
+    script: Mutex<Vec<Scripted>>,
+    /// Every request as received: (idempotency key, form fields).
+    requests: Mutex<Vec<(String, HashMap<String, String>)>>,
+    /// Refund made per idempotency key (Stripe answers a repeated key with the first result).
+    made: Mutex<HashMap<String, Value>>,
+    /// Requests that broke the documented shape.
+    refused: Mutex<Vec<String>>,
+}
+
+async fn refunds(
+    State(fake): State<Arc<FakeStripe>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let key = header("idempotency-key");
+    let mut wrong = Vec::new();
+    if header("authorization") != format!("Bearer {KEY}") {
+        wrong.push("authorization");
+    }
+    if header("content-type") != "application/x-www-form-urlencoded" {
+        wrong.push("content-type");
+    }
+    if key.is_empty() || key.len() > 255 {
+        wrong.push("idempotency-key");
+    }
+    if !form
+        .get("payment_intent")
+        .is_some_and(|p| p.starts_with("pi_"))
+    {
+        wrong.push("payment_intent");
+    }
+    if !form
+        .get("amount")
+        .is_some_and(|a| a.parse::<u64>().is_ok_and(|a| a > 0))
+    {
+        wrong.push("amount");
+    }
+    if form.get("metadata[refund_id]") != Some(&key) {
+        wrong.push("metadata[refund_id]");
+    }
+    fake.requests
+        .lock()
+        .unwrap()
+        .push((key.clone(), form.clone()));
+    if !wrong.is_empty() {
+        fake.refused.lock().unwrap().push(wrong.join(", "));
+        let body = json!({"error": {"type": "invalid_request_error", "message": format!("bad {}", wrong.join(", "))}});
+        return json_answer(StatusCode::BAD_REQUEST, &body);
+    }
+    let scripted = {
+        let mut s = fake.script.lock().unwrap();
+        (!s.is_empty()).then(|| s.remove(0))
+    };
+    if let Some((status, body, retry)) = scripted {
+        let mut r = json_answer(StatusCode::from_u16(status).unwrap(), &body);
+        if let Some(v) = retry {
+            r.headers_mut()
+                .insert("stripe-should-retry", v.parse().unwrap());
+        }
+        return r;
+    }
+    let mut made = fake.made.lock().unwrap();
+    let n = made.len() + 1;
+    let refund = made
+        .entry(key)
+        .or_insert_with(|| {
+            json!({"id": format!("re_{n}"), "object": "refund", "status": "succeeded",
+                   "amount": form["amount"].parse::<i64>().unwrap(), "currency": "cny",
+                   "payment_intent": form["payment_intent"]})
+        })
+        .clone();
+    json_answer(StatusCode::OK, &refund)
+}
+
+fn json_answer(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn fake_stripe() -> (Arc<FakeStripe>, String) {
+    let fake = Arc::new(FakeStripe::default());
+    let app = axum::Router::new()
+        .route("/v1/refunds", axum::routing::post(refunds))
+        .with_state(Arc::clone(&fake));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (fake, url)
+}
+
+fn client(url: &str) -> StripeRefunds {
+    StripeRefunds {
+        provider: "stripe".into(),
+        base_url: url.into(),
+        secret_key: KEY.into(),
+        http: HttpsClient::new(Duration::from_secs(5)).unwrap(),
+    }
+}
+
+fn cny(minor: i64) -> Money {
+    Money {
+        minor,
+        currency: Currency::parse("CNY").unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_stripe_refund_is_asked_as_documented_and_a_repeated_key_refunds_once() {
+    let (fake, url) = fake_stripe().await;
+    let stripe = client(&url);
+    let id = stripe
+        .refund("stripe", "pi_123", cny(4990), "rf-order-1")
+        .await
+        .unwrap();
+    assert_eq!(id, "re_1");
+    let again = stripe
+        .refund("stripe", "pi_123", cny(4990), "rf-order-1")
+        .await
+        .unwrap();
+    assert_eq!(again, "re_1", "the same idempotency key is the same refund");
+    let (key, form) = fake.requests.lock().unwrap()[0].clone();
+    assert_eq!(key, "rf-order-1");
+    assert_eq!(form["payment_intent"], "pi_123");
+    assert_eq!(form["amount"], "4990");
+    assert!(fake.refused.lock().unwrap().is_empty());
+    assert_eq!(fake.made.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn stripe_errors_are_told_apart_as_retryable_or_final() {
+    let (fake, url) = fake_stripe().await;
+    let stripe = client(&url);
+    let err =
+        |kind: &str, code: &str| json!({"error": {"type": kind, "code": code, "message": "m"}});
+    // (answer, retryable, reason contains)
+    let cases: Vec<(Scripted, bool, &str)> = vec![
+        ((500, err("api_error", ""), None), true, "HTTP 500"),
+        ((503, json!({}), None), true, "HTTP 503"),
+        (
+            (429, err("invalid_request_error", "rate_limit"), None),
+            true,
+            "rate_limit",
+        ),
+        (
+            (409, err("idempotency_error", ""), None),
+            true,
+            "idempotency_error",
+        ),
+        (
+            (
+                400,
+                err("invalid_request_error", "charge_already_refunded"),
+                None,
+            ),
+            false,
+            "charge_already_refunded",
+        ),
+        (
+            (
+                400,
+                err("invalid_request_error", "lock_timeout"),
+                Some("true"),
+            ),
+            true,
+            "lock_timeout",
+        ),
+        (
+            (500, err("api_error", ""), Some("false")),
+            false,
+            "HTTP 500",
+        ),
+        (
+            (401, err("invalid_request_error", "api_key_expired"), None),
+            false,
+            "api_key_expired",
+        ),
+        (
+            (402, err("card_error", "expired_card"), None),
+            false,
+            "expired_card",
+        ),
+        (
+            (
+                200,
+                json!({"id": "re_f", "status": "failed", "failure_reason": "lost_or_stolen_card"}),
+                None,
+            ),
+            false,
+            "lost_or_stolen_card",
+        ),
+        (
+            (200, json!({"id": "re_c", "status": "canceled"}), None),
+            false,
+            "canceled",
+        ),
+    ];
+    for (i, (answer, retryable, contains)) in cases.into_iter().enumerate() {
+        fake.script.lock().unwrap().push(answer.clone());
+        let e = stripe
+            .refund("stripe", "pi_9", cny(100), &format!("rf-err-{i}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.retryable, retryable, "{answer:?}: {e}");
+        assert!(e.reason.contains(contains), "{answer:?}: {e}");
+    }
+    // A pending refund is accepted (Stripe settles it)
+    fake.script
+        .lock()
+        .unwrap()
+        .push((200, json!({"id": "re_p", "status": "pending"}), None));
+    assert_eq!(
+        stripe
+            .refund("stripe", "pi_9", cny(100), "rf-p")
+            .await
+            .unwrap(),
+        "re_p"
+    );
+    // No answer at all is worth retrying
+    let nowhere = client("http://127.0.0.1:9");
+    let e = nowhere
+        .refund("stripe", "pi_9", cny(100), "rf-x")
+        .await
+        .unwrap_err();
+    assert!(e.retryable, "{e}");
+    // A wrong key is what Stripe refuses; the client sends the right one
+    let wrong = StripeRefunds {
+        secret_key: "sk_wrong".into(),
+        ..client(&url)
+    };
+    let e = wrong
+        .refund("stripe", "pi_9", cny(100), "rf-w")
+        .await
+        .unwrap_err();
+    assert!(!e.retryable && e.reason.contains("authorization"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_order_is_refunded_through_the_stripe_api_when_the_configuration_says_real() {
+    // Given the demo configuration with Stripe's real client pointed at the fake
+    let (fake, url) = fake_stripe().await;
+    let mut config = oms::config::Config::demo();
+    let stripe = config.payments.get_mut("stripe").unwrap();
+    stripe.client = oms::config::ClientKind::Real;
+    stripe.api_base = Some(url);
+    let mut secrets = oms_local::dev_secrets(&config);
+    secrets.api_keys.insert("stripe".into(), KEY.into());
+    let gateway =
+        oms::payments::clients::ConfiguredGateway::from_config(&config, &secrets).unwrap();
+    let local = oms_tests::Local::sqlite_outside(
+        config,
+        oms_tests::Outside {
+            clock: Arc::new(oms::clock::SystemClock),
+            gateway: Arc::new(gateway),
+        },
+    )
+    .await;
+    let (_, _, body) = local
+        .place(&oms_tests::native_order("C1001", &[("TEA-001", 1)]), None)
+        .await;
+    let id = body["order_id"].as_str().unwrap().to_owned();
+    local.wait_for(&id, "awaiting_payment").await;
+    let r = local
+        .stripe(
+            &oms_tests::stripe_paid("evt_real", &id, 4990, "cny"),
+            oms_local::DEV_SECRET,
+            chrono::Utc::now().timestamp(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    local.wait_for(&id, "ready_to_ship").await;
+    // When staff cancel it
+    let r = local
+        .staff(reqwest::Method::POST, &format!("/orders/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Then the refund went to Stripe with our refund id as the idempotency key
+    let done = local.wait_for(&id, "refunded").await;
+    let refund = &done["ledger"]["refunds"][0];
+    assert_eq!(refund["provider_refund_id"], "re_1");
+    let (key, form) = fake.requests.lock().unwrap()[0].clone();
+    assert_eq!(key, refund["id"].as_str().unwrap());
+    assert_eq!(form["payment_intent"], "pi_evt_real");
+    assert_eq!(form["amount"], "4990");
+    local.running.stop().await;
+}
