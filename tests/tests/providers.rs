@@ -321,3 +321,240 @@ async fn a_cancelled_order_is_refunded_through_the_stripe_api_when_the_configura
     assert_eq!(form["amount"], "4990");
     local.running.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Alipay
+
+/// The fake gateway signs its answers with the demo key pair, and the client is given the same
+/// pair as "its" private key and "Alipay's" public key (one pair plays both sides here).
+#[derive(Default)]
+struct FakeAlipay {
+    /// Answers to play instead of a success: (code, sub_code, tamper with the signature).
+    script: Mutex<Vec<(&'static str, &'static str, bool)>>,
+    requests: Mutex<Vec<HashMap<String, String>>>,
+    refunded: Mutex<HashMap<String, i64>>,
+    refused: Mutex<Vec<String>>,
+}
+
+fn demo_public() -> rsa::PublicKey {
+    oms::payments::alipay::public_key(oms_local::DEMO_ALIPAY_PUBLIC_KEY).unwrap()
+}
+
+fn demo_private() -> rsa::PrivateKey {
+    oms::payments::clients::private_key(oms_local::DEMO_ALIPAY_PRIVATE_KEY).unwrap()
+}
+
+fn alipay_sign(text: &str) -> String {
+    use base64::Engine;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(demo_private());
+    base64::engine::general_purpose::STANDARD.encode(signer.sign(text.as_bytes()).to_bytes())
+}
+
+async fn gateway(
+    State(fake): State<Arc<FakeAlipay>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    use base64::Engine;
+    use rsa::signature::Verifier;
+    let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let p: HashMap<String, String> = params.iter().cloned().collect();
+    let mut wrong = Vec::new();
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        wrong.push("content-type".to_owned());
+    }
+    for (k, v) in [
+        ("app_id", "2021000000000001"),
+        ("method", "alipay.trade.refund"),
+        ("format", "JSON"),
+        ("charset", "utf-8"),
+        ("sign_type", "RSA2"),
+        ("version", "1.0"),
+    ] {
+        if p.get(k).map(String::as_str) != Some(v) {
+            wrong.push(k.to_owned());
+        }
+    }
+    if chrono::NaiveDateTime::parse_from_str(
+        p.get("timestamp").map(String::as_str).unwrap_or(""),
+        "%Y-%m-%d %H:%M:%S",
+    )
+    .is_err()
+    {
+        wrong.push("timestamp".into());
+    }
+    let signed = oms::payments::clients::alipay_request_content(&params);
+    let verified = p
+        .get("sign")
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .and_then(|b| rsa::pkcs1v15::Signature::try_from(b.as_slice()).ok())
+        .is_some_and(|s| {
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(demo_public())
+                .verify(signed.as_bytes(), &s)
+                .is_ok()
+        });
+    if !verified {
+        wrong.push("sign".into());
+    }
+    let biz: Value = p
+        .get("biz_content")
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    let amount = biz["refund_amount"]
+        .as_str()
+        .and_then(|a| oms::domain::parse_decimal_minor(a, 2).ok());
+    if biz["trade_no"].as_str().is_none()
+        || amount.is_none()
+        || biz["out_request_no"].as_str().is_none()
+    {
+        wrong.push("biz_content".into());
+    }
+    fake.requests.lock().unwrap().push(p.clone());
+    let (object, tamper) = if !wrong.is_empty() {
+        fake.refused.lock().unwrap().push(wrong.join(", "));
+        (
+            json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature", "sub_msg": wrong.join(", ")}),
+            false,
+        )
+    } else if let Some((code, sub, tamper)) = {
+        let mut s = fake.script.lock().unwrap();
+        (!s.is_empty()).then(|| s.remove(0))
+    } {
+        (
+            json!({"code": code, "msg": "Business Failed", "sub_code": sub, "sub_msg": sub}),
+            tamper,
+        )
+    } else {
+        let key = biz["out_request_no"].as_str().unwrap().to_owned();
+        let mut refunded = fake.refunded.lock().unwrap();
+        let fund_change = if refunded.contains_key(&key) {
+            "N"
+        } else {
+            "Y"
+        };
+        refunded.entry(key).or_insert(amount.unwrap());
+        (
+            json!({"code": "10000", "msg": "Success", "trade_no": biz["trade_no"], "fund_change": fund_change,
+                "refund_fee": biz["refund_amount"]}),
+            false,
+        )
+    };
+    let raw = object.to_string();
+    let sign = if tamper {
+        alipay_sign("something else")
+    } else {
+        alipay_sign(&raw)
+    };
+    let body = format!("{{\"alipay_trade_refund_response\":{raw},\"sign\":\"{sign}\"}}");
+    (
+        StatusCode::OK,
+        [("content-type", "text/html;charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn fake_alipay() -> (Arc<FakeAlipay>, oms::payments::clients::AlipayRefunds) {
+    let fake = Arc::new(FakeAlipay::default());
+    let app = axum::Router::new()
+        .route("/gateway.do", axum::routing::post(gateway))
+        .with_state(Arc::clone(&fake));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/gateway.do", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = oms::payments::clients::AlipayRefunds {
+        provider: "alipay".into(),
+        gateway_url: url,
+        app_id: "2021000000000001".into(),
+        private_key: demo_private(),
+        alipay_public_key: demo_public(),
+        http: HttpsClient::new(Duration::from_secs(5)).unwrap(),
+    };
+    (fake, client)
+}
+
+#[tokio::test]
+async fn an_alipay_refund_is_signed_as_documented_its_answer_verified_and_made_once() {
+    let (fake, alipay) = fake_alipay().await;
+    let id = alipay
+        .refund("alipay", "2026112722001400001", cny(4990), "rf-a-1")
+        .await
+        .unwrap();
+    assert_eq!(id, "2026112722001400001#rf-a-1");
+    // The same out_request_no again: Alipay refunds once (fund_change N) and it is still made
+    let again = alipay
+        .refund("alipay", "2026112722001400001", cny(4990), "rf-a-1")
+        .await
+        .unwrap();
+    assert_eq!(again, id);
+    assert!(
+        fake.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.refused.lock().unwrap()
+    );
+    assert_eq!(fake.refunded.lock().unwrap().len(), 1);
+    let biz: Value =
+        serde_json::from_str(&fake.requests.lock().unwrap()[0]["biz_content"]).unwrap();
+    assert_eq!(
+        biz,
+        json!({"trade_no": "2026112722001400001", "refund_amount": "49.90", "out_request_no": "rf-a-1"})
+    );
+}
+
+#[tokio::test]
+async fn alipay_answers_are_told_apart_and_an_unverified_one_is_not_believed() {
+    let (fake, alipay) = fake_alipay().await;
+    // (code, sub_code, tampered signature) → retryable, reason contains
+    let cases = [
+        (("20000", "aop.ACQ.SYSTEM_ERROR", false), true, "20000"),
+        (
+            ("40004", "ACQ.SYSTEM_ERROR", false),
+            true,
+            "ACQ.SYSTEM_ERROR",
+        ),
+        (
+            ("40004", "ACQ.TRADE_NOT_EXIST", false),
+            false,
+            "ACQ.TRADE_NOT_EXIST",
+        ),
+        (
+            ("40004", "ACQ.REASON_TRADE_REFUND_FEE_ERR", false),
+            false,
+            "REFUND_FEE_ERR",
+        ),
+        (("10000", "", true), true, "does not verify"),
+    ];
+    for (i, (answer, retryable, contains)) in cases.into_iter().enumerate() {
+        fake.script.lock().unwrap().push(answer);
+        let e = alipay
+            .refund(
+                "alipay",
+                "2026112722001400009",
+                cny(100),
+                &format!("rf-e-{i}"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.retryable, retryable, "{answer:?}: {e}");
+        assert!(e.reason.contains(contains), "{answer:?}: {e}");
+    }
+    // Ours were as documented; a request for another app is refused by the gateway, for good
+    assert!(fake.refused.lock().unwrap().is_empty());
+    let other = oms::payments::clients::AlipayRefunds {
+        app_id: "2021000000009999".into(),
+        ..alipay
+    };
+    let e = other
+        .refund("alipay", "2026112722001400009", cny(100), "rf-o")
+        .await
+        .unwrap_err();
+    assert!(!e.retryable && e.reason.contains("40002"), "{e}");
+    assert_eq!(fake.refused.lock().unwrap().as_slice(), ["app_id"]);
+}

@@ -77,6 +77,8 @@ pub struct Secrets {
     pub channel_keys: HashMap<String, Vec<String>>,
     /// API credentials per payment provider (Stripe's secret key), for refunds.
     pub api_keys: HashMap<String, String>,
+    /// Our private keys per Alipay-kind provider, to sign refund requests.
+    pub private_keys: HashMap<String, rsa::PrivateKey>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -132,6 +134,16 @@ impl Secrets {
         for (name, p) in &config.payments {
             if let Some(k) = env(&env_name("OMS_PAYMENT_API_KEY_", name)) {
                 s.api_keys.insert(name.clone(), k);
+            }
+            match env(&env_name("OMS_PAYMENT_PRIVATE_KEY_", name)).map(|k| clients::private_key(&k))
+            {
+                Some(Ok(k)) => {
+                    s.private_keys.insert(name.clone(), k);
+                }
+                Some(Err(e)) => {
+                    tracing::error!(provider = %name, error = %e, "unreadable private key: its refunds will wait for a person")
+                }
+                None => {}
             }
             match p.kind {
                 PaymentKind::Stripe => match env(&env_name("OMS_PAYMENT_SECRET_", name)) {
