@@ -36,13 +36,10 @@ pub async fn serve_sweeper() -> Result<(), Error> {
     .await
 }
 
-/// An HTTP API function serving one surface.
+/// An HTTP API function serving one surface: the same axum router the local runtime serves
+/// (`lambda_http` runs tower services).
 pub async fn serve_http(surface: Surface) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let app = Arc::new(App::from_env().await?);
-    lambda_http::run(service_fn(move |req: lambda_http::Request| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(api::handle(&app, surface, req).await) }
-    }))
-    .await
+    lambda_http::run(api::router(app, surface)).await
 }

@@ -1,7 +1,8 @@
 //! The local runtime: every function of the system in one process, the way AWS runs them.
 //!
-//! - An HTTP server on 127.0.0.1 turns each real HTTP request into a `lambda_http` request and
-//!   hands it to the same handler the intake and orders-API functions run in Lambda.
+//! - An HTTP server on 127.0.0.1 serves the same axum router the HTTP functions serve in Lambda,
+//!   with a token bucket per client address on the customer look-up (API Gateway throttles it in
+//!   AWS).
 //! - One poller per step queue receives batches of up to 10 messages with a visibility timeout,
 //!   turns them into an `SqsEvent` and hands it to the same batch handler the queue-triggered
 //!   functions run, then deletes the messages the handler did not report as failed, as the SQS
@@ -25,7 +26,6 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use axum::extract::State;
-use lambda_http::Body;
 use oms::api::{self, ApiError, Surface};
 use oms::app::{App, Backend, Outside, StartError};
 use oms::config::Config;
@@ -225,10 +225,16 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    let router = axum::Router::new().fallback(proxy).with_state(Served {
-        app: Arc::clone(&app),
-        limit: Arc::new(RateLimit::default()),
-    });
+    // The same router every HTTP function serves, with what API Gateway adds in front of it.
+    let router = api::router(Arc::clone(&app), Surface::All)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            count_invocations,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(RateLimit::default()),
+            limit_clients,
+        ));
     let mut server_stop = stopped.clone();
     tasks.spawn(async move {
         let shutdown = async move {
@@ -346,54 +352,27 @@ fn rate_limited(path: &str) -> bool {
     path.trim_end_matches('/') == "/orders/lookup"
 }
 
-#[derive(Clone)]
-struct Served {
-    app: Arc<App>,
-    limit: Arc<RateLimit>,
-}
-
-/// One HTTP request through the same handler API Gateway would invoke.
-async fn proxy(
-    State(served): State<Served>,
+/// Refuses a client whose bucket is empty on the rate-limited routes (429 problem+json).
+async fn limit_clients(
+    State(limit): State<Arc<RateLimit>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
+    next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let app = served.app;
-    if rate_limited(req.uri().path()) && !served.limit.allow(peer.ip()) {
-        return to_axum(ApiError::TooManyRequests.into_response());
+    if rate_limited(req.uri().path()) && !limit.allow(peer.ip()) {
+        return ApiError::TooManyRequests.to_response();
     }
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, api::MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => return to_axum(ApiError::TooLarge(api::MAX_BODY_BYTES).into_response()),
-    };
-    // API Gateway hands text bodies over as text and others base64-encoded, as binary here.
-    let body = if bytes.is_empty() {
-        Body::Empty
-    } else {
-        match String::from_utf8(bytes.to_vec()) {
-            Ok(text) => Body::Text(text),
-            Err(e) => Body::Binary(e.into_bytes()),
-        }
-    };
-    app.meter.invocation();
-    let response = api::handle(
-        &app,
-        Surface::All,
-        lambda_http::Request::from_parts(parts, body),
-    )
-    .await;
-    to_axum(response)
+    next.run(req).await
 }
 
-fn to_axum(response: lambda_http::Response<Body>) -> axum::response::Response {
-    let (parts, body) = response.into_parts();
-    let bytes = match body {
-        Body::Text(t) => t.into_bytes(),
-        Body::Binary(b) => b,
-        _ => Vec::new(),
-    };
-    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+/// Counts each request as the invocation API Gateway would make.
+async fn count_invocations(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    app.meter.invocation();
+    next.run(req).await
 }
 
 /// Feeds one queue to its step, as the SQS event source mapping does.

@@ -1,5 +1,9 @@
-//! The HTTP surface, as `lambda_http` handlers: the same code answers API Gateway (HTTP API)
-//! events in Lambda and real HTTP requests in the local runtime.
+//! The HTTP surface as axum routers, one group per credential kind: the channel routes behind
+//! the channel key ([`ChannelKey`]), the staff routes behind the staff token ([`Staff`], a layer
+//! on the whole group), the customer routes with none, the webhooks verifying their own
+//! signatures. The Lambda functions serve these routers through `lambda_http` (one surface each)
+//! and the local runtime serves them all directly: the same code answers API Gateway events and
+//! real HTTP requests. Unknown paths are 404 and undeclared methods 405 with `Allow`, as problems.
 //!
 //! | method and path | who | handler |
 //! |---|---|---|
@@ -18,8 +22,8 @@
 //! | `POST /webhooks/payment/{provider}` | payment provider | signed payment events |
 //! | `POST /webhooks/logistics/{carrier}` | carrier | signed tracking callbacks |
 //!
-//! Staff routes need `Authorization: Bearer <OMS_STAFF_TOKEN>`. Every error is
-//! `application/problem+json` naming the field where there is one.
+//! Staff routes need `Authorization: Bearer <OMS_STAFF_TOKEN>`; channel routes the channel's key.
+//! Every error is `application/problem+json` naming the field where there is one.
 
 pub mod lookup;
 pub mod problem;
@@ -27,9 +31,13 @@ mod strict;
 pub mod taobao;
 mod webhooks;
 
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post, put};
 use chrono::{DateTime, Duration, Utc};
-use lambda_http::http::{HeaderMap, Method, StatusCode};
-use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -79,7 +87,7 @@ pub const MAX_PAGE: usize = 100;
 /// sums over every warehouse never overflow.
 pub const MAX_STOCK: u64 = 1_000_000_000_000;
 
-type Reply = Result<Response<Body>, ApiError>;
+type Reply = Result<Response, ApiError>;
 
 /// Which routes a function serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,90 +104,310 @@ pub enum Surface {
     All,
 }
 
-/// Answers one request. Never fails: errors become problem responses.
-pub async fn handle(app: &App, surface: Surface, req: Request) -> Response<Body> {
-    let method = req.method().clone();
-    let path = path_of(&req);
-    let result = route(app, surface, &method, &path, &req).await;
-    let response = result.unwrap_or_else(ApiError::into_response);
-    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
-    response
+/// A request with its body read (at most [`MAX_BODY_BYTES`]).
+pub type Request = axum::http::Request<bytes::Bytes>;
+type Body = axum::body::Body;
+type Response = axum::http::Response<Body>;
+type AppState = State<Arc<App>>;
+
+/// Reads the body of a request, refusing one larger than [`MAX_BODY_BYTES`] (413).
+pub struct Buffered(pub Request);
+
+impl<S: Send + Sync> FromRequest<S> for Buffered {
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::TooLarge(MAX_BODY_BYTES))?;
+        Ok(Buffered(Request::from_parts(parts, bytes)))
+    }
 }
 
-fn path_of(req: &Request) -> String {
-    let raw = req.raw_http_path();
-    let p = if raw.is_empty() {
-        req.uri().path()
-    } else {
-        raw
-    };
-    p.trim_end_matches('/').to_owned()
+/// A path's parameters; a path that cannot be read is a 400 problem naming it.
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Params(t))
+            .map_err(|e| ApiError::field("path", e.body_text()))
+    }
 }
 
-async fn route(app: &App, surface: Surface, method: &Method, path: &str, req: &Request) -> Reply {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let all = surface == Surface::All;
-    let intake = all || surface == Surface::Intake;
-    let orders = all || surface == Surface::Orders;
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["webhooks", "payment", provider])
-            if all || surface == Surface::PaymentWebhook =>
-        {
-            webhooks::payment(app, provider, req).await
-        }
-        ("POST", ["webhooks", "logistics", carrier])
-            if all || surface == Surface::LogisticsWebhook =>
-        {
-            webhooks::logistics(app, carrier, req).await
-        }
-        ("POST", ["orders"]) if intake => intake_order(app, req, None).await,
-        ("POST", ["channels", channel, "orders"]) if intake => {
-            intake_order(app, req, Some(channel)).await
-        }
-        ("GET", ["orders", "lookup"]) if orders => lookup(app, req).await,
-        ("POST", ["orders", id, "return"]) if orders => request_return(app, id, req).await,
-        _ if !orders => Err(ApiError::NoRoute),
-        (m, segs) => {
-            staff(app, req)?;
-            match (m, segs) {
-                ("GET", ["orders"]) => list(app, req).await,
-                ("GET", ["orders", id]) => get_order(app, id).await,
-                ("POST", ["orders", id, "cancel"]) => cancel(app, id, req).await,
-                ("PUT", ["orders", id, "shipping-address"]) => change_address(app, id, req).await,
-                ("POST", ["orders", id, "review"]) => decide(app, id, req).await,
-                ("POST", ["orders", id, "return", "received"]) => return_received(app, id).await,
-                ("GET", ["reviews"]) => held(app, req).await,
-                ("GET", ["warehouses"]) => json(
+/// The staff credential (`Authorization: Bearer <OMS_STAFF_TOKEN>`): the staff routes are a
+/// group behind it, so access is a property of the group, not of the order of the routes.
+pub struct Staff;
+
+impl FromRequestParts<Arc<App>> for Staff {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        staff(app, &parts.headers).map(|()| Staff)
+    }
+}
+
+/// A channel's credential (`Authorization: Bearer <channel key>`): the channel it names.
+pub struct ChannelKey(pub ChannelId);
+
+impl FromRequestParts<Arc<App>> for ChannelKey {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        channel_credential(app, &parts.headers).map(ChannelKey)
+    }
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.to_response()
+    }
+}
+
+fn respond(reply: Reply) -> Response {
+    reply.unwrap_or_else(ApiError::to_response)
+}
+
+/// The channel surface: orders in, each behind its channel's key.
+fn channel_routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route(
+            "/orders",
+            post(
+                async |State(app): AppState,
+                       ChannelKey(key): ChannelKey,
+                       Buffered(req): Buffered| {
+                    respond(intake_order(&app, &req, None, key).await)
+                },
+            ),
+        )
+        .route(
+            "/channels/{channel}/orders",
+            post(
+                async |State(app): AppState,
+                       ChannelKey(key): ChannelKey,
+                       Params(channel): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(intake_order(&app, &req, Some(&channel), key).await)
+                },
+            ),
+        )
+}
+
+/// The customer surface: no credential (the order's contact proves who is asking).
+fn customer_routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route(
+            "/orders/lookup",
+            get(async |State(app): AppState, Buffered(req): Buffered| {
+                respond(lookup(&app, &req).await)
+            }),
+        )
+        .route(
+            "/orders/{id}/return",
+            post(
+                async |State(app): AppState,
+                       Params(id): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(request_return(&app, &id, &req).await)
+                },
+            ),
+        )
+}
+
+/// The staff surface, every route behind the staff credential.
+fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route(
+            "/orders",
+            get(async |State(app): AppState, Buffered(req): Buffered| {
+                respond(list(&app, &req).await)
+            }),
+        )
+        .route(
+            "/orders/{id}",
+            get(async |State(app): AppState, Params(id): Params<String>| {
+                respond(get_order(&app, &id).await)
+            }),
+        )
+        .route(
+            "/orders/{id}/cancel",
+            post(
+                async |State(app): AppState,
+                       Params(id): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(cancel(&app, &id, &req).await)
+                },
+            ),
+        )
+        .route(
+            "/orders/{id}/shipping-address",
+            put(
+                async |State(app): AppState,
+                       Params(id): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(change_address(&app, &id, &req).await)
+                },
+            ),
+        )
+        .route(
+            "/orders/{id}/review",
+            post(
+                async |State(app): AppState,
+                       Params(id): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(decide(&app, &id, &req).await)
+                },
+            ),
+        )
+        .route(
+            "/orders/{id}/return/received",
+            post(async |State(app): AppState, Params(id): Params<String>| {
+                respond(return_received(&app, &id).await)
+            }),
+        )
+        .route(
+            "/reviews",
+            get(async |State(app): AppState, Buffered(req): Buffered| {
+                respond(held(&app, &req).await)
+            }),
+        )
+        .route(
+            "/warehouses",
+            get(async |State(app): AppState| {
+                respond(json(
                     StatusCode::OK,
                     &app.config
                         .warehouses
                         .iter()
                         .map(WarehouseView::from)
                         .collect::<Vec<_>>(),
-                ),
-                ("PUT", ["stock", sku, wh]) => set_stock(app, sku, wh, req).await,
-                ("GET", ["stock", sku]) => stock(app, sku).await,
-                ("GET", ["alerts"]) => json(StatusCode::OK, &app.store.alerts().await?),
-                ("GET", ["catalogue"]) => catalogue_list(app, req).await,
-                ("GET", ["catalogue", sku]) => catalogue_item(app, sku).await,
-                ("PUT", ["catalogue", sku]) => catalogue_put(app, sku, req).await,
-                _ => Err(ApiError::NoRoute),
-            }
-        }
+                ))
+            }),
+        )
+        .route(
+            "/stock/{sku}/{warehouse}",
+            put(
+                async |State(app): AppState,
+                       Params((sku, wh)): Params<(String, String)>,
+                       Buffered(req): Buffered| {
+                    respond(set_stock(&app, &sku, &wh, &req).await)
+                },
+            ),
+        )
+        .route(
+            "/stock/{sku}",
+            get(async |State(app): AppState, Params(sku): Params<String>| {
+                respond(stock(&app, &sku).await)
+            }),
+        )
+        .route(
+            "/alerts",
+            get(async |State(app): AppState| {
+                respond(match app.store.alerts().await {
+                    Ok(a) => json(StatusCode::OK, &a),
+                    Err(e) => Err(e.into()),
+                })
+            }),
+        )
+        .route(
+            "/catalogue",
+            get(async |State(app): AppState, Buffered(req): Buffered| {
+                respond(catalogue_list(&app, &req).await)
+            }),
+        )
+        .route(
+            "/catalogue/{sku}",
+            get(async |State(app): AppState, Params(sku): Params<String>| {
+                respond(catalogue_item(&app, &sku).await)
+            })
+            .put(
+                async |State(app): AppState,
+                       Params(sku): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(catalogue_put(&app, &sku, &req).await)
+                },
+            ),
+        )
+        .route_layer(axum::middleware::from_extractor_with_state::<Staff, _>(
+            Arc::clone(app),
+        ))
+}
+
+/// The providers' surface: each webhook verifies its own signature on the raw body.
+fn payment_webhook_routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route(
+        "/webhooks/payment/{provider}",
+        post(
+            async |State(app): AppState,
+                   Params(provider): Params<String>,
+                   Buffered(req): Buffered| {
+                respond(webhooks::payment(&app, &provider, &req).await)
+            },
+        ),
+    )
+}
+
+fn logistics_webhook_routes() -> axum::Router<Arc<App>> {
+    axum::Router::new().route(
+        "/webhooks/logistics/{carrier}",
+        post(
+            async |State(app): AppState,
+                   Params(carrier): Params<String>,
+                   Buffered(req): Buffered| {
+                respond(webhooks::logistics(&app, &carrier, &req).await)
+            },
+        ),
+    )
+}
+
+/// The router of one surface (a Lambda function's routes), or of all of them (the local
+/// runtime). Unknown paths are 404 and undeclared methods 405 (with `Allow`), as problems.
+pub fn router(app: Arc<App>, surface: Surface) -> axum::Router {
+    let all = surface == Surface::All;
+    let mut r = axum::Router::new();
+    if all || surface == Surface::Intake {
+        r = r.merge(channel_routes());
     }
+    if all || surface == Surface::Orders {
+        r = r.merge(customer_routes()).merge(staff_routes(&app));
+    }
+    if all || surface == Surface::PaymentWebhook {
+        r = r.merge(payment_webhook_routes());
+    }
+    if all || surface == Surface::LogisticsWebhook {
+        r = r.merge(logistics_webhook_routes());
+    }
+    r.fallback(async || ApiError::NoRoute.to_response())
+        .method_not_allowed_fallback(async || ApiError::MethodNotAllowed.to_response())
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(app)
+}
+
+/// One log line per request: method, path and status (never the body or the query: they can
+/// carry contacts).
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    response
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Reply {
     let text = serde_json::to_string(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Response::builder()
+    axum::http::Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Body::Text(text))
+        .body(Body::from(text))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    req.headers()
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -187,8 +415,8 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-fn staff(app: &App, req: &Request) -> Result<(), ApiError> {
-    match (&app.staff_token, bearer(req)) {
+fn staff(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    match (&app.staff_token, bearer(headers)) {
         (Some(expected), Some(given))
             if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) =>
         {
@@ -201,9 +429,9 @@ fn staff(app: &App, req: &Request) -> Result<(), ApiError> {
 }
 
 /// The channel whose key the request carries (`Authorization: Bearer <channel key>`).
-fn channel_credential(app: &App, req: &Request) -> Result<ChannelId, ApiError> {
+fn channel_credential(app: &App, headers: &HeaderMap) -> Result<ChannelId, ApiError> {
     let unauthorized = || ApiError::Unauthorized("a valid channel key is required");
-    let given = bearer(req).ok_or_else(unauthorized)?;
+    let given = bearer(headers).ok_or_else(unauthorized)?;
     let channel = app.secrets.channel_of_key(given).ok_or_else(unauthorized)?;
     ChannelId::parse(channel).map_err(|e| ApiError::Internal(e.0))
 }
@@ -355,9 +583,13 @@ async fn check_catalogue(
 }
 
 /// `POST /orders` (native) and `POST /channels/{channel}/orders` (the channel's format).
-async fn intake_order(app: &App, req: &Request, channel: Option<&str>) -> Reply {
-    // The key decides the channel; nothing is read before it is checked.
-    let credential = channel_credential(app, req)?;
+async fn intake_order(
+    app: &App,
+    req: &Request,
+    channel: Option<&str>,
+    credential: ChannelId,
+) -> Reply {
+    // The key decides the channel (checked by the route group's extractor before the body is read).
     let key = idempotency_key(req.headers())?;
     let raw = body(req)?;
     let new_order = match channel {
@@ -899,7 +1131,7 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
     } else {
         parse_body(req)?
     };
-    let is_staff = staff(app, req).is_ok();
+    let is_staff = staff(app, req.headers()).is_ok();
     let unknown = || ApiError::NotFound("no such order".into());
     let order = load(app, id).await.map_err(|_| unknown())?;
     let actor = if is_staff {

@@ -1,7 +1,7 @@
 //! Errors as RFC 9457 `application/problem+json` answers.
 
-use lambda_http::http::StatusCode;
-use lambda_http::{Body, Response};
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::domain::FieldError;
@@ -32,6 +32,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("no such route")]
     NoRoute,
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::NotFound(_) | ApiError::NoRoute => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unprocessable(..) | ApiError::Refused(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable")
@@ -74,7 +77,7 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    pub fn to_response(self) -> Response<Body> {
         #[derive(Serialize)]
         struct Problem<'a> {
             #[serde(rename = "type")]
@@ -125,8 +128,8 @@ impl ApiError {
             b = b.header("retry-after", "1");
         }
         let body = serde_json::to_string(&problem).unwrap_or_else(|_| "{}".into());
-        b.body(Body::Text(body))
-            .unwrap_or_else(|_| Response::new(Body::Empty))
+        b.body(Body::from(body))
+            .unwrap_or_else(|_| Response::new(Body::empty()))
     }
 }
 

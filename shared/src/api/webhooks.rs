@@ -1,10 +1,10 @@
 //! The signed callbacks of payment providers and carriers. The raw body is verified before
 //! anything in it is read; an event applied before is answered with success and changes nothing.
 
-use lambda_http::http::StatusCode;
-use lambda_http::{Body, Request, Response};
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
 
-use super::{ApiError, Reply, json};
+use super::{ApiError, Reply, Request, json};
 use crate::app::App;
 use crate::config::{PaymentKind, Vocabulary};
 use crate::flow::StepError;
@@ -35,7 +35,7 @@ fn text(body: &'static str, content_type: &'static str) -> Reply {
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", content_type)
-        .body(Body::Text(body.into()))
+        .body(Body::from(body))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
