@@ -113,6 +113,8 @@ mod tests {
         WarehouseConfig {
             id: id.into(),
             name: id.into(),
+            address: None,
+            phone: None,
             regions: regions.iter().map(|r| r.to_string()).collect(),
             priority,
         }

@@ -16,7 +16,8 @@ use crate::numbering::Numberer;
 use crate::payments::clients::ConfiguredGateway;
 use crate::payments::{PaymentGateway, Secrets};
 use crate::ports::{Queue, QueueError, QueueName, QueueSpec, Store, StoreError};
-use crate::shipping::{CarrierApi, SimulatedCarrier};
+use crate::shipping::CarrierApi;
+use crate::shipping::waybills::{ConfiguredCarriers, Kuaidi100Account};
 
 /// The queues, by logical name. Each has a dead-letter queue `<name>-dlq`.
 pub mod queues {
@@ -114,17 +115,18 @@ pub struct Outside {
 }
 
 impl Outside {
-    /// Secrets from the environment, and each payment provider's refund client as the
-    /// configuration says (`client = "real"` or `"simulated"`). Waybills still come from the
-    /// simulated carrier.
+    /// Secrets from the environment, and each payment provider's refund client and each
+    /// carrier's waybill client as the configuration says (`client = "real"` or `"simulated"`).
     pub fn from_env(config: &Config) -> Result<Self, StartError> {
         let secrets = Secrets::from_env(config);
-        let gateway = ConfiguredGateway::from_config(config, &secrets)
-            .map_err(|e| StartError::Environment(format!("HTTPS client: {e}")))?;
+        let https = |e: std::io::Error| StartError::Environment(format!("HTTPS client: {e}"));
+        let gateway = ConfiguredGateway::from_config(config, &secrets).map_err(https)?;
+        let carriers = ConfiguredCarriers::from_config(config, &Kuaidi100Account::from_env(config))
+            .map_err(https)?;
         Ok(Self {
             secrets,
             gateway: Arc::new(gateway),
-            carriers: Arc::new(SimulatedCarrier),
+            carriers: Arc::new(carriers),
         })
     }
 }

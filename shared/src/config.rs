@@ -168,6 +168,16 @@ pub struct CarrierConfig {
     /// Prefix of the waybills the simulated carrier makes.
     #[serde(default)]
     pub waybill_prefix: String,
+    /// Which waybill client: the carrier's real API (Kuaidi100's electronic waybill, with the
+    /// account from `OMS_CARRIER_API_KEY_<NAME>` and friends) or `simulated` (the local demo).
+    #[serde(default)]
+    pub client: ClientKind,
+    /// Kuaidi100's code of the carrier (`zhongtong`, `shunfeng`), for the real client.
+    #[serde(default)]
+    pub kuaidicom: Option<String>,
+    /// The waybill API's base URL (tests point it at a local server).
+    #[serde(default)]
+    pub api_base: Option<String>,
 }
 
 fn native() -> ChannelFormat {
@@ -248,6 +258,11 @@ pub struct Velocity {
 pub struct WarehouseConfig {
     pub id: String,
     pub name: String,
+    /// Where parcels leave from, as labels print the sender.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
     /// Shipping-address regions (provinces, states) this warehouse serves first.
     #[serde(default)]
     pub regions: Vec<String>,

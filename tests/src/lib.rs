@@ -484,3 +484,123 @@ macro_rules! backend_cases {
         }
     };
 }
+
+/// A local stand-in for Kuaidi100's electronic waybill API (`POST /label/order?method=order`):
+/// it checks each request as the provider documents it (form fields `param`, `key`, `t`,
+/// `sign` = upper-case MD5 of `param + t + key + secret`; the order's carrier code, monthly
+/// account, both parties and `orderId`) and answers a waybill number, the same one again for
+/// the same `orderId`. Requests that break the documented shape are answered as Kuaidi100
+/// answers them (code 400) and kept in `refused`.
+pub mod fake_kuaidi100 {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    pub const KEY: &str = "k100-key";
+    pub const SECRET: &str = "k100-secret";
+    pub const PARTNER_ID: &str = "zto-monthly-1";
+    pub const PARTNER_KEY: &str = "zto-monthly-pass";
+
+    #[derive(Default)]
+    pub struct Fake {
+        pub requests: Mutex<Vec<serde_json::Value>>,
+        pub numbers: Mutex<HashMap<String, String>>,
+        pub refused: Mutex<Vec<String>>,
+        /// Codes to answer instead of a number, in turn.
+        pub script: Mutex<Vec<u16>>,
+    }
+
+    async fn order(
+        axum::extract::State(fake): axum::extract::State<Arc<Fake>>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+        body: String,
+    ) -> (
+        axum::http::StatusCode,
+        [(&'static str, &'static str); 1],
+        String,
+    ) {
+        let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let mut wrong = Vec::new();
+        if query.as_deref() != Some("method=order") {
+            wrong.push("method".to_owned());
+        }
+        let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+        if field("key") != KEY {
+            wrong.push("key".into());
+        }
+        let expected =
+            oms::shipping::waybills::kuaidi100_sign(&field("param"), &field("t"), KEY, SECRET);
+        if field("sign") != expected {
+            wrong.push("sign".into());
+        }
+        let param: serde_json::Value = serde_json::from_str(&field("param")).unwrap_or_default();
+        for (k, want) in [("partnerId", PARTNER_ID), ("partnerKey", PARTNER_KEY)] {
+            if param[k] != want {
+                wrong.push(k.into());
+            }
+        }
+        for k in ["kuaidicom", "orderId", "cargo", "count", "weight"] {
+            if param[k].as_str().is_none_or(str::is_empty) {
+                wrong.push(k.into());
+            }
+        }
+        for party in ["recMan", "sendMan"] {
+            for k in ["name", "mobile", "printAddr"] {
+                if param[party][k].as_str().is_none_or(str::is_empty) {
+                    wrong.push(format!("{party}.{k}"));
+                }
+            }
+        }
+        fake.requests.lock().unwrap().push(param.clone());
+        let json = [("content-type", "application/json")];
+        if !wrong.is_empty() {
+            let reason = wrong.join(", ");
+            fake.refused.lock().unwrap().push(reason.clone());
+            let body = serde_json::json!({"code": 400, "message": format!("bad {reason}")});
+            return (axum::http::StatusCode::OK, json, body.to_string());
+        }
+        if let Some(code) = {
+            let mut s = fake.script.lock().unwrap();
+            (!s.is_empty()).then(|| s.remove(0))
+        } {
+            let body = serde_json::json!({"code": code, "message": "scripted"});
+            return (axum::http::StatusCode::OK, json, body.to_string());
+        }
+        let mut numbers = fake.numbers.lock().unwrap();
+        let n = numbers.len() + 1;
+        let number = numbers
+            .entry(param["orderId"].as_str().unwrap_or_default().to_owned())
+            .or_insert_with(|| format!("75300000{n:04}"))
+            .clone();
+        let body = serde_json::json!({"code": 200, "message": "success",
+            "data": {"taskId": format!("T{n}"), "kuaidinum": number, "kuaidicom": param["kuaidicom"]}});
+        (axum::http::StatusCode::OK, json, body.to_string())
+    }
+
+    /// Starts the fake on a free port; returns it and its base URL.
+    pub async fn start() -> (Arc<Fake>, String) {
+        let fake = Arc::new(Fake::default());
+        let app = axum::Router::new()
+            .route("/label/order", axum::routing::post(order))
+            .with_state(Arc::clone(&fake));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (fake, url)
+    }
+
+    /// The account the fake takes.
+    pub fn account() -> oms::shipping::waybills::Kuaidi100Account {
+        oms::shipping::waybills::Kuaidi100Account {
+            key: KEY.into(),
+            secret: SECRET.into(),
+            partner_id: PARTNER_ID.into(),
+            partner_key: PARTNER_KEY.into(),
+        }
+    }
+}

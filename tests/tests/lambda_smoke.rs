@@ -152,7 +152,23 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
     // Given the stack's resources on moto
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (table, prefix) = (format!("smoke-{}", &id[..10]), format!("s{}-", &id[..8]));
-    let config_path = root().join("infra/config/oms.toml");
+    // The deployed configuration, its carriers' waybill API pointed at a local Kuaidi100 stand-in
+    let (kuaidi100, kuaidi100_url) = oms_tests::fake_kuaidi100::start().await;
+    let deployed = std::fs::read_to_string(root().join("infra/config/oms.toml")).unwrap();
+    assert!(
+        deployed.matches("client = \"real\"").count() >= 4,
+        "real clients are deployed"
+    );
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = config_dir.path().join("oms.toml");
+    std::fs::write(
+        &config_path,
+        deployed.replace(
+            "kuaidicom = ",
+            &format!("api_base = \"{kuaidi100_url}\"\nkuaidicom = "),
+        ),
+    )
+    .unwrap();
     let app = App::connect(
         &Backend::Aws {
             settings: oms::adapters::aws::AwsSettings {
@@ -207,6 +223,32 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
         ("OMS_STAFF_TOKEN", STAFF),
         ("OMS_CHANNEL_KEY_WEB", "smoke-web-key"),
         ("OMS_PAYMENT_SECRET_STRIPE", STRIPE_SECRET),
+        ("OMS_CARRIER_API_KEY_ZTO", oms_tests::fake_kuaidi100::KEY),
+        (
+            "OMS_CARRIER_API_SECRET_ZTO",
+            oms_tests::fake_kuaidi100::SECRET,
+        ),
+        (
+            "OMS_CARRIER_PARTNER_ID_ZTO",
+            oms_tests::fake_kuaidi100::PARTNER_ID,
+        ),
+        (
+            "OMS_CARRIER_PARTNER_KEY_ZTO",
+            oms_tests::fake_kuaidi100::PARTNER_KEY,
+        ),
+        ("OMS_CARRIER_API_KEY_SF", oms_tests::fake_kuaidi100::KEY),
+        (
+            "OMS_CARRIER_API_SECRET_SF",
+            oms_tests::fake_kuaidi100::SECRET,
+        ),
+        (
+            "OMS_CARRIER_PARTNER_ID_SF",
+            oms_tests::fake_kuaidi100::PARTNER_ID,
+        ),
+        (
+            "OMS_CARRIER_PARTNER_KEY_SF",
+            oms_tests::fake_kuaidi100::PARTNER_KEY,
+        ),
         ("RUST_LOG", "warn"),
     ] {
         cmd.args(["--env-var", &format!("{k}={v}")]);
@@ -311,6 +353,22 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
     let ready = app.store.get_order(order_id).await.unwrap().unwrap();
     assert_eq!(ready.status(), Status::ReadyToShip);
     assert_eq!(ready.shipments.len(), 1);
+    // from the carrier's waybill API, asked as documented
+    assert!(
+        kuaidi100.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        kuaidi100.refused.lock().unwrap()
+    );
+    assert_eq!(
+        kuaidi100
+            .numbers
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![ready.shipments[0].tracking_number.clone()]
+    );
     let _ = writeln!(
         std::io::stderr(),
         "smoke: order {order_id} reached {} with waybill {} through the real binaries",

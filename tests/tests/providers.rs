@@ -558,3 +558,78 @@ async fn alipay_answers_are_told_apart_and_an_unverified_one_is_not_believed() {
     assert!(!e.retryable && e.reason.contains("40002"), "{e}");
     assert_eq!(fake.refused.lock().unwrap().as_slice(), ["app_id"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kuaidi100 electronic waybills
+
+fn waybill_request(order: &str) -> oms::shipping::WaybillRequest {
+    oms::shipping::WaybillRequest {
+        carrier: "zto".into(),
+        prefix: String::new(),
+        order: oms::domain::OrderId::parse(order).unwrap(),
+        warehouse: oms::domain::WarehouseId::parse("nj").unwrap(),
+        sender: oms::shipping::Party {
+            name: "Nanjing DC".into(),
+            mobile: "+862584000000".into(),
+            address: "88 Longpan Rd, Nanjing".into(),
+        },
+        recipient: oms::shipping::Party {
+            name: "Li Lei".into(),
+            mobile: "+8613800000000".into(),
+            address: "Jiangsu Nanjing 1 Zhongshan Rd".into(),
+        },
+        cargo: "TEA-001 x2".into(),
+        count: 2,
+        weight_grams: 500,
+    }
+}
+
+async fn kuaidi100_client() -> (
+    Arc<oms_tests::fake_kuaidi100::Fake>,
+    oms::shipping::waybills::Kuaidi100Waybills,
+) {
+    let (fake, url) = oms_tests::fake_kuaidi100::start().await;
+    let client = oms::shipping::waybills::Kuaidi100Waybills {
+        carrier: "zto".into(),
+        kuaidicom: "zhongtong".into(),
+        base_url: url,
+        account: oms_tests::fake_kuaidi100::account(),
+        http: HttpsClient::new(Duration::from_secs(5)).unwrap(),
+    };
+    (fake, client)
+}
+
+#[tokio::test]
+async fn a_waybill_is_ordered_as_documented_and_the_same_parcel_gets_the_same_number() {
+    use oms::shipping::CarrierApi;
+    let (fake, client) = kuaidi100_client().await;
+    let id = oms::domain::OrderId::generate().to_string();
+    let n = client.waybill(&waybill_request(&id)).await.unwrap();
+    assert_eq!(client.waybill(&waybill_request(&id)).await.unwrap(), n);
+    assert!(
+        fake.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.refused.lock().unwrap()
+    );
+    let p = fake.requests.lock().unwrap()[0].clone();
+    assert_eq!(p["kuaidicom"], "zhongtong");
+    assert_eq!(p["orderId"], format!("{id}-nj"));
+    assert_eq!(p["weight"], "0.500");
+    assert_eq!(p["recMan"]["printAddr"], "Jiangsu Nanjing 1 Zhongshan Rd");
+    // Errors: a server error is retried, a refusal is final, a wrong secret is refused
+    for (code, retryable) in [(500u16, true), (503, true), (400, false), (30002, false)] {
+        fake.script.lock().unwrap().push(code);
+        let other = oms::domain::OrderId::generate().to_string();
+        let e = client.waybill(&waybill_request(&other)).await.unwrap_err();
+        assert_eq!(e.retryable, retryable, "{code}: {e}");
+    }
+    let wrong = oms::shipping::waybills::Kuaidi100Waybills {
+        account: oms::shipping::waybills::Kuaidi100Account {
+            secret: "not-it".into(),
+            ..oms_tests::fake_kuaidi100::account()
+        },
+        ..client
+    };
+    let e = wrong.waybill(&waybill_request(&id)).await.unwrap_err();
+    assert!(!e.retryable && e.reason.contains("sign"), "{e}");
+}

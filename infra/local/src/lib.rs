@@ -34,7 +34,6 @@ use oms::domain::{Sku, WarehouseId};
 use oms::flow::{Step, handle_batch};
 use oms::payments::Secrets;
 use oms::ports::Receive;
-use oms::shipping::SimulatedCarrier;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -206,7 +205,13 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             Outside {
                 secrets: opts.secrets,
                 gateway: opts.gateway,
-                carriers: Arc::new(SimulatedCarrier),
+                carriers: Arc::new(
+                    oms::shipping::waybills::ConfiguredCarriers::from_config(
+                        &config,
+                        &oms::shipping::waybills::Kuaidi100Account::from_env(&config),
+                    )
+                    .map_err(|e| StartError::Environment(format!("HTTPS client: {e}")))?,
+                ),
             },
         )
         .await?,

@@ -1,4 +1,5 @@
 //! Adapters: the ports implemented on real backends.
 
 pub mod aws;
+pub mod https;
 pub mod sqlite;

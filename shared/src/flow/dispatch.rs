@@ -6,7 +6,7 @@ use super::{StepError, commit_if, policy};
 use crate::app::App;
 use crate::domain::{Order, Shipment, Status, TrackingStatus, decide};
 use crate::ports::ReservationState;
-use crate::shipping::{alias, choose_carrier};
+use crate::shipping::{Party, WaybillRequest, alias, choose_carrier};
 
 pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
     match order.status() {
@@ -55,12 +55,60 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
             )
             .await;
         };
-        let prefix = &app.config.carriers[carrier].waybill_prefix;
-        let tracking = app
-            .carriers
-            .waybill(carrier, prefix, order.id, &r.warehouse)
-            .await
-            .map_err(|e| StepError::Transient(e.to_string()))?;
+        let warehouse = app
+            .config
+            .warehouses
+            .iter()
+            .find(|w| w.id == r.warehouse.as_str());
+        let a = &order.shipping_address;
+        let request = WaybillRequest {
+            carrier: carrier.to_owned(),
+            prefix: app.config.carriers[carrier].waybill_prefix.clone(),
+            order: order.id,
+            warehouse: r.warehouse.clone(),
+            sender: Party {
+                name: warehouse.map_or_else(|| r.warehouse.to_string(), |w| w.name.clone()),
+                mobile: warehouse.and_then(|w| w.phone.clone()).unwrap_or_default(),
+                address: warehouse
+                    .and_then(|w| w.address.clone())
+                    .unwrap_or_default(),
+            },
+            recipient: Party {
+                name: a.name.to_string(),
+                mobile: a
+                    .phone
+                    .as_ref()
+                    .or(order.customer.phone.as_ref())
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+                address: [a.region.as_str(), a.city.as_str(), a.line1.as_str()]
+                    .into_iter()
+                    .chain(a.line2.as_ref().map(|l| l.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+            cargo: r
+                .lines
+                .iter()
+                .map(|(sku, q)| format!("{sku} x{q}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            count: r.lines.iter().map(|(_, q)| *q).sum(),
+            weight_grams: weight,
+        };
+        let tracking = match app.carriers.waybill(&request).await {
+            Ok(t) => t,
+            Err(e) if e.retryable => return Err(StepError::Transient(e.to_string())),
+            Err(e) => {
+                // The carrier refused the parcel for good: a person looks at it.
+                let reason = format!("the waybill was refused: {e}");
+                return commit_if(
+                    app,
+                    decide::cannot_proceed(&order, "dispatch", &reason, &p, now),
+                )
+                .await;
+            }
+        };
         app.store
             .link_alias(&alias(carrier, &tracking), order.id)
             .await?;

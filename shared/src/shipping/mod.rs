@@ -2,6 +2,7 @@
 
 pub mod aftership;
 pub mod kuaidi100;
+pub mod waybills;
 
 use std::collections::BTreeMap;
 
@@ -50,20 +51,48 @@ pub fn choose_carrier<'a>(
 pub struct CarrierError {
     pub carrier: String,
     pub reason: String,
+    /// Whether asking again may succeed (a network failure, the carrier's server error).
+    pub retryable: bool,
+}
+
+/// What a carrier needs to make the waybill of one parcel.
+#[derive(Debug, Clone)]
+pub struct WaybillRequest {
+    pub carrier: String,
+    /// Prefix of the simulated carrier's numbers.
+    pub prefix: String,
+    pub order: OrderId,
+    pub warehouse: WarehouseId,
+    /// Where the parcel leaves from (the warehouse's contact and address).
+    pub sender: Party,
+    pub recipient: Party,
+    /// What is inside, for the label (SKU × quantity).
+    pub cargo: String,
+    pub count: u64,
+    pub weight_grams: u64,
+}
+
+/// A sender or recipient as a label prints it.
+#[derive(Debug, Clone, Default)]
+pub struct Party {
+    pub name: String,
+    pub mobile: String,
+    pub address: String,
+}
+
+impl WaybillRequest {
+    /// The parcel's identity: asking again for the same parcel must not make a second waybill.
+    pub fn parcel_id(&self) -> String {
+        format!("{}-{}", self.order, self.warehouse)
+    }
 }
 
 /// A carrier's API for waybills (tracking numbers).
 #[async_trait]
 pub trait CarrierApi: Send + Sync {
-    /// A waybill for the order's parcel from `warehouse`. Asking again for the same parcel
-    /// returns the same waybill (the request carries the parcel's identity).
-    async fn waybill(
-        &self,
-        carrier: &str,
-        prefix: &str,
-        order: OrderId,
-        warehouse: &WarehouseId,
-    ) -> Result<String, CarrierError>;
+    /// A waybill for one parcel. Asking again for the same parcel returns the same waybill where
+    /// the carrier dedupes by the parcel's identity (the request carries it).
+    async fn waybill(&self, req: &WaybillRequest) -> Result<String, CarrierError>;
 }
 
 /// The local runtime's carrier: waybills derived from the parcel's identity.
@@ -72,20 +101,15 @@ pub struct SimulatedCarrier;
 
 #[async_trait]
 impl CarrierApi for SimulatedCarrier {
-    async fn waybill(
-        &self,
-        carrier: &str,
-        prefix: &str,
-        order: OrderId,
-        warehouse: &WarehouseId,
-    ) -> Result<String, CarrierError> {
-        let digest = Sha256::digest(format!("{carrier}:{order}:{warehouse}").as_bytes());
+    async fn waybill(&self, req: &WaybillRequest) -> Result<String, CarrierError> {
+        let digest =
+            Sha256::digest(format!("{}:{}:{}", req.carrier, req.order, req.warehouse).as_bytes());
         let digits: String = digest
             .iter()
             .take(12)
             .map(|b| char::from(b'0' + b % 10))
             .collect();
-        Ok(format!("{prefix}{digits}"))
+        Ok(format!("{}{digits}", req.prefix))
     }
 }
 
