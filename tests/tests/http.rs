@@ -33,6 +33,18 @@ oms_tests::backend_cases!(
     ]
 );
 
+/// Sends a request that must fail: checks its status and that it is a problem, returns it.
+async fn problem(req: reqwest::RequestBuilder, status: u16, what: &str) -> Value {
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), status, "{what}");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    r.json().await.unwrap()
+}
+
 async fn id_of(body: &Value) -> String {
     body["order_id"]
         .as_str()
@@ -488,14 +500,7 @@ mod cases {
             "",
         ));
         for (what, req, status, field) in cases {
-            let r = req.send().await.unwrap();
-            assert_eq!(r.status().as_u16(), status, "{what}");
-            assert_eq!(
-                r.headers()["content-type"],
-                "application/problem+json",
-                "{what}"
-            );
-            let p: Value = r.json().await.unwrap();
+            let p = problem(req, status, &what).await;
             assert_eq!(p["status"], status, "{what}");
             if !field.is_empty() {
                 let fields: Vec<&str> = p["errors"]
@@ -1039,14 +1044,7 @@ mod cases {
             ),
         ];
         for (what, req, status, detail) in attempts {
-            let r = req.send().await.unwrap();
-            assert_eq!(r.status().as_u16(), status, "{what}");
-            assert_eq!(
-                r.headers()["content-type"],
-                "application/problem+json",
-                "{what}"
-            );
-            let p: Value = r.json().await.unwrap();
+            let p = problem(req, status, what).await;
             assert_eq!(p["detail"], detail, "{what}");
         }
         assert!(

@@ -16,15 +16,19 @@ use crate::domain::{Currency, Money, OrderNumber, parse_decimal_minor};
 
 /// Reads a public key given as PEM or as the bare base64 that Alipay's console shows.
 pub fn public_key(text: &str) -> Result<rsa::PublicKey, String> {
-    let pem = if text.contains("-----BEGIN") {
+    rsa::PublicKey::from_public_key_pem(&pem(text, "PUBLIC KEY")).map_err(|e| e.to_string())
+}
+
+/// A key as PEM: as given, or the bare base64 body the Alipay console shows, wrapped.
+pub fn pem(text: &str, label: &str) -> String {
+    if text.contains("-----BEGIN") {
         text.to_owned()
     } else {
         format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
             text.trim()
         )
-    };
-    rsa::PublicKey::from_public_key_pem(&pem).map_err(|e| e.to_string())
+    }
 }
 
 /// The string that is signed: sorted parameters without `sign`, `sign_type` and empty values.

@@ -434,13 +434,6 @@ impl PaymentGateway for AlipayRefunds {
 /// A PKCS#8 private key, as PEM or as the bare base64 the Alipay console shows.
 pub fn private_key(text: &str) -> Result<rsa::PrivateKey, String> {
     use rsa::pkcs8::DecodePrivateKey;
-    let pem = if text.contains("-----BEGIN") {
-        text.to_owned()
-    } else {
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            text.trim()
-        )
-    };
-    rsa::PrivateKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string())
+    rsa::PrivateKey::from_pkcs8_pem(&super::alipay::pem(text, "PRIVATE KEY"))
+        .map_err(|e| e.to_string())
 }
