@@ -30,6 +30,7 @@ oms_tests::backend_cases!(
         the_look_up_is_rate_limited_per_client,
         the_catalogue_decides_what_is_sold_at_what_price_and_what_a_parcel_weighs,
         discounts_shipping_and_tax_make_the_total_and_a_total_that_does_not_add_up_is_refused,
+        edge_errors_are_problems_too,
     ]
 );
 
@@ -1277,5 +1278,47 @@ mod cases {
         assert_eq!(r.status(), 422);
         let p: Value = r.json().await.unwrap();
         assert_eq!(p["errors"][0]["field"], "payment", "{p}");
+    }
+
+    pub async fn edge_errors_are_problems_too(local: &Local) {
+        // Headers far larger than the server takes (1 MiB): 431 as a problem
+        let big = "a".repeat(1024 * 1024);
+        let r = local
+            .staff(Method::GET, "/warehouses")
+            .header("x-big", big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 431);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        // A NUL byte in a path parameter, an unknown path, a body over the limit
+        let p = problem(local.staff(Method::GET, "/orders/%00"), 400, "NUL id").await;
+        assert_eq!(p["errors"][0]["field"], "id");
+        problem(local.staff(Method::GET, "/stock/%00"), 400, "NUL sku").await;
+        problem(
+            local.staff(Method::GET, "/no/such/thing"),
+            404,
+            "unknown path",
+        )
+        .await;
+        let huge = "x".repeat(oms::api::MAX_BODY_BYTES + 1);
+        problem(
+            local
+                .staff(Method::PUT, "/catalogue/TEA-001")
+                .header("content-type", "application/json")
+                .body(huge),
+            413,
+            "a body over the limit",
+        )
+        .await;
+        // Wrong methods say which ones the path takes
+        let r = local
+            .staff(Method::DELETE, "/catalogue/TEA-001")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+        let allow = r.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allow.contains("GET") && allow.contains("PUT"), "{allow}");
     }
 }

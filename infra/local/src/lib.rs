@@ -239,19 +239,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(RateLimit::default()),
             limit_clients,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(limit_headers));
     let mut server_stop = stopped.clone();
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = server_stop.wait_for(|s| *s).await;
         };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        serve(listener, router, shutdown).await;
     });
     for step in STEPS {
         let app = Arc::clone(&app);
@@ -368,6 +363,72 @@ async fn limit_clients(
         return ApiError::TooManyRequests.to_response();
     }
     next.run(req).await
+}
+
+/// The most request-header bytes a request may carry; more is answered 431 as a problem. The
+/// connection's buffer is larger, so that such a request reaches the router to be told so.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+const CONNECTION_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Refuses requests whose headers are larger than [`MAX_HEADER_BYTES`].
+async fn limit_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge(MAX_HEADER_BYTES).to_response();
+    }
+    next.run(req).await
+}
+
+/// Serves `router` on `listener` until `shutdown`, one HTTP/1.1 connection per task, each
+/// request carrying its peer's address; on shutdown, connections finish what they are doing.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        let conn = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(CONNECTION_BUFFER_BYTES)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 5 s; stopping anyway");
+    }
 }
 
 /// Counts each request as the invocation API Gateway would make.

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// A valid credential that does not allow this (a channel key used for another channel).
     #[error("{0}")]
     Forbidden(String),
+    /// The request's headers are larger than the server takes.
+    #[error("the request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
     /// Too many requests from one client.
     #[error("too many requests; try again in a second")]
     TooManyRequests,
@@ -66,6 +69,10 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+            ),
             ApiError::NotFound(_) | ApiError::NoRoute => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
