@@ -17,6 +17,7 @@
 //! | `GET /reviews`, `POST /orders/{id}/review` | staff | held orders; approve or reject |
 //! | `GET /warehouses`, `PUT /stock/{sku}/{warehouse}`, `GET /stock/{sku}`, `GET /alerts` | staff | stock |
 //! | `GET /catalogue`, `GET /catalogue/{sku}`, `PUT /catalogue/{sku}` | staff | what is sold: name, weight, list prices |
+//! | `GET /metrics` | staff | the business counts, in Prometheus' text format |
 //! | `POST /orders/{id}/return` | customer (with contact) or staff | ask to return a delivered order |
 //! | `POST /orders/{id}/return/received` | staff | the return arrived: refund |
 //! | `POST /webhooks/payment/{provider}` | payment provider | signed payment events |
@@ -73,6 +74,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/catalogue"),
     ("GET", "/catalogue/{sku}"),
     ("PUT", "/catalogue/{sku}"),
+    ("GET", "/metrics"),
     ("POST", "/orders/{id}/return"),
     ("POST", "/orders/{id}/return/received"),
     ("POST", "/webhooks/payment/{provider}"),
@@ -332,6 +334,18 @@ fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
                     respond(catalogue_put(&app, &sku, &req).await)
                 },
             ),
+        )
+        .route(
+            "/metrics",
+            get(async |State(app): AppState| {
+                respond(
+                    axum::http::Response::builder()
+                        .status(StatusCode::OK)
+                        .header("content-type", "text/plain; version=0.0.4")
+                        .body(Body::from(app.metrics.prometheus()))
+                        .map_err(|e| ApiError::Internal(e.to_string())),
+                )
+            }),
         )
         .route_layer(axum::middleware::from_extractor_with_state::<Staff, _>(
             Arc::clone(app),

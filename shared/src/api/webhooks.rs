@@ -31,6 +31,22 @@ impl From<WebhookError> for ApiError {
     }
 }
 
+/// Counts a refused signature (the `WebhooksRefused` metric, by reason), then answers as
+/// [`From<WebhookError>`] does.
+fn refused(app: &App, e: WebhookError) -> ApiError {
+    let reason = match &e {
+        WebhookError::BadSignature => Some("bad_signature"),
+        WebhookError::Stale(_) => Some("stale"),
+        WebhookError::MalformedSignature(_) => Some("malformed_signature"),
+        WebhookError::NotConfigured(_) => Some("not_configured"),
+        _ => None,
+    };
+    if let Some(r) = reason {
+        app.metrics.webhook_refused(r);
+    }
+    e.into()
+}
+
 fn text(body: &'static str, content_type: &'static str) -> Reply {
     Response::builder()
         .status(StatusCode::OK)
@@ -63,43 +79,46 @@ pub async fn payment(app: &App, provider: &str, req: &Request) -> Reply {
         .get(provider)
         .ok_or_else(|| WebhookError::UnknownProvider(provider.into()))?;
     let body = raw(req)?;
-    let event = match config.kind {
-        PaymentKind::Stripe => {
-            let secrets = app
-                .secrets
-                .hmac
-                .get(provider)
-                .ok_or_else(|| WebhookError::NotConfigured(provider.into()))?;
-            let header = req
-                .headers()
-                .get("stripe-signature")
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| {
-                    WebhookError::MalformedSignature("no Stripe-Signature header".into())
-                })?;
-            stripe::verify(
-                header,
-                body,
-                secrets,
-                i64::from(config.tolerance_seconds),
-                app.clock.now().timestamp(),
-            )?;
-            stripe::parse(provider, body)?
-        }
-        PaymentKind::Alipay => {
-            let key = app
-                .secrets
-                .rsa
-                .get(provider)
-                .ok_or_else(|| WebhookError::NotConfigured(provider.into()))?;
-            let params = alipay::verify(body, key)?;
-            alipay::parse(
-                provider,
-                config.app_id.as_deref().unwrap_or_default(),
-                &params,
-            )?
-        }
-    };
+    let event =
+        match config.kind {
+            PaymentKind::Stripe => {
+                let secrets =
+                    app.secrets.hmac.get(provider).ok_or_else(|| {
+                        refused(app, WebhookError::NotConfigured(provider.into()))
+                    })?;
+                let header = req
+                    .headers()
+                    .get("stripe-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        refused(
+                            app,
+                            WebhookError::MalformedSignature("no Stripe-Signature header".into()),
+                        )
+                    })?;
+                stripe::verify(
+                    header,
+                    body,
+                    secrets,
+                    i64::from(config.tolerance_seconds),
+                    app.clock.now().timestamp(),
+                )
+                .map_err(|e| refused(app, e))?;
+                stripe::parse(provider, body)?
+            }
+            PaymentKind::Alipay => {
+                let key =
+                    app.secrets.rsa.get(provider).ok_or_else(|| {
+                        refused(app, WebhookError::NotConfigured(provider.into()))
+                    })?;
+                let params = alipay::verify(body, key).map_err(|e| refused(app, e))?;
+                alipay::parse(
+                    provider,
+                    config.app_id.as_deref().unwrap_or_default(),
+                    &params,
+                )?
+            }
+        };
     let applied = match &event {
         Some(ev) => crate::flow::payment::apply(app, ev)
             .await
@@ -123,7 +142,7 @@ pub async fn logistics(app: &App, carrier: &str, req: &Request) -> Reply {
         .secrets
         .carriers
         .get(carrier)
-        .ok_or_else(|| WebhookError::NotConfigured(carrier.into()))?;
+        .ok_or_else(|| refused(app, WebhookError::NotConfigured(carrier.into())))?;
     let body = raw(req)?;
     // Identical deliveries of one callback are one event.
     let event = {
@@ -136,10 +155,12 @@ pub async fn logistics(app: &App, carrier: &str, req: &Request) -> Reply {
                 .headers()
                 .get(aftership::SIGNATURE_HEADER)
                 .and_then(|v| v.to_str().ok());
-            aftership::verify(header, body, secret)?;
+            aftership::verify(header, body, secret).map_err(|e| refused(app, e))?;
             aftership::parse(body)?
         }
-        Vocabulary::Kuaidi100 => kuaidi100::parse(&kuaidi100::verify(body, secret)?)?,
+        Vocabulary::Kuaidi100 => {
+            kuaidi100::parse(&kuaidi100::verify(body, secret).map_err(|e| refused(app, e))?)?
+        }
     };
     let applied = crate::flow::tracking::apply(app, carrier, &update, &event)
         .await

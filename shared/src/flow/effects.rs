@@ -180,6 +180,7 @@ pub async fn relay(app: &App, limit: usize) -> Result<usize, StepError> {
         enqueue(app, fx).await?;
     }
     if !due.is_empty() {
+        app.metrics.effects_overdue(due.len());
         tracing::info!(
             count = due.len(),
             "overdue effects sent to the effects queue"

@@ -19,6 +19,7 @@ pub async fn accept(app: &App, new: NewOrder, id: OrderId) -> Result<(Order, boo
         .await?
     {
         Created::New => {
+            app.metrics.order_accepted(change.order.channel.as_str());
             super::effects::kick(app, &change.effects).await;
             Ok((change.order, false))
         }

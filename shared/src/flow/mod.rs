@@ -146,6 +146,17 @@ pub async fn load(app: &App, id: OrderId) -> Result<Order, StepError> {
 /// in the outbox and the sweeper carries it out.
 pub async fn commit(app: &App, change: &OrderChange) -> Result<(), StoreError> {
     app.store.save_change(change).await?;
+    for to in change.entries().filter_map(|e| e.to) {
+        app.metrics.order_entered(to, change.order.channel.as_str());
+    }
+    let refunds = change
+        .effects
+        .iter()
+        .filter(|e| matches!(e.kind, crate::domain::EffectKind::Refund { .. }))
+        .count();
+    if refunds > 0 {
+        app.metrics.refunds_requested(refunds);
+    }
     if let Some(to) = change.entries().filter_map(|e| e.to).last() {
         tracing::info!(order_id = %change.order.id, status = %to, version = change.order.version(), effects = change.effects.len(), "order changed");
     }
@@ -165,12 +176,15 @@ pub async fn handle_batch(app: &App, step: Step, event: SqsEvent) -> SqsBatchRes
             receive_count = m.attributes.get("ApproximateReceiveCount").map(String::as_str).unwrap_or("?"),
             order_id = tracing::field::Empty,
         );
+        let started = std::time::Instant::now();
         let result = async {
             let body = m.body.as_deref().ok_or_else(|| StepError::Malformed("empty body".into()))?;
             run(app, step, body).await
         }
         .instrument(span.clone())
         .await;
+        app.metrics
+            .step_latency(step.queue(), started.elapsed().as_secs_f64() * 1000.0);
         match result {
             Ok(()) => None,
             Err(e) => {
