@@ -389,6 +389,10 @@ pub trait StockStore: Send + Sync {
     /// Gives back everything the order still holds. Returns how many warehouse reservations were
     /// released; 0 when there was nothing (left) to release.
     async fn release(&self, order: OrderId) -> Result<usize, StoreError>;
+    /// Gives back what the order still holds in one warehouse. Returns false if nothing was held
+    /// there (already committed or released).
+    async fn release_in(&self, order: OrderId, warehouse: &WarehouseId)
+    -> Result<bool, StoreError>;
     /// Deducts what the order holds in one warehouse from on-hand stock (the shipment left).
     /// Returns false if there was no held reservation there (already committed or released).
     async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError>;

@@ -68,6 +68,7 @@ contract!(
     orders_are_found_by_due_time_and_by_needing_a_person,
     returned_goods_are_restocked_once_per_key,
     catalogue_entries_are_set_read_and_paged_in_sku_order,
+    a_release_in_one_warehouse_leaves_the_others_held,
 );
 
 fn sku(s: &str) -> Sku {
@@ -1234,5 +1235,50 @@ mod cases {
         assert_eq!(page(Some("D-4")).await, ["E-5"]);
         // Catalogue entries do not show up as stock
         assert!(b.store.stock_of(&sku("A-1")).await.unwrap().is_empty());
+    }
+
+    pub async fn a_release_in_one_warehouse_leaves_the_others_held(b: &Backend) {
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("nj"), 10, 0)
+            .await
+            .unwrap();
+        b.store
+            .set_stock(&sku("TEA-001"), &wh("sh"), 10, 0)
+            .await
+            .unwrap();
+        let (o, entry) = order("C1", None, &[("TEA-001", 4)]);
+        b.store.create_order(&o, &entry, &[]).await.unwrap();
+        b.store
+            .reserve(
+                o.id,
+                &[alloc("TEA-001", "nj", 3), alloc("TEA-001", "sh", 1)],
+            )
+            .await
+            .unwrap();
+        assert!(
+            b.store.release_in(o.id, &wh("sh")).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(!b.store.release_in(o.id, &wh("sh")).await.unwrap(), "once");
+        let states: Vec<_> = b
+            .store
+            .reservations(o.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.warehouse.to_string(), r.state))
+            .collect();
+        assert!(
+            states.contains(&("nj".into(), ReservationState::Held)),
+            "{states:?}"
+        );
+        assert!(
+            states.contains(&("sh".into(), ReservationState::Released)),
+            "{states:?}"
+        );
+        let sh = b.store.stock_of(&sku("TEA-001")).await.unwrap();
+        let sh = sh.iter().find(|l| l.warehouse.as_str() == "sh").unwrap();
+        assert_eq!((sh.on_hand, sh.reserved), (10, 0));
     }
 }

@@ -229,14 +229,35 @@ pub fn seal(mut change: OrderChange, policy: &Policy, now: DateTime<Utc>) -> Ord
             change.emit(EffectKind::Notify(n), now);
         }
     }
-    // Whatever the order still holds goes back (a returned order's parcels that never left).
-    if entered.iter().any(|s| {
-        matches!(
-            s,
-            Status::Cancelled | Status::Expired | Status::Rejected | Status::Returned
-        )
-    }) {
-        change.emit(EffectKind::ReleaseStock, now);
+    // Whatever the order still holds goes back. A returned order gives back only what never
+    // left (a parcel returned without a pick-up scan): the rest was taken off the shelf, or is
+    // about to be, and comes back by restock.
+    if entered
+        .iter()
+        .any(|s| matches!(s, Status::Cancelled | Status::Expired | Status::Rejected))
+    {
+        change.emit(
+            EffectKind::ReleaseStock {
+                warehouses: Vec::new(),
+            },
+            now,
+        );
+    } else if entered.contains(&Status::Returned) {
+        let never_left: Vec<_> = change
+            .order
+            .shipments
+            .iter()
+            .filter(|s| s.handed_over_at.is_none())
+            .map(|s| s.warehouse.clone())
+            .collect();
+        if !never_left.is_empty() {
+            change.emit(
+                EffectKind::ReleaseStock {
+                    warehouses: never_left,
+                },
+                now,
+            );
+        }
     }
     if change.order.attention.is_empty() {
         let order_currency = change.order.total.currency;
@@ -1156,6 +1177,17 @@ pub fn tracked(
         .iter_mut()
         .find(|s| s.carrier == carrier && s.tracking_number == update.tracking_number)?;
     let was_handed_over = shipment.handed_over_at.is_some();
+    if ended_unfulfilled(order.status()) && !was_handed_over && update.status.handed_over() {
+        // The order ended (its stock went back) but the carrier has the parcel: a person must
+        // intercept it; the stock is not touched until they do.
+        let reason = format!(
+            "{carrier} reports parcel {} {:?} although the order is {}: intercept it",
+            update.tracking_number,
+            update.status,
+            order.status()
+        );
+        return cannot_proceed(order, "tracking", &reason, policy, now);
+    }
     if !shipment.apply(update.status, update.at) {
         return None;
     }

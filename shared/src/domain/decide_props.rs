@@ -295,9 +295,9 @@ impl World {
                 self.refund_effect(refund_id, refuse, &fx.id);
                 return;
             }
-            EffectKind::ReleaseStock => {
-                for (_, r) in &mut self.stock {
-                    if *r == Res::Held {
+            EffectKind::ReleaseStock { warehouses } => {
+                for (w, r) in &mut self.stock {
+                    if *r == Res::Held && (warehouses.is_empty() || warehouses.contains(w)) {
                         *r = Res::Released;
                     }
                 }
@@ -556,6 +556,23 @@ impl World {
                 "a {st} order still holds stock: {:?}",
                 self.stock
             );
+        }
+        // What left the warehouse is off its shelf (committed), never merely released: a
+        // release must not overtake the commit of a parcel that was handed over.
+        for s in &o.shipments {
+            if s.handed_over_at.is_some() {
+                let state = self
+                    .stock
+                    .iter()
+                    .find(|(w, _)| *w == s.warehouse)
+                    .map(|(_, r)| *r);
+                assert_eq!(
+                    state,
+                    Some(Res::Committed),
+                    "{st}: parcel from {} left but its stock is {state:?}",
+                    s.warehouse
+                );
+            }
         }
     }
 }

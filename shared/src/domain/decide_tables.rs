@@ -648,7 +648,7 @@ fn returns_by_line_refund_what_came_back_and_restock_it_or_send_it_to_inspection
             &stock,
             Returned,
             vec![9980],
-            vec!["restock", "notify", "release_stock", "refund"],
+            vec!["restock", "notify", "refund"],
         ),
         (
             "everything, to inspection",
@@ -656,7 +656,7 @@ fn returns_by_line_refund_what_came_back_and_restock_it_or_send_it_to_inspection
             &inspect,
             Returned,
             vec![9980],
-            vec!["notify", "release_stock", "refund"],
+            vec!["notify", "refund"],
         ),
     ];
     for (name, lines, p, status, refunds, effects) in cases {
@@ -748,4 +748,41 @@ fn an_address_changes_only_before_any_parcel_left() {
         );
         assert_eq!(got.is_ok(), ok, "{name}");
     }
+}
+
+#[test]
+fn a_parcel_picked_up_after_the_order_ended_waits_for_a_person() {
+    let mut cancelled = order(
+        "cash_on_delivery",
+        &[Numbered, Approved, ReadyToShip, Cancelled],
+    );
+    cancelled.shipments = vec![super::fulfilment::Shipment {
+        warehouse: super::values::WarehouseId::parse("nj").unwrap(),
+        carrier: "zto".into(),
+        tracking_number: "7530".into(),
+        lines: vec![],
+        weight_grams: 500,
+        cost: 800,
+        status: super::fulfilment::TrackingStatus::Pending,
+        last_event_at: None,
+        handed_over_at: None,
+        delivered_at: None,
+    }];
+    let update = decide::TrackingUpdate {
+        tracking_number: "7530".into(),
+        status: super::fulfilment::TrackingStatus::PickedUp,
+        at: now(),
+    };
+    let c = decide::tracked(&cancelled, "zto", &update, "e1", &Policy::default(), now()).unwrap();
+    assert_eq!(c.order.status(), Cancelled);
+    assert!(
+        c.order.attention[0].contains("intercept it"),
+        "{:?}",
+        c.order.attention
+    );
+    assert!(
+        c.order.shipments[0].handed_over_at.is_none(),
+        "stock is not touched"
+    );
+    assert!(kinds(&c).is_empty(), "no stock commit: {:?}", kinds(&c));
 }

@@ -52,8 +52,13 @@ pub enum EffectKind {
     Notify(Notification),
     /// Asks the payment provider for the ledger's refund `refund_id`.
     Refund { refund_id: String },
-    /// Gives back every reservation the order still holds.
-    ReleaseStock,
+    /// Gives back what the order still holds: in these warehouses, or everywhere when none are
+    /// named. A returned order names only the warehouses whose parcels never left, so that the
+    /// release cannot overtake the commit of a parcel that did.
+    ReleaseStock {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warehouses: Vec<WarehouseId>,
+    },
     /// Takes what the order holds in one warehouse off on-hand stock (the parcel left).
     CommitStock { warehouse: WarehouseId },
     /// Puts returned goods back on the shelf, once per `key`.
@@ -70,7 +75,7 @@ impl EffectKind {
             EffectKind::Step { .. } => "step",
             EffectKind::Notify(_) => "notify",
             EffectKind::Refund { .. } => "refund",
-            EffectKind::ReleaseStock => "release_stock",
+            EffectKind::ReleaseStock { .. } => "release_stock",
             EffectKind::CommitStock { .. } => "commit_stock",
             EffectKind::Restock { .. } => "restock",
         }

@@ -63,18 +63,30 @@ async fn carry_out(app: &App, fx: Effect) -> Result<(), StepError> {
     match &fx.kind {
         EffectKind::Step { queue } => send_step(app, queue, order).await?,
         EffectKind::Notify(n) => app.send(queues::NOTIFICATIONS, n).await?,
-        EffectKind::ReleaseStock => {
-            let held: Vec<Sku> = app
+        EffectKind::ReleaseStock { warehouses } => {
+            let held: Vec<crate::ports::Reservation> = app
                 .store
                 .reservations(order)
                 .await?
                 .into_iter()
                 .filter(|r| r.state == crate::ports::ReservationState::Held)
-                .flat_map(|r| r.lines.into_iter().map(|(s, _)| s))
+                .filter(|r| warehouses.is_empty() || warehouses.contains(&r.warehouse))
                 .collect();
-            if app.store.release(order).await? > 0 {
+            let mut released = false;
+            if warehouses.is_empty() {
+                released = app.store.release(order).await? > 0;
+            } else {
+                for wh in warehouses {
+                    released |= app.store.release_in(order, wh).await?;
+                }
+            }
+            if released {
                 tracing::info!(order_id = %order, "stock released");
-                super::inventory::retry_waiting(app, &held).await?;
+                let skus: Vec<Sku> = held
+                    .into_iter()
+                    .flat_map(|r| r.lines.into_iter().map(|(s, _)| s))
+                    .collect();
+                super::inventory::retry_waiting(app, &skus).await?;
             }
         }
         EffectKind::CommitStock { warehouse } => {

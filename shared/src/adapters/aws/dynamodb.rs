@@ -1385,6 +1385,17 @@ impl StockStore for DynamoStore {
         self.settle(order, None, ReservationState::Released).await
     }
 
+    async fn release_in(
+        &self,
+        order: OrderId,
+        warehouse: &WarehouseId,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .settle(order, Some(warehouse), ReservationState::Released)
+            .await?
+            > 0)
+    }
+
     async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError> {
         Ok(self
             .settle(order, Some(warehouse), ReservationState::Committed)

@@ -783,6 +783,22 @@ impl StockStore for SqliteStore {
             .await
     }
 
+    async fn release_in(
+        &self,
+        order: OrderId,
+        warehouse: &WarehouseId,
+    ) -> Result<bool, StoreError> {
+        let warehouse = warehouse.clone();
+        self.db
+            .call(move |conn| {
+                let tx = immediate(conn)?;
+                let n = settle(&tx, order, Some(&warehouse), ReservationState::Released)?;
+                tx.commit()?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
     async fn commit(&self, order: OrderId, warehouse: &WarehouseId) -> Result<bool, StoreError> {
         let warehouse = warehouse.clone();
         self.db
