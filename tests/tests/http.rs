@@ -1311,6 +1311,23 @@ mod cases {
             "a body over the limit",
         )
         .await;
+        // A number with no fraction is an integer (JSON has one number type); a fraction is not
+        let r = local
+            .staff(Method::PUT, "/stock/TEA-001/sh")
+            .json(&json!({"on_hand": 4268.0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let p = problem(
+            local
+                .staff(Method::PUT, "/stock/TEA-001/sh")
+                .json(&json!({"on_hand": 4268.5})),
+            400,
+            "a fraction of a unit",
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "on_hand");
         // Wrong methods say which ones the path takes
         let r = local
             .staff(Method::DELETE, "/catalogue/TEA-001")

@@ -484,9 +484,10 @@ fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiErr
     let bytes = body(req)?;
     // Malformed JSON is told apart from well-formed JSON of the wrong shape, whose error names
     // the field by its path (`lines[0].quantity`).
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     strict::repeated_key(bytes).map_err(|path| ApiError::field(&path, "is given twice"))?;
+    strict::integral_floats_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };

@@ -32,6 +32,25 @@ pub fn repeated_key(json: &[u8]) -> Result<(), String> {
 
 const MARK: &str = "repeated key: ";
 
+/// JSON has one number type: `4268.0` is the integer 4268 (JSON Schema's `integer` says so too),
+/// so a number with no fraction is read as an integer wherever one is expected. Fractions stay
+/// fractions and are refused by the integer fields, naming them.
+pub fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.007_199_254_740_992e15
+            {
+                *v = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
 struct Walk {
     path: String,
 }
@@ -102,6 +121,20 @@ impl<'de> Visitor<'de> for Walk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integral_floats_become_integers_and_fractions_stay() {
+        let mut v = serde_json::json!({"on_hand": 4268.0, "lines": [{"quantity": 2.0, "price": 1.5}], "big": 1e300});
+        integral_floats_as_integers(&mut v);
+        assert_eq!(v["on_hand"], serde_json::json!(4268));
+        assert!(v["on_hand"].is_i64());
+        assert!(v["lines"][0]["quantity"].is_i64());
+        assert_eq!(v["lines"][0]["price"], serde_json::json!(1.5));
+        assert!(
+            v["big"].is_f64(),
+            "beyond exact integers it stays a float (and is refused)"
+        );
+    }
 
     #[test]
     fn a_repeated_key_is_named_by_its_path_and_nothing_else_is_refused() {
