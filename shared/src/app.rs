@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::adapters::aws::meter::Meter;
 use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
+use crate::adapters::https::HttpsClient;
 use crate::adapters::sqlite::SqliteDb;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
@@ -119,10 +120,12 @@ impl Outside {
     /// carrier's waybill client as the configuration says (`client = "real"` or `"simulated"`).
     pub fn from_env(config: &Config) -> Result<Self, StartError> {
         let secrets = Secrets::from_env(config);
-        let https = |e: std::io::Error| StartError::Environment(format!("HTTPS client: {e}"));
-        let gateway = ConfiguredGateway::from_config(config, &secrets).map_err(https)?;
-        let carriers = ConfiguredCarriers::from_config(config, &Kuaidi100Account::from_env(config))
-            .map_err(https)?;
+        // One HTTPS client (one read of the system's root certificates) for every outside API.
+        let http = HttpsClient::new(Duration::from_secs(10))
+            .map_err(|e| StartError::Environment(format!("HTTPS client: {e}")))?;
+        let gateway = ConfiguredGateway::from_config(config, &secrets, &http);
+        let carriers =
+            ConfiguredCarriers::from_config(config, &Kuaidi100Account::from_env(config), &http);
         Ok(Self {
             secrets,
             gateway: Arc::new(gateway),

@@ -15,6 +15,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// Whether the process is a Lambda function (read once, not per event).
+static IN_LAMBDA: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some());
+
 /// The namespace of the metrics in CloudWatch.
 pub const NAMESPACE: &str = "OMS";
 
@@ -69,7 +73,7 @@ impl Metrics {
             line[k] = serde_json::Value::String(v.to_owned());
         }
         let text = line.to_string();
-        if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        if *IN_LAMBDA {
             println!("{text}");
         }
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());

@@ -174,6 +174,8 @@ impl Local {
             sweep_every,
             clock: outside.clock,
             gateway: outside.gateway,
+            http: oms::adapters::https::HttpsClient::new(std::time::Duration::from_secs(10))
+                .expect("HTTPS client"),
         })
         .await
         .expect("local runtime starts");

@@ -280,8 +280,11 @@ async fn a_cancelled_order_is_refunded_through_the_stripe_api_when_the_configura
     stripe.api_base = Some(url);
     let mut secrets = oms_local::dev_secrets(&config);
     secrets.api_keys.insert("stripe".into(), KEY.into());
-    let gateway =
-        oms::payments::clients::ConfiguredGateway::from_config(&config, &secrets).unwrap();
+    let gateway = oms::payments::clients::ConfiguredGateway::from_config(
+        &config,
+        &secrets,
+        &HttpsClient::new(Duration::from_secs(5)).unwrap(),
+    );
     let local = oms_tests::Local::sqlite_outside(
         config,
         oms_tests::Outside {

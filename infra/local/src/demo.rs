@@ -600,6 +600,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
                 sweep_every: Duration::from_millis(500),
                 clock: std::sync::Arc::new(oms::clock::SystemClock),
                 gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
+                http: oms::adapters::https::HttpsClient::new(Duration::from_secs(10))?,
             })
             .await?;
             let base = running.url();

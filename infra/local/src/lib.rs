@@ -58,6 +58,8 @@ pub struct Options {
     pub clock: Arc<dyn oms::clock::Clock>,
     /// Where refunds go ([`oms::payments::SimulatedGateway`] locally; tests play failing providers).
     pub gateway: Arc<dyn oms::payments::PaymentGateway>,
+    /// The HTTPS client the real providers' and carriers' clients share.
+    pub http: oms::adapters::https::HttpsClient,
 }
 
 impl std::fmt::Debug for Options {
@@ -205,13 +207,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             Outside {
                 secrets: opts.secrets,
                 gateway: opts.gateway,
-                carriers: Arc::new(
-                    oms::shipping::waybills::ConfiguredCarriers::from_config(
-                        &config,
-                        &oms::shipping::waybills::Kuaidi100Account::from_env(&config),
-                    )
-                    .map_err(|e| StartError::Environment(format!("HTTPS client: {e}")))?,
-                ),
+                carriers: Arc::new(oms::shipping::waybills::ConfiguredCarriers::from_config(
+                    &config,
+                    &oms::shipping::waybills::Kuaidi100Account::from_env(&config),
+                    &opts.http,
+                )),
             },
         )
         .await?,

@@ -223,6 +223,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let (staff_token, made) = staff_token();
+    let http = oms::adapters::https::HttpsClient::new(Duration::from_secs(10))?;
     let running = oms_local::start(oms_local::Options {
         port: cli.port,
         backend: backend.clone(),
@@ -235,7 +236,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         gateway: std::sync::Arc::new(oms::payments::clients::ConfiguredGateway::from_config(
             &config,
             &oms_local::dev_secrets(&config),
-        )?),
+            &http,
+        )),
+        http,
         secrets: oms_local::dev_secrets(&config),
         clock: std::sync::Arc::new(oms::clock::SystemClock),
     })

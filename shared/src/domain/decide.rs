@@ -315,9 +315,14 @@ fn refund_reason(order: &Order, foreign: bool) -> String {
 /// A paid order has no payment deadline any more and goes to dispatch.
 fn to_dispatch(c: &mut OrderChange, now: DateTime<Utc>) {
     c.order.payment_due_at = None;
+    to_step(c, steps::DISPATCH, now);
+}
+
+/// Sends the order to a pipeline step (an outbox record).
+fn to_step(c: &mut OrderChange, queue: &str, now: DateTime<Utc>) {
     c.emit(
         EffectKind::Step {
-            queue: steps::DISPATCH.into(),
+            queue: queue.into(),
         },
         now,
     );
@@ -366,12 +371,7 @@ pub fn accepted(mut order: Order, policy: &Policy, now: DateTime<Utc>) -> OrderC
         effects: Vec::new(),
         done: Vec::new(),
     };
-    change.emit(
-        EffectKind::Step {
-            queue: steps::NUMBERING.into(),
-        },
-        now,
-    );
+    to_step(&mut change, steps::NUMBERING, now);
     change.order.due_at = due_at(&change.order, policy);
     change
 }
@@ -397,12 +397,7 @@ pub fn numbered(
     .ok()?;
     c.order.number = Some(number);
     c.order.redrives = 0;
-    c.emit(
-        EffectKind::Step {
-            queue: steps::REVIEW.into(),
-        },
-        now,
-    );
+    to_step(&mut c, steps::REVIEW, now);
     Some(seal(c, policy, now))
 }
 
@@ -425,12 +420,7 @@ pub fn reviewed(
     let mut c = transition(order, to, system("review"), reasons, now).ok()?;
     c.order.redrives = 0;
     match verdict {
-        Verdict::Approve(_) => c.emit(
-            EffectKind::Step {
-                queue: steps::INVENTORY.into(),
-            },
-            now,
-        ),
+        Verdict::Approve(_) => to_step(&mut c, steps::INVENTORY, now),
         Verdict::Hold(r) => c.order.hold_reasons = r.clone(),
         Verdict::Reject(_) => {}
     }
@@ -474,12 +464,7 @@ pub fn staff_review(
             }
             if decision == StaffDecision::Approve {
                 let mut c = transition(order, Status::Approved, actor, reason, now)?;
-                c.emit(
-                    EffectKind::Step {
-                        queue: steps::INVENTORY.into(),
-                    },
-                    now,
-                );
+                to_step(&mut c, steps::INVENTORY, now);
                 c
             } else {
                 transition(order, Status::Rejected, actor, reason, now)?
@@ -493,7 +478,7 @@ pub fn staff_review(
             c.order.attention.clear();
             c.order.redrives = 0;
             if let Some(q) = step_of(order) {
-                c.emit(EffectKind::Step { queue: q.into() }, now);
+                to_step(&mut c, q, now);
             }
             c
         }
@@ -590,12 +575,7 @@ pub fn stock_reserved(
             now,
         )
         .ok()?;
-        c.emit(
-            EffectKind::Step {
-                queue: steps::DISPATCH.into(),
-            },
-            now,
-        );
+        to_step(&mut c, steps::DISPATCH, now);
         c
     };
     c.order.redrives = 0;
@@ -1316,12 +1296,7 @@ pub fn sweep(order: &Order, policy: &Policy, now: DateTime<Utc>) -> Option<Order
                 ));
             } else {
                 c.order.redrives += 1;
-                c.emit(
-                    EffectKind::Step {
-                        queue: queue.into(),
-                    },
-                    now,
-                );
+                to_step(&mut c, queue, now);
             }
             c
         }

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -165,8 +164,7 @@ pub struct ConfiguredGateway {
 impl ConfiguredGateway {
     /// Builds every configured provider's client. A real provider without its API credential
     /// refuses every refund (and says so in the log), so the orders wait for a person.
-    pub fn from_config(config: &Config, secrets: &Secrets) -> std::io::Result<Self> {
-        let http = HttpsClient::new(Duration::from_secs(10))?;
+    pub fn from_config(config: &Config, secrets: &Secrets, http: &HttpsClient) -> Self {
         let mut clients: HashMap<String, Arc<dyn PaymentGateway>> = HashMap::new();
         for (name, p) in &config.payments {
             let client: Arc<dyn PaymentGateway> = match (p.client, p.kind) {
@@ -213,7 +211,7 @@ impl ConfiguredGateway {
         } else {
             Arc::new(NoApi)
         };
-        Ok(Self { clients, other })
+        Self { clients, other }
     }
 }
 

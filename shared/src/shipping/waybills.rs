@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use md5::{Digest, Md5};
@@ -186,8 +185,8 @@ impl ConfiguredCarriers {
     pub fn from_config(
         config: &Config,
         accounts: &HashMap<String, Kuaidi100Account>,
-    ) -> std::io::Result<Self> {
-        let http = HttpsClient::new(Duration::from_secs(10))?;
+        http: &HttpsClient,
+    ) -> Self {
         let mut clients: HashMap<String, Arc<dyn CarrierApi>> = HashMap::new();
         for (name, c) in &config.carriers {
             let client: Arc<dyn CarrierApi> = match (c.client, &c.kuaidicom, accounts.get(name)) {
@@ -215,7 +214,7 @@ impl ConfiguredCarriers {
             };
             clients.insert(name.clone(), client);
         }
-        Ok(Self { clients })
+        Self { clients }
     }
 }
 
