@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too:
-#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint), cfn-lint and
-#      cargo-lambda (the smoke test runs the real function binaries under it) if missing,
+#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint), cfn-lint,
+#      cargo-lambda (the smoke test runs the real function binaries under it) and Schemathesis
+#      if missing,
 #   2. starts moto on a free port on 127.0.0.1 and points the AWS contract tests at it,
 #   3. checks formatting, clippy and the deployment template (cfn-lint), runs every test
 #      (cargo-nextest if installed, else cargo test) with the AWS suite required, not skipped,
-#   4. stops moto, whatever happened.
+#   4. runs Schemathesis against a live oms-local (infra/api_fuzz.sh: every check, stateful
+#      sequences, at least 10,000 requests, zero failures), and prints the request count,
+#   5. stops moto, whatever happened.
 # Environment: OMS_VENV (venv directory, default .venv at the workspace root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${OMS_VENV:-.venv}
-if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/cargo-lambda" ]; then
-  echo "==> preparing $venv with moto[server], cfn-lint and cargo-lambda"
+if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/cargo-lambda" ] \
+  || [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "==> preparing $venv with moto[server], cfn-lint, cargo-lambda and schemathesis"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.20,<2' 'cargo-lambda>=1.8,<2'
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.20,<2' \
+    'cargo-lambda>=1.8,<2' 'schemathesis==4.32.5'
 fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -50,3 +55,5 @@ if cargo nextest --version > /dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+echo "==> API fuzz (Schemathesis against a live oms-local)"
+OMS_VENV="$venv" ./infra/api_fuzz.sh

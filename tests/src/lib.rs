@@ -3,8 +3,9 @@
 //! Each test gets its own SQLite file, or its own DynamoDB table and SQS queue prefix on the moto
 //! server named by `OMS_TEST_AWS_ENDPOINT` (the README's test command starts one and sets it).
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, TimeZone, Utc};
 use oms::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
@@ -17,6 +18,74 @@ use oms::ports::{Queue, Store};
 pub const AWS_ENDPOINT_VAR: &str = "OMS_TEST_AWS_ENDPOINT";
 /// Set to `1` to make a missing endpoint a failure instead of a loud skip (the test command does).
 pub const REQUIRE_AWS_VAR: &str = "OMS_TEST_REQUIRE_AWS";
+
+/// `docs/openapi.json`, read once.
+pub fn api_description() -> &'static serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+                .expect("docs/openapi.json");
+        serde_json::from_str(&text).expect("openapi.json is JSON")
+    })
+}
+
+/// Asserts that an answer of `method template` (a path as the description writes it, such as
+/// `/orders/{id}`) is described: its status is listed for the route, and its body matches the
+/// schema given for that status (formats checked too). Panics naming every mismatch.
+pub fn assert_described(method: &str, template: &str, status: u16, body: &serde_json::Value) {
+    type Validators = Mutex<HashMap<String, Option<Arc<jsonschema::Validator>>>>;
+    static VALIDATORS: OnceLock<Validators> = OnceLock::new();
+    let key = format!("{method} {template} {status}");
+    let validator = VALIDATORS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("validators")
+        .entry(key.clone())
+        .or_insert_with(|| {
+            let doc = api_description();
+            let operation = &doc["paths"][template][method.to_lowercase()];
+            assert!(
+                operation.is_object(),
+                "{method} {template} is not described"
+            );
+            let mut response = &operation["responses"][status.to_string()];
+            assert!(
+                response.is_object(),
+                "{key}: status {status} is not described for the route (body {body})"
+            );
+            if let Some(r) = response["$ref"].as_str() {
+                let name = r.rsplit('/').next().expect("a $ref names a response");
+                response = &doc["components"]["responses"][name];
+            }
+            let schema = response["content"]
+                .as_object()
+                .and_then(|c| c.values().next())
+                .map(|media| media["schema"].clone())?;
+            let root = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "components": doc["components"],
+                "allOf": [schema],
+            });
+            let v = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&root)
+                .unwrap_or_else(|e| panic!("{key}: the described schema does not compile: {e}"));
+            Some(Arc::new(v))
+        })
+        .clone();
+    if let Some(v) = validator {
+        let errors: Vec<String> = v
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{key}: the answer does not match its described schema:\n{}\nbody: {body:#}",
+            errors.join("\n")
+        );
+    }
+}
 
 /// One backend under test: a store and a queue on fresh, private resources.
 pub struct Backend {
@@ -280,7 +349,9 @@ impl Local {
             .await
             .expect("GET order");
         assert_eq!(r.status(), 200, "GET /orders/{id}");
-        r.json().await.expect("order json")
+        let order = r.json().await.expect("order json");
+        assert_described("GET", "/orders/{id}", 200, &order);
+        order
     }
 
     /// Polls the order until it reaches `status` (10 s at most), and returns it.
@@ -332,6 +403,7 @@ impl Local {
             .json()
             .await
             .expect("reviews json");
+        assert_described("GET", "/reviews", 200, &r);
         r["orders"]
             .as_array()
             .expect("orders")
@@ -367,6 +439,7 @@ impl Local {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.json().await.unwrap_or(serde_json::Value::Null);
+        assert_described("POST", "/orders", status, &body);
         (status, headers, body)
     }
 }

@@ -400,8 +400,8 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(p["errors"][0]["field"], "orders.order[0].num");
-        // The native channel does not take the marketplace route, and a key of one channel does
-        // not open another channel's route
+        // The native channel has no marketplace route (404, as for a channel that does not
+        // exist), and a key of one channel does not open another channel's route
         assert_eq!(
             local
                 .channel("web", "/channels/web/orders")
@@ -410,7 +410,7 @@ mod cases {
                 .await
                 .unwrap()
                 .status(),
-            400
+            404
         );
         assert_eq!(
             local
@@ -498,6 +498,95 @@ mod cases {
                 .header("content-type", "text/plain")
                 .body("hello"),
             415,
+            "",
+        ));
+        // Values are taken as given, exactly as the API description's schemas say
+        let mut spaced = good.clone();
+        spaced["lines"][0]["sku"] = json!(" TEA-001");
+        cases.push((
+            "a SKU with a space".into(),
+            post(spaced),
+            400,
+            "lines[0].sku",
+        ));
+        let mut null = good.clone();
+        null["shipping_address"]["line2"] = Value::Null;
+        cases.push((
+            "null where a field is not nullable".into(),
+            post(null),
+            400,
+            "shipping_address.line2",
+        ));
+        let mut unknown = good.clone();
+        unknown["shiping_fee"] = json!(800);
+        cases.push(("a misspelt field".into(), post(unknown), 400, "shiping_fee"));
+        let mut blank = good.clone();
+        blank["customer"]["name"] = json!("   ");
+        cases.push(("a blank name".into(), post(blank), 400, "customer.name"));
+        let mut long = good.clone();
+        long["shipping_address"]["city"] = json!(format!("{} ", "x".repeat(200)));
+        cases.push((
+            "201 characters, the last a space".into(),
+            post(long),
+            400,
+            "shipping_address.city",
+        ));
+        cases.push((
+            "a braced UUID".into(),
+            local.staff(
+                Method::GET,
+                &format!("/orders/{{{}}}", oms::domain::OrderId::generate()),
+            ),
+            400,
+            "id",
+        ));
+        for (query, field) in [
+            ("/orders?status=", "status"),
+            ("/orders?channel=web&cursor=", "cursor"),
+            ("/orders?customer=%20C1", "customer"),
+            ("/catalogue?after=", "after"),
+            ("/reviews?limit=", "limit"),
+        ] {
+            cases.push((
+                format!("empty or spaced {query}"),
+                local.staff(Method::GET, query),
+                400,
+                field,
+            ));
+        }
+        for (body, field) in [
+            (json!({"decision": "approve", "reviewer": " "}), "reviewer"),
+            (
+                json!({"decision": "approve", "reviewer": "x".repeat(101)}),
+                "reviewer",
+            ),
+            (
+                json!({"decision": "approve", "reviewer": "li", "note": "a\u{1}b"}),
+                "note",
+            ),
+        ] {
+            cases.push((
+                format!("review {body}"),
+                local
+                    .staff(
+                        Method::POST,
+                        &format!("/orders/{}/review", oms::domain::OrderId::generate()),
+                    )
+                    .json(&body),
+                400,
+                field,
+            ));
+        }
+        cases.push((
+            "a return with neither the contact nor the staff token".into(),
+            local
+                .http
+                .post(local.url(&format!(
+                    "/orders/{}/return",
+                    oms::domain::OrderId::generate()
+                )))
+                .json(&json!({"reason": "too big"})),
+            401,
             "",
         ));
         for (what, req, status, field) in cases {

@@ -50,7 +50,7 @@ use crate::config::ChannelFormat;
 use crate::domain::decide::StaffDecision;
 use crate::domain::{
     Actor, AddressDraft, ChannelId, Currency, CustomerId, Effect, FieldError, InvalidOrder, Order,
-    OrderDraft, OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    OrderDraft, OrderId, OrderNumber, Sku, Status, Text, TimelineEntry, WarehouseId,
 };
 use crate::flow;
 use crate::ports::{IdempotencyRecord, OrderQuery, Reservation, StockLevel};
@@ -402,12 +402,29 @@ pub fn router(app: Arc<App>, surface: Surface) -> axum::Router {
         .with_state(app)
 }
 
+/// Every request runs in a `request` span (method, path and, once known, `order_id`), so each
+/// log line it writes carries the order it is about: the id comes from the path
+/// (`/orders/{id}/...`), or is recorded by the handler that finds the order (intake, webhooks).
 /// One log line per request: method, path and status (never the body or the query: they can
 /// carry contacts).
 async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let response = next.run(req).await;
-    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        %path,
+        order_id = tracing::field::Empty
+    );
+    if let Some(id) = path
+        .strip_prefix("/orders/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|raw| OrderId::parse(raw).ok())
+    {
+        span.record("order_id", tracing::field::display(id));
+    }
+    let response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request"));
     response
 }
 
@@ -487,6 +504,10 @@ fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiErr
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     strict::repeated_key(bytes).map_err(|path| ApiError::field(&path, "is given twice"))?;
+    if let Some(path) = strict::first_null(&value) {
+        let field = if path.is_empty() { "body" } else { &path };
+        return Err(ApiError::field(field, "must not be null"));
+    }
     strict::integral_floats_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -502,11 +523,10 @@ fn query(req: &Request) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// A query parameter as given: `?limit=` is an empty value, which each parser refuses, not an
+/// absent one.
 fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    q.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -542,6 +562,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
                 .to_str()
                 .map_err(|_| ApiError::field("Idempotency-Key", "must be printable ASCII"))?
                 .trim();
+            if k.chars().any(|c| !c.is_ascii() || c.is_ascii_control()) {
+                return Err(ApiError::field(
+                    "Idempotency-Key",
+                    "must be printable ASCII",
+                ));
+            }
             if k.is_empty() || k.len() > 255 {
                 return Err(ApiError::field(
                     "Idempotency-Key",
@@ -662,10 +688,11 @@ async fn intake_order(
                         .map_err(|e| invalid_order(e, taobao::field_name))?
                 }
                 ChannelFormat::Native => {
-                    return Err(ApiError::field(
-                        "channel",
-                        format!("{channel} sends the native format to POST /orders"),
-                    ));
+                    // There is no marketplace intake for this channel: the route does not exist
+                    // for it (as for a channel that is not configured).
+                    return Err(ApiError::NotFound(format!(
+                        "channel {channel} sends the native format to POST /orders; this route takes marketplace formats"
+                    )));
                 }
             }
         }
@@ -716,6 +743,7 @@ async fn intake_order(
     }
     let (order, existed) = flow::intake::accept(app, new_order, id).await?;
     let duplicate = existed || replay;
+    tracing::Span::current().record("order_id", tracing::field::display(order.id));
     tracing::info!(order_id = %order.id, channel = %order.channel, duplicate, "order accepted");
     let status = if duplicate {
         StatusCode::OK
@@ -829,10 +857,14 @@ struct StatusStep {
 
 async fn lookup(app: &App, req: &Request) -> Reply {
     let q = query(req);
-    let number = param(&q, "number").ok_or_else(|| ApiError::field("number", "is required"))?;
-    let contact = param(&q, "contact").ok_or_else(|| {
-        ApiError::field("contact", "is required (the e-mail or phone of the order)")
-    })?;
+    let number = param(&q, "number")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::field("number", "is required"))?;
+    let contact = param(&q, "contact")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            ApiError::field("contact", "is required (the e-mail or phone of the order)")
+        })?;
     // An unknown number, a malformed one and a wrong contact do the same work and get the same
     // answer: the number alone reveals nothing (see `api::lookup`).
     let mut work = lookup::Work::default();
@@ -952,7 +984,15 @@ fn page_query(q: &[(String, String)]) -> Result<OrderQuery, ApiError> {
         from: time_param(q, "from")?,
         to: time_param(q, "to")?,
         limit,
-        cursor: param(q, "cursor").map(str::to_owned),
+        cursor: param(q, "cursor")
+            .map(|c| {
+                if c.is_empty() {
+                    Err(ApiError::field("cursor", "must not be empty"))
+                } else {
+                    Ok(c.to_owned())
+                }
+            })
+            .transpose()?,
     })
 }
 
@@ -1005,6 +1045,20 @@ async fn held(app: &App, req: &Request) -> Reply {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
+/// The longest note a reviewer may leave, in characters.
+const MAX_NOTE: usize = 1000;
+
+/// An optional free-text body field: absent is `None`; present, it must be [`Text`] of at most
+/// `max` characters, else a 400 naming `field`.
+fn optional_text(raw: Option<&str>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+    raw.map(|r| {
+        Text::parse_at_most(r, max)
+            .map(String::from)
+            .map_err(|e| ApiError::field(field, e.0))
+    })
+    .transpose()
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct CancelBody {
@@ -1019,8 +1073,10 @@ async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
     } else {
         parse_body(req)?
     };
-    let actor = Actor::Staff(b.by.unwrap_or_else(|| "staff".into()));
-    let reason = b.reason.unwrap_or_else(|| "cancelled by staff".into());
+    let by = optional_text(b.by.as_deref(), "by", Text::MAX_CHARS)?;
+    let reason = optional_text(b.reason.as_deref(), "reason", Text::MAX_CHARS)?;
+    let actor = Actor::Staff(by.unwrap_or_else(|| "staff".into()));
+    let reason = reason.unwrap_or_else(|| "cancelled by staff".into());
     let order = flow::commands::cancel(app, id, actor, &reason).await?;
     json(StatusCode::OK, &order_view(app, order).await?)
 }
@@ -1100,23 +1156,49 @@ async fn decide(app: &App, id: &str, req: &Request) -> Reply {
             None
         }
     };
-    let reviewer = b
-        .reviewer
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && r.len() <= 100);
-    if reviewer.is_none() {
-        errors.push(FieldError {
-            field: "reviewer".into(),
-            reason: "is required (1 to 100 characters)".into(),
-        });
-    }
+    let reviewer = match b.reviewer.as_deref().map(|r| Text::parse_at_most(r, 100)) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            errors.push(FieldError {
+                field: "reviewer".into(),
+                reason: e.0,
+            });
+            None
+        }
+        None => {
+            errors.push(FieldError {
+                field: "reviewer".into(),
+                reason: "is required (1 to 100 characters)".into(),
+            });
+            None
+        }
+    };
+    let note = match b.note.as_deref().map(|n| Text::parse_at_most(n, MAX_NOTE)) {
+        Some(Err(e)) => {
+            errors.push(FieldError {
+                field: "note".into(),
+                reason: e.0,
+            });
+            None
+        }
+        other => other.and_then(Result::ok),
+    };
     let (Some(decision), Some(reviewer)) = (decision, reviewer) else {
         return Err(ApiError::Invalid(errors));
     };
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let reviewer = reviewer.as_str();
     let order = load(app, id).await?;
-    let decided =
-        flow::commands::review(app, order.id, decision, reviewer, b.note.as_deref()).await?;
+    let decided = flow::commands::review(
+        app,
+        order.id,
+        decision,
+        reviewer,
+        note.as_ref().map(Text::as_str),
+    )
+    .await?;
     tracing::info!(order_id = %decided.id, status = %decided.status(), reviewer, "review decided");
     json(StatusCode::OK, &order_view(app, decided).await?)
 }
@@ -1147,14 +1229,19 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
         parse_body(req)?
     };
     let is_staff = staff(app, req.headers()).is_ok();
+    // The contact is the customer's credential here: without it (and without the staff token)
+    // the request is not authenticated, whichever order it names.
+    if !is_staff && b.contact.is_none() {
+        return Err(ApiError::Unauthorized(
+            "give the order's contact (its e-mail or phone), or the staff token",
+        ));
+    }
     let unknown = || ApiError::NotFound("no such order".into());
     let order = load(app, id).await.map_err(|_| unknown())?;
     let actor = if is_staff {
         Actor::Staff("staff".into())
     } else {
-        let contact = b.contact.as_deref().ok_or_else(|| {
-            ApiError::field("contact", "is required (the e-mail or phone of the order)")
-        })?;
+        let contact = b.contact.as_deref().unwrap_or_default();
         let c = &order.customer;
         let ok = crate::domain::Email::parse(contact)
             .ok()
@@ -1193,12 +1280,12 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
                         None
                     }
                 };
-                let quantity = match l.quantity {
-                    Some(q) if q >= 1 => u64::try_from(q).ok(),
-                    Some(_) => {
+                let quantity = match l.quantity.map(crate::domain::Quantity::parse) {
+                    Some(Ok(q)) => Some(u64::from(q.get())),
+                    Some(Err(e)) => {
                         errors.push(FieldError {
                             field: format!("lines[{i}].quantity"),
-                            reason: "must be at least 1".into(),
+                            reason: e.0,
                         });
                         None
                     }
@@ -1220,7 +1307,8 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
             Some(out)
         }
     };
-    let reason = b.reason.unwrap_or_else(|| "return requested".into());
+    let reason = optional_text(b.reason.as_deref(), "reason", Text::MAX_CHARS)?
+        .unwrap_or_else(|| "return requested".into());
     let order = flow::commands::request_return(app, order.id, lines, &reason, actor).await?;
     json(StatusCode::OK, &order_view(app, order).await?)
 }

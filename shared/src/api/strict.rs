@@ -51,6 +51,31 @@ pub fn integral_floats_as_integers(v: &mut serde_json::Value) {
     }
 }
 
+/// No field of a request body is nullable: `{"safety": null}` is refused naming `safety`, as
+/// the API description refuses it, rather than read as if the field were absent. Returns the
+/// path of the first `null`.
+pub fn first_null(v: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        match v {
+            serde_json::Value::Null => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(x, &p)
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "")
+}
+
 struct Walk {
     path: String,
 }
@@ -161,6 +186,22 @@ mod tests {
                 want.map_err(str::to_owned),
                 "{json}"
             );
+        }
+    }
+
+    #[test]
+    fn the_first_null_is_named_by_its_path() {
+        let cases: &[(serde_json::Value, Option<&str>)] = &[
+            (serde_json::json!({"a": 1, "b": [true, "x"]}), None),
+            (serde_json::json!({"safety": null}), Some("safety")),
+            (
+                serde_json::json!({"lines": [{"sku": "A"}, {"sku": null}]}),
+                Some("lines[1].sku"),
+            ),
+            (serde_json::json!(null), Some("")),
+        ];
+        for (v, want) in cases {
+            assert_eq!(first_null(v).as_deref(), *want, "{v}");
         }
     }
 }

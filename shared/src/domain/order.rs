@@ -40,7 +40,7 @@ pub enum PaymentMethod {
 
 impl PaymentMethod {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        match raw.trim() {
+        match raw {
             "prepaid" => Ok(Self::Prepaid),
             "cash_on_delivery" => Ok(Self::CashOnDelivery),
             "credit" => Ok(Self::Credit),
@@ -59,19 +59,24 @@ impl PaymentMethod {
 pub struct Customer {
     pub id: CustomerId,
     pub name: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<Phone>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
     pub name: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<Phone>,
     pub country: CountryCode,
     pub region: Text,
     pub city: Text,
     pub line1: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line2: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<Text>,
 }
 
@@ -113,7 +118,7 @@ pub struct Charges {
 /// An order as a channel sent it, before any check: every field optional and loosely typed so that
 /// [`OrderDraft::validate`] can name each missing or bad field instead of failing on the first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OrderDraft {
     pub channel: Option<String>,
     pub external_id: Option<String>,
@@ -134,7 +139,7 @@ pub struct OrderDraft {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CustomerDraft {
     pub id: Option<String>,
     pub name: Option<String>,
@@ -143,7 +148,7 @@ pub struct CustomerDraft {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LineDraft {
     pub sku: Option<String>,
     pub quantity: Option<i64>,
@@ -153,7 +158,7 @@ pub struct LineDraft {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AddressDraft {
     pub name: Option<String>,
     pub phone: Option<String>,
@@ -515,8 +520,10 @@ impl NewOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: OrderId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<OrderNumber>,
     pub channel: ChannelId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<ExternalId>,
     pub customer: Customer,
     pub lines: Vec<OrderLine>,

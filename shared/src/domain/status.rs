@@ -207,8 +207,11 @@ pub struct TimelineEntry {
     pub id: Uuid,
     pub at: DateTime<Utc>,
     pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 

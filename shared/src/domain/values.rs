@@ -17,14 +17,15 @@ fn invalid(reason: impl Into<String>) -> InvalidValue {
     InvalidValue(reason.into())
 }
 
-/// Checks a trimmed identifier: 1..=max chars, each accepted by `ok`.
+/// Checks an identifier as given (no trimming: what the API description's pattern accepts is
+/// exactly what is accepted here): 1..=max chars, each accepted by `ok`.
 fn identifier(
     raw: &str,
     max: usize,
     ok: impl Fn(char) -> bool,
     allowed: &str,
 ) -> Result<String, InvalidValue> {
-    let s = raw.trim();
+    let s = raw;
     if s.is_empty() {
         return Err(invalid("must not be empty"));
     }
@@ -104,7 +105,8 @@ string_newtype!(
     allowed = "A-Z a-z 0-9 - _"
 );
 
-/// Free text such as a name or an address line: trimmed, not empty, bounded, no control characters.
+/// Free text such as a name or an address line: at most [`Text::MAX_CHARS`] characters as given,
+/// not blank, no control characters; kept trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text(String);
@@ -113,18 +115,20 @@ impl Text {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        Self::parse_at_most(raw, Self::MAX_CHARS)
+    }
+
+    /// As [`Text::parse`], with a tighter bound (a reviewer's name).
+    pub fn parse_at_most(raw: &str, max: usize) -> Result<Self, InvalidValue> {
+        if raw.chars().count() > max {
+            return Err(invalid(format!("must be at most {max} characters")));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(invalid("must not contain control characters"));
+        }
         let s = raw.trim();
         if s.is_empty() {
             return Err(invalid("must not be empty"));
-        }
-        if s.chars().count() > Self::MAX_CHARS {
-            return Err(invalid(format!(
-                "must be at most {} characters",
-                Self::MAX_CHARS
-            )));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(invalid("must not contain control characters"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -157,7 +161,7 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let s = raw.trim();
+        let s = raw;
         if s.len() > 254 {
             return Err(invalid("must be at most 254 characters"));
         }
@@ -191,7 +195,6 @@ pub struct Phone(String);
 impl Phone {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let s: String = raw
-            .trim()
             .chars()
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
@@ -231,7 +234,7 @@ pub struct CountryCode(String);
 
 impl CountryCode {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let s = raw.trim().to_ascii_uppercase();
+        let s = raw.to_ascii_uppercase();
         if s.len() != 2 || !s.chars().all(|c| c.is_ascii_uppercase()) {
             return Err(invalid("must be a two-letter ISO 3166-1 country code"));
         }
@@ -260,7 +263,7 @@ pub struct Currency(iso_currency::Currency);
 
 impl Currency {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let code = raw.trim();
+        let code = raw;
         iso_currency::Currency::from_code(code)
             .map(Self)
             .ok_or_else(|| invalid(format!("{code:?} is not an ISO 4217 currency code")))
@@ -424,7 +427,12 @@ impl OrderId {
         Ok(Self(id))
     }
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let id = Uuid::parse_str(raw.trim()).map_err(|_| invalid("is not a UUID"))?;
+        // Only the hyphenated form (the braced, URN and simple forms are refused, as the API
+        // description's pattern refuses them).
+        let id = Some(raw)
+            .filter(|r| r.len() == 36)
+            .and_then(|r| Uuid::parse_str(r).ok())
+            .ok_or_else(|| invalid("is not a UUID"))?;
         Self::from_uuid(id)
     }
     pub fn as_uuid(&self) -> Uuid {
@@ -453,8 +461,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identifiers_are_trimmed_and_checked() {
-        assert_eq!(Sku::parse("  TEA-001 ").unwrap().as_str(), "TEA-001");
+    fn identifiers_are_checked_as_given() {
+        assert_eq!(Sku::parse("TEA-001").unwrap().as_str(), "TEA-001");
+        assert!(
+            Sku::parse("  TEA-001 ").is_err(),
+            "spaces are not part of a SKU"
+        );
+        assert!(Text::parse(" Li Wei ").unwrap().as_str() == "Li Wei");
+        assert!(Text::parse("   ").is_err());
+        assert!(Text::parse(&format!("{} ", "x".repeat(200))).is_err());
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse("TEA 001").is_err());
         assert!(ChannelId::parse("Web").is_err(), "channels are lower case");
