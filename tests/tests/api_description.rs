@@ -77,3 +77,96 @@ async fn every_described_route_is_answered_by_the_router() {
     }
     local.running.stop().await;
 }
+
+/// A validator for one schema of `components.schemas`.
+fn component(name: &str) -> jsonschema::Validator {
+    let doc = oms_tests::api_description();
+    let root = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "$ref": format!("#/components/schemas/{name}"),
+    });
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A string of 0 to `max` characters drawn from letters, digits, punctuation, spaces, control
+/// characters and a few non-ASCII ones: what the value schemas and the parsers must agree on.
+fn random_text(rng: &mut fastrand::Rng, max: usize) -> String {
+    const POOL: &[char] = &[
+        'a', 'z', 'A', 'Z', '0', '9', '-', '_', '.', '+', '(', ')', ' ', '@', '/', '\t', '\n',
+        '\u{0}', '\u{7f}', '\u{85}', '\u{a0}', 'é', '中', '\u{2003}',
+    ];
+    let len = rng.usize(0..=max);
+    (0..len).map(|_| POOL[rng.usize(..POOL.len())]).collect()
+}
+
+#[test]
+fn the_value_schemas_accept_exactly_what_the_code_accepts() {
+    use oms::domain::{
+        ChannelId, CountryCode, Currency, CustomerId, ExternalId, Phone, Sku, Text, WarehouseId,
+    };
+    type Parse = fn(&str) -> bool;
+    let cases: [(&str, usize, Parse); 8] = [
+        ("Sku", 70, |s| Sku::parse(s).is_ok()),
+        ("ChannelId", 36, |s| ChannelId::parse(s).is_ok()),
+        ("WarehouseId", 36, |s| WarehouseId::parse(s).is_ok()),
+        ("CustomerId", 70, |s| CustomerId::parse(s).is_ok()),
+        ("ExternalId", 8, |s| ExternalId::parse(s).is_ok()),
+        ("Text", 205, |s| Text::parse(s).is_ok()),
+        ("Phone", 24, |s| Phone::parse(s).is_ok()),
+        ("CountryCode", 3, |s| CountryCode::parse(s).is_ok()),
+    ];
+    let mut rng = fastrand::Rng::with_seed(20261201);
+    for (name, max, parse) in cases {
+        let v = component(name);
+        let mut accepted = 0;
+        for i in 0..20_000 {
+            // Every fourth sample comes from the characters the type allows, so that both
+            // answers are well represented.
+            let s = if i % 4 == 0 {
+                let len = rng.usize(0..=max);
+                let plus = if name == "Phone" && i % 8 == 0 {
+                    "+"
+                } else {
+                    ""
+                };
+                (0..len)
+                    .map(|_| match name {
+                        "Phone" => {
+                            ['+', '1', '8', '6', '0', ' ', '-', '(', ')', '.'][rng.usize(..10)]
+                        }
+                        "CountryCode" => rng.alphabetic(),
+                        _ => rng.alphanumeric(),
+                    })
+                    .fold(plus.to_owned(), |mut s, c| {
+                        s.push(c);
+                        s
+                    })
+            } else {
+                random_text(&mut rng, max)
+            };
+            let by_schema = v.is_valid(&Value::String(s.clone()));
+            assert_eq!(by_schema, parse(&s), "{name}: {s:?}");
+            accepted += usize::from(by_schema);
+        }
+        assert!(accepted > 50, "{name}: only {accepted} samples were valid");
+    }
+    // The currency codes are exactly those the code knows.
+    let v = component("CurrencyCode");
+    for a in 'A'..='Z' {
+        for b in 'A'..='Z' {
+            for c in ['A', 'D', 'F', 'K', 'N', 'R', 'S', 'Y', 'Z'] {
+                let code = format!("{a}{b}{c}");
+                assert_eq!(
+                    v.is_valid(&Value::String(code.clone())),
+                    Currency::parse(&code).is_ok(),
+                    "{code}"
+                );
+            }
+        }
+    }
+    assert!(!v.is_valid(&Value::String("cny".into())));
+}
