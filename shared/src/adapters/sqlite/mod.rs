@@ -138,25 +138,84 @@ CREATE TABLE IF NOT EXISTS messages (
     receipt        TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS messages_visible ON messages(queue, visible_at_ms, seq);
+CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages(receipt) WHERE receipt IS NOT NULL;
 "#;
+
+/// Database calls made by this process: each is one transaction (or one statement).
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many database calls (transactions) this process has made so far; the benchmark divides
+/// the calls of a run by its orders.
+pub fn calls_so_far() -> u64 {
+    CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The ceiling the design runs under: how many small read-modify-write transactions per second
+/// one connection makes on a fresh file at `path`, with the pragmas the store uses (WAL,
+/// synchronous NORMAL) and `BEGIN IMMEDIATE` as every store write does. Runs `n` of them on the
+/// calling thread.
+pub fn raw_transaction_rate(path: impl AsRef<Path>, n: u32) -> Result<f64, StoreError> {
+    let mut conn = Connection::open(path)?;
+    pragmas(&conn)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS bench (k INTEGER PRIMARY KEY, v INTEGER NOT NULL) STRICT;
+         INSERT OR IGNORE INTO bench SELECT value, 0 FROM generate_series(0, 999);",
+    )
+    .or_else(|_| {
+        // Without the series extension: the thousand rows one by one.
+        let tx = conn.transaction()?;
+        for k in 0..1000 {
+            tx.execute("INSERT OR IGNORE INTO bench VALUES (?1, 0)", [k])?;
+        }
+        tx.commit()
+    })?;
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        let k = i64::from(i % 1000);
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let v: i64 = tx.query_row("SELECT v FROM bench WHERE k = ?1", [k], |r| r.get(0))?;
+        tx.execute("UPDATE bench SET v = ?1 WHERE k = ?2", [v + 1, k])?;
+        tx.commit()?;
+    }
+    Ok(f64::from(n) / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The pragmas every connection of the store runs with.
+fn pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
+    // WAL lets readers (an operator's `sqlite3` shell, a second process) work while we write;
+    // NORMAL sync in WAL mode is still durable against process crashes, and an OS crash can
+    // lose at most the last transactions, never corrupt the file.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+}
+
+static RECORDED: std::sync::OnceLock<Arc<Mutex<std::collections::BTreeSet<String>>>> =
+    std::sync::OnceLock::new();
+
+/// From now on, every database this process opens records the text of each statement it runs
+/// (parameters as `?N`, not their values); returns the set. For tests that check the query plan
+/// of everything a workload runs (`EXPLAIN QUERY PLAN`): recording costs a lock per statement,
+/// so nothing else turns it on.
+pub fn record_statements() -> Arc<Mutex<std::collections::BTreeSet<String>>> {
+    Arc::clone(RECORDED.get_or_init(Default::default))
+}
 
 /// One open database file, shared by the store and the queue.
 #[derive(Clone)]
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
+    /// Woken whenever messages are sent, so a waiting receive takes them at once instead of at
+    /// its next look.
+    sent: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteDb {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path.as_ref())?;
-        // WAL lets readers (an operator's `sqlite3` shell, a second process) work while we write;
-        // NORMAL sync in WAL mode is still durable against process crashes, and an OS crash can
-        // lose at most the last transactions, never corrupt the file.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut conn = Connection::open(path.as_ref())?;
+        pragmas(&conn)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Backend(
@@ -176,8 +235,22 @@ impl SqliteDb {
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        if let Some(seen) = RECORDED.get() {
+            let seen = Arc::clone(seen);
+            conn.trace_v2(
+                rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+                Some(move |e: rusqlite::trace::TraceEvent<'_>| {
+                    if let rusqlite::trace::TraceEvent::Stmt(_, sql) = e {
+                        seen.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(sql.to_owned());
+                    }
+                }),
+            )?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            sent: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -198,6 +271,7 @@ impl SqliteDb {
         T: Send + 'static,
         E: From<DbFailure> + Send + 'static,
     {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
             // A panic while the lock was held cannot leave a half-written transaction behind:

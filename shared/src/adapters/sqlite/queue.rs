@@ -15,7 +15,8 @@ use crate::ports::{
     Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
 };
 
-/// How often a long poll looks again while its queue is empty.
+/// How often a long poll looks again while its queue is empty and nothing was sent (messages
+/// also become visible when their visibility timeout or delay ends, which sends nothing).
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
@@ -153,19 +154,30 @@ impl Queue for SqliteQueue {
                     )?;
                 }
                 tx.commit()?;
-                Ok(())
+                Ok::<_, QueueError>(())
             })
-            .await
+            .await?;
+        self.db.sent.notify_waiters();
+        Ok(())
     }
 
     async fn receive(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError> {
         let deadline = tokio::time::Instant::now() + opts.wait;
         loop {
+            // Listen before looking, so that a send between the look and the wait still wakes us.
+            let sent = self.db.sent.notified();
+            tokio::pin!(sent);
+            sent.as_mut().enable();
             let got = self.receive_once(queue, opts).await?;
-            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
                 return Ok(got);
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            let pause = POLL_EVERY.min(deadline - now);
+            tokio::select! {
+                () = sent => {}
+                () = tokio::time::sleep(pause) => {}
+            }
         }
     }
 

@@ -105,6 +105,28 @@ fn orders_where(
     docs_where(conn, sql, args)
 }
 
+/// A WHERE clause built from the filters that are set, with numbered parameters.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Where {
+    /// Adds an argument; returns its placeholder (`?3`).
+    fn arg(&mut self, v: rusqlite::types::Value) -> String {
+        self.args.push(v);
+        format!("?{}", self.args.len())
+    }
+    /// Adds `clause ?N` when `value` is set.
+    fn filter(&mut self, clause: &str, value: Option<String>) {
+        if let Some(v) = value {
+            let p = self.arg(rusqlite::types::Value::Text(v));
+            self.clauses.push(format!("{clause} {p}"));
+        }
+    }
+}
+
 #[async_trait]
 impl OrderStore for SqliteStore {
     async fn create_order(
@@ -172,40 +194,52 @@ impl OrderStore for SqliteStore {
     }
 
     async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError> {
-        let key = match query.index() {
-            Some(ListIndex::Status) => "updated_at || '#' || id",
-            Some(_) => "id",
+        let by_status = match query.index() {
+            Some(ListIndex::Status) => true,
+            Some(_) => false,
             None => {
                 return Err(StoreError::InvalidQuery(
                     "name a customer, a channel or a status".into(),
                 ));
             }
         };
-        let q = query.clone();
-        let limit = to_sql_int(q.limit as u64)?;
+        // Only the filters that are set go into the WHERE clause, so that SQLite picks the index
+        // of the one that names a customer, a channel or a status (`?N IS NULL OR col = ?N`
+        // would make it scan the table).
+        let mut w = Where::default();
+        w.filter("status =", query.status.map(|s| s.as_str().to_owned()));
+        w.filter(
+            "customer_id =",
+            query.customer.as_ref().map(ToString::to_string),
+        );
+        w.filter("channel =", query.channel.as_ref().map(ToString::to_string));
+        w.filter("created_at >=", query.from.map(timestamp_key));
+        w.filter("created_at <", query.to.map(timestamp_key));
+        // By status the index is (status, updated_at, id) and the cursor `updated_at#id`; else
+        // the customer's or channel's index ends in the id, and the cursor is the id.
+        let order_by = if by_status {
+            if let Some(cursor) = &query.cursor {
+                let (at, id) = cursor.split_once('#').unwrap_or((cursor.as_str(), ""));
+                let a = w.arg(rusqlite::types::Value::Text(at.to_owned()));
+                let b = w.arg(rusqlite::types::Value::Text(id.to_owned()));
+                w.clauses.push(format!("(updated_at, id) < ({a}, {b})"));
+            }
+            "updated_at DESC, id DESC"
+        } else {
+            w.filter("id <", query.cursor.clone());
+            "id DESC"
+        };
+        let limit = w.arg(rusqlite::types::Value::Integer(to_sql_int(
+            query.limit as u64,
+        )?));
+        let sql = format!(
+            "SELECT doc FROM orders WHERE {} ORDER BY {order_by} LIMIT {limit}",
+            w.clauses.join(" AND "),
+        );
+        let args = w.args;
         let orders = self
             .db
-            .call(move |conn| {
-                orders_where(
-                    conn,
-                    &format!(
-                        "SELECT doc FROM orders
-                         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR customer_id = ?2)
-                           AND (?3 IS NULL OR channel = ?3) AND (?4 IS NULL OR created_at >= ?4)
-                           AND (?5 IS NULL OR created_at < ?5) AND (?6 IS NULL OR {key} < ?6)
-                         ORDER BY {key} DESC LIMIT ?7"
-                    ),
-                    params![
-                        q.status.map(Status::as_str),
-                        q.customer.as_ref().map(|c| c.as_str()),
-                        q.channel.as_ref().map(|c| c.as_str()),
-                        q.from.map(timestamp_key),
-                        q.to.map(timestamp_key),
-                        q.cursor,
-                        limit,
-                    ],
-                )
-            })
+            .call(move |conn| orders_where(conn, &sql, rusqlite::params_from_iter(args)))
             .await?;
         Ok(OrderPage::of(query, orders))
     }
