@@ -3,7 +3,8 @@
 //! - An HTTP server on 127.0.0.1 serves the same axum router the HTTP functions serve in Lambda,
 //!   with a token bucket per client address on the customer look-up (API Gateway throttles it in
 //!   AWS).
-//! - One poller per step queue receives batches of up to 10 messages with a visibility timeout,
+//! - [`POLLERS_PER_STEP`] pollers per step queue each receive batches of up to 10 messages with
+//!   a visibility timeout (a send wakes a waiting poller at once on the embedded queue),
 //!   turns them into an `SqsEvent` and hands it to the same batch handler the queue-triggered
 //!   functions run, then deletes the messages the handler did not report as failed, as the SQS
 //!   event source mapping does with `ReportBatchItemFailures`. A message that keeps failing
@@ -15,6 +16,7 @@
 //! State is in the embedded SQLite file by default, or in DynamoDB and SQS. Payment refunds and
 //! waybills go to simulated providers; webhooks are verified as in production.
 
+pub mod bench;
 pub mod demo;
 pub mod operator;
 pub mod sign;
@@ -190,7 +192,11 @@ impl Running {
     }
 }
 
-/// The steps that have a poller, in pipeline order.
+/// Batches of one step handled at once, as Lambda runs several invocations of a function at
+/// once when its queue fills (each batch's messages run concurrently too).
+pub const POLLERS_PER_STEP: usize = 4;
+
+/// The steps that have pollers, in pipeline order.
 pub const STEPS: [Step; 5] = Step::ALL;
 
 /// Starts the HTTP server and the pollers.
@@ -249,14 +255,16 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         serve(listener, router, shutdown).await;
     });
     for step in STEPS {
-        let app = Arc::clone(&app);
-        let stopped = stopped.clone();
-        let receive = Receive {
-            max_messages: 10,
-            visibility_timeout: opts.visibility_timeout,
-            wait: opts.poll_wait,
-        };
-        tasks.spawn(poll(app, step, receive, stopped));
+        for _ in 0..POLLERS_PER_STEP {
+            let app = Arc::clone(&app);
+            let stopped = stopped.clone();
+            let receive = Receive {
+                max_messages: 10,
+                visibility_timeout: opts.visibility_timeout,
+                wait: opts.poll_wait,
+            };
+            tasks.spawn(poll(app, step, receive, stopped));
+        }
     }
     {
         let app = Arc::clone(&app);

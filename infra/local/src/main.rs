@@ -23,7 +23,8 @@ use oms::config::Config;
 /// --aws-endpoint (or --aws for real AWS with the default credential chain) switches the same
 /// process to DynamoDB + SQS: the table and queues are created if missing.
 ///
-/// Subcommands: `demo` plays a day of orders end to end and prints a summary; `dlq list` and
+/// Subcommands: `demo` plays a day of orders end to end and prints a summary; `bench` measures
+/// the embedded pipeline's throughput and latency; `dlq list` and
 /// `dlq redrive` handle dead-lettered messages; `order show` prints an order with its timeline.
 /// They use the same --data-dir / --aws-endpoint options as the server.
 #[derive(Debug, Parser)]
@@ -78,6 +79,27 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Measure the embedded pipeline over real HTTP on a fresh SQLite file (build with
+    /// --release): orders/s to awaiting_payment with step latencies and the rate per tenth of
+    /// the run, payment to ready_to_ship, intake latency at a fixed offered rate, and the raw
+    /// SQLite transaction ceiling. Prints a table and writes the figures as JSON.
+    Bench {
+        /// How many orders to place in the throughput phase.
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        /// Clients placing orders at once in the throughput phase.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Orders per second offered in the fixed-rate phase.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// How long the fixed-rate phase offers them, in seconds.
+        #[arg(long, default_value_t = 10)]
+        rate_seconds: u64,
+        /// Where to write the JSON result.
+        #[arg(long, default_value = "bench.json")]
+        out: PathBuf,
+    },
     /// Dead-lettered messages.
     Dlq {
         #[command(subcommand)]
@@ -120,7 +142,10 @@ enum OrderAction {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo prints its progress bar and summary; the server and commands log.
-    if !matches!(cli.command, Some(Command::Demo { .. })) {
+    if !matches!(
+        cli.command,
+        Some(Command::Demo { .. } | Command::Bench { .. })
+    ) {
         lambda_runtime::tracing::init_default_subscriber();
     }
     match run(cli).await {
@@ -165,6 +190,28 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             Err("the demo did not account for every order".into())
         };
+    }
+    if let Some(Command::Bench {
+        orders,
+        concurrency,
+        rate,
+        rate_seconds,
+        out,
+    }) = &cli.command
+    {
+        let report = oms_local::bench::run(oms_local::bench::BenchOptions {
+            orders: *orders,
+            concurrency: *concurrency,
+            rate: *rate,
+            rate_seconds: *rate_seconds,
+            out: out.clone(),
+            progress: true,
+        })
+        .await
+        .map_err(|e| -> Box<dyn std::error::Error> { e })?;
+        print!("{report}");
+        println!("figures written to {}", out.display());
+        return Ok(());
     }
     let config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -218,7 +265,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 print!("{}", oms_local::operator::show_order(&app, order).await?)
             }
             Command::Provision => println!("provisioned"),
-            Command::Demo { .. } => {}
+            Command::Demo { .. } | Command::Bench { .. } => {}
         }
         return Ok(());
     }
