@@ -141,6 +141,29 @@ CREATE INDEX IF NOT EXISTS messages_visible ON messages(queue, visible_at_ms, se
 CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages(receipt) WHERE receipt IS NOT NULL;
 "#;
 
+/// Statements through the connection's prepared-statement cache: parsing and planning a
+/// statement costs more than running most of ours (one row by its key).
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 /// Database calls made by this process: each is one transaction (or one statement).
 static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -165,7 +188,7 @@ pub fn raw_transaction_rate(path: impl AsRef<Path>, n: u32) -> Result<f64, Store
         // Without the series extension: the thousand rows one by one.
         let tx = conn.transaction()?;
         for k in 0..1000 {
-            tx.execute("INSERT OR IGNORE INTO bench VALUES (?1, 0)", [k])?;
+            tx.exec("INSERT OR IGNORE INTO bench VALUES (?1, 0)", [k])?;
         }
         tx.commit()
     })?;
@@ -173,8 +196,8 @@ pub fn raw_transaction_rate(path: impl AsRef<Path>, n: u32) -> Result<f64, Store
     for i in 0..n {
         let k = i64::from(i % 1000);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let v: i64 = tx.query_row("SELECT v FROM bench WHERE k = ?1", [k], |r| r.get(0))?;
-        tx.execute("UPDATE bench SET v = ?1 WHERE k = ?2", [v + 1, k])?;
+        let v: i64 = tx.row("SELECT v FROM bench WHERE k = ?1", [k], |r| r.get(0))?;
+        tx.exec("UPDATE bench SET v = ?1 WHERE k = ?2", [v + 1, k])?;
         tx.commit()?;
     }
     Ok(f64::from(n) / started.elapsed().as_secs_f64().max(1e-9))
@@ -218,6 +241,8 @@ impl SqliteDb {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path.as_ref())?;
         pragmas(&conn)?;
+        // Every statement the store and the queue run, with room for the list queries' variants.
+        conn.set_prepared_statement_cache_capacity(256);
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Backend(

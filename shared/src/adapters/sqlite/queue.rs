@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::SqliteDb;
+use super::{Cached, SqliteDb};
 use crate::clock::Clock;
 use crate::ports::{
     Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
@@ -48,7 +48,7 @@ impl SqliteQueue {
                 let (max_receives, dead_letter) = queue_settings(&tx, &name)?;
                 // Candidates first, then each is moved or delivered once: one call never hands
                 // out the same message twice, whatever the visibility timeout (as SQS).
-                let mut stmt = tx.prepare(
+                let mut stmt = tx.prepare_cached(
                     "SELECT seq, id, body, receive_count FROM messages
                      WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT 100",
                 )?;
@@ -65,7 +65,7 @@ impl SqliteQueue {
                     }
                     if let (Some(max_receives), Some(dlq)) = (max_receives, &dead_letter) {
                         if count >= max_receives {
-                            tx.execute(
+                            tx.exec(
                                 "UPDATE messages SET queue = ?1, visible_at_ms = ?2, receipt = NULL WHERE seq = ?3",
                                 params![dlq, now, seq],
                             )?;
@@ -74,7 +74,7 @@ impl SqliteQueue {
                         }
                     }
                     let receipt = Uuid::new_v4().to_string();
-                    tx.execute(
+                    tx.exec(
                         "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?1, receipt = ?2
                          WHERE seq = ?3",
                         params![now.saturating_add(hide_ms), receipt, seq],
@@ -98,7 +98,7 @@ fn queue_settings(
     conn: &rusqlite::Connection,
     name: &QueueName,
 ) -> Result<(Option<i64>, Option<String>), QueueError> {
-    conn.query_row(
+    conn.row(
         "SELECT max_receives, dead_letter FROM queues WHERE name = ?1",
         [name.as_str()],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -118,12 +118,12 @@ impl Queue for SqliteQueue {
                     let dlq = s.name.dead_letter();
                     let vis = i64::try_from(s.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
                     // Dead-letter queues keep the main queue's visibility and have no redrive.
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO queues (name, visibility_ms, max_receives, dead_letter) VALUES (?1, ?2, NULL, NULL)
                          ON CONFLICT (name) DO NOTHING",
                         params![dlq.as_str(), vis],
                     )?;
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO queues (name, visibility_ms, max_receives, dead_letter) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (name) DO UPDATE SET visibility_ms = excluded.visibility_ms,
                              max_receives = excluded.max_receives, dead_letter = excluded.dead_letter",
@@ -148,7 +148,7 @@ impl Queue for SqliteQueue {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 queue_settings(&tx, &name)?;
                 for body in &bodies {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO messages (id, queue, body, sent_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
                         params![Uuid::now_v7().to_string(), name.as_str(), body, now],
                     )?;
@@ -185,7 +185,7 @@ impl Queue for SqliteQueue {
         let (name, receipt) = (queue.clone(), receipt.to_owned());
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.exec(
                     "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
                     params![name.as_str(), receipt],
                 )?;
@@ -211,7 +211,7 @@ impl Queue for SqliteQueue {
         self.db
             .call(move |conn| {
                 queue_settings(conn, &name)?;
-                let n: i64 = conn.query_row(
+                let n: i64 = conn.row(
                     "SELECT count(*) FROM messages WHERE queue = ?1",
                     [name.as_str()],
                     |r| r.get(0),

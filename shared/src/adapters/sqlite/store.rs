@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{SqliteDb, to_sql_int};
+use super::{Cached, SqliteDb, to_sql_int};
 use crate::domain::{
     CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
     WarehouseId,
@@ -46,7 +46,7 @@ fn insert_entry(
     id: OrderId,
     entry: &TimelineEntry,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO timeline (order_id, entry_id, doc) VALUES (?1, ?2, ?3)",
         params![id.to_string(), entry.id.to_string(), json(entry)?],
     )?;
@@ -55,7 +55,7 @@ fn insert_entry(
 
 fn insert_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<(), StoreError> {
     for e in effects {
-        tx.execute(
+        tx.exec(
             "INSERT INTO outbox (order_id, effect_id, due_at, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
             params![
@@ -75,7 +75,7 @@ fn order_where(
     args: impl rusqlite::Params,
 ) -> Result<Option<Order>, StoreError> {
     let doc: Option<String> = tx
-        .query_row(
+        .row(
             &format!("SELECT doc FROM orders WHERE {clause}"),
             args,
             |r| r.get(0),
@@ -90,7 +90,7 @@ fn docs_where<T: serde::de::DeserializeOwned>(
     sql: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let docs = stmt
         .query_map(args, |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -153,7 +153,7 @@ impl OrderStore for SqliteStore {
                         return Ok(Created::Existing(Box::new(existing)));
                     }
                 }
-                tx.execute(
+                tx.exec(
                     "INSERT INTO orders (id, channel, external_id, number, customer_id, status, version,
                                          created_at, updated_at, doc, due_at, attention)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -268,7 +268,7 @@ impl OrderStore for SqliteStore {
                 let tx = immediate(conn)?;
                 let o = &change.order;
                 let id = o.id.to_string();
-                let updated = tx.execute(
+                let updated = tx.exec(
                     "UPDATE orders SET number = ?1, status = ?2, version = ?3, updated_at = ?4, doc = ?5,
                                        customer_id = ?6, due_at = ?10, attention = ?11
                      WHERE id = ?7 AND version = ?8 AND status = ?9",
@@ -288,7 +288,7 @@ impl OrderStore for SqliteStore {
                 )?;
                 if updated == 0 {
                     let exists = tx
-                        .query_row("SELECT 1 FROM orders WHERE id = ?1", [&id], |_| Ok(()))
+                        .row("SELECT 1 FROM orders WHERE id = ?1", [&id], |_| Ok(()))
                         .optional()?
                         .is_some();
                     return Err(if exists {
@@ -298,7 +298,7 @@ impl OrderStore for SqliteStore {
                     });
                 }
                 if let Some(event) = &change.event {
-                    let new = tx.execute(
+                    let new = tx.exec(
                         "INSERT INTO applied_events (event, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                         [event.as_str(), &id],
                     )?;
@@ -312,7 +312,7 @@ impl OrderStore for SqliteStore {
                 }
                 insert_effects(&tx, &change.effects)?;
                 for done in &change.done {
-                    tx.execute(
+                    tx.exec(
                         "DELETE FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
                         [&id, done],
                     )?;
@@ -356,7 +356,7 @@ impl OrderStore for SqliteStore {
             .call(move |conn| {
                 let tx = immediate(conn)?;
                 let exists = tx
-                    .query_row(
+                    .row(
                         "SELECT 1 FROM orders WHERE id = ?1",
                         [id.to_string()],
                         |_| Ok(()),
@@ -376,8 +376,9 @@ impl OrderStore for SqliteStore {
     async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError> {
         self.db
             .call(move |conn| {
-                let mut stmt =
-                    conn.prepare("SELECT doc FROM timeline WHERE order_id = ?1 ORDER BY entry_id")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT doc FROM timeline WHERE order_id = ?1 ORDER BY entry_id",
+                )?;
                 let docs = stmt
                     .query_map([id.to_string()], |r| r.get::<_, String>(0))?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -400,11 +401,11 @@ impl SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = immediate(conn)?;
-                tx.execute(
+                tx.exec(
                     &format!("INSERT INTO {table} ({column}, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"),
                     [key.as_str(), &order.to_string()],
                 )?;
-                let holder: String = tx.query_row(
+                let holder: String = tx.row(
                     &format!("SELECT order_id FROM {table} WHERE {column} = ?1"),
                     [key.as_str()],
                     |r| r.get(0),
@@ -444,7 +445,7 @@ impl OutboxStore for SqliteStore {
         let id = id.to_owned();
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.exec(
                     "DELETE FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
                     params![order.to_string(), id],
                 )?;
@@ -457,7 +458,7 @@ impl OutboxStore for SqliteStore {
         let e = effect.clone();
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.exec(
                     "UPDATE outbox SET due_at = ?1, doc = ?2 WHERE order_id = ?3 AND effect_id = ?4",
                     params![
                         timestamp_key(e.due_at),
@@ -507,7 +508,7 @@ impl CatalogueStore for SqliteStore {
         let (sku, doc) = (item.sku.to_string(), json(item)?);
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.exec(
                     "INSERT INTO catalogue (sku, doc) VALUES (?1, ?2)
                      ON CONFLICT (sku) DO UPDATE SET doc = excluded.doc",
                     params![sku, doc],
@@ -584,7 +585,7 @@ impl NumberStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let holder: Option<String> = conn
-                    .query_row(
+                    .row(
                         "SELECT order_id FROM aliases WHERE alias = ?1",
                         [alias],
                         |r| r.get(0),
@@ -609,7 +610,7 @@ impl NumberStore for SqliteStore {
             .call(move |conn| {
                 let tx = immediate(conn)?;
                 // The counter holds the last value handed out (its high-water mark).
-                let high: i64 = tx.query_row(
+                let high: i64 = tx.row(
                     "INSERT INTO counters (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = value + excluded.value
                      RETURNING value",
@@ -651,7 +652,7 @@ fn settle(
     warehouse: Option<&WarehouseId>,
     to: ReservationState,
 ) -> Result<usize, StoreError> {
-    let mut stmt = tx.prepare(
+    let mut stmt = tx.prepare_cached(
         "SELECT warehouse, lines FROM reservations
          WHERE order_id = ?1 AND state = 'held' AND (?2 IS NULL OR warehouse = ?2)",
     )?;
@@ -671,13 +672,13 @@ fn settle(
             } else {
                 0
             };
-            tx.execute(
+            tx.exec(
                 "UPDATE stock SET reserved = reserved - ?1, on_hand = on_hand - ?2
                  WHERE sku = ?3 AND warehouse = ?4",
                 params![q, on_hand_delta, sku.as_str(), wh],
             )?;
         }
-        tx.execute(
+        tx.exec(
             "UPDATE reservations SET state = ?1 WHERE order_id = ?2 AND warehouse = ?3",
             params![to.as_str(), order.to_string(), wh],
         )?;
@@ -700,7 +701,7 @@ impl StockStore for SqliteStore {
             .call(move |conn| {
                 let tx = immediate(conn)?;
                 let reserved: i64 = tx
-                    .query_row(
+                    .row(
                         "SELECT reserved FROM stock WHERE sku = ?1 AND warehouse = ?2",
                         [sku.as_str(), warehouse.as_str()],
                         |r| r.get(0),
@@ -715,7 +716,7 @@ impl StockStore for SqliteStore {
                         reserved: reserved as u64,
                     });
                 }
-                let row = tx.query_row(
+                let row = tx.row(
                     &format!(
                         "INSERT INTO stock (sku, warehouse, on_hand, reserved, safety) VALUES (?1, ?2, ?3, 0, ?4)
                          ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand, safety = excluded.safety
@@ -734,7 +735,7 @@ impl StockStore for SqliteStore {
         let sku = sku.clone();
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(&format!(
+                let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {STOCK_COLUMNS} FROM stock WHERE sku = ?1 ORDER BY warehouse"
                 ))?;
                 let rows = stmt
@@ -754,7 +755,7 @@ impl StockStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = immediate(conn)?;
-                let held: i64 = tx.query_row(
+                let held: i64 = tx.row(
                     "SELECT count(*) FROM reservations WHERE order_id = ?1",
                     [order.to_string()],
                     |r| r.get(0),
@@ -765,7 +766,7 @@ impl StockStore for SqliteStore {
                 let mut shortages = Vec::new();
                 for ((sku, wh), q) in &sums {
                     let available: i64 = tx
-                        .query_row(
+                        .row(
                             "SELECT on_hand - reserved FROM stock WHERE sku = ?1 AND warehouse = ?2",
                             [sku.as_str(), wh.as_str()],
                             |r| r.get(0),
@@ -788,14 +789,14 @@ impl StockStore for SqliteStore {
                 let mut per_warehouse: std::collections::BTreeMap<&WarehouseId, Vec<(Sku, u64)>> =
                     Default::default();
                 for ((sku, wh), q) in &sums {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE stock SET reserved = reserved + ?1 WHERE sku = ?2 AND warehouse = ?3",
                         params![to_sql_int(*q)?, sku.as_str(), wh.as_str()],
                     )?;
                     per_warehouse.entry(wh).or_default().push((sku.clone(), *q));
                 }
                 for (wh, lines) in per_warehouse {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO reservations (order_id, warehouse, state, lines) VALUES (?1, ?2, 'held', ?3)",
                         params![order.to_string(), wh.as_str(), json(&lines)?],
                     )?;
@@ -855,7 +856,7 @@ impl StockStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = immediate(conn)?;
-                let new = tx.execute(
+                let new = tx.exec(
                     "INSERT INTO restocks (key) VALUES (?1) ON CONFLICT DO NOTHING",
                     [&key],
                 )?;
@@ -863,7 +864,7 @@ impl StockStore for SqliteStore {
                     return Ok(false);
                 }
                 for (sku, q) in &lines {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO stock (sku, warehouse, on_hand, reserved, safety) VALUES (?1, ?2, ?3, 0, 0)
                          ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = on_hand + excluded.on_hand",
                         params![sku.as_str(), warehouse.as_str(), to_sql_int(*q)?],
@@ -882,7 +883,7 @@ impl StockStore for SqliteStore {
                 let tx = immediate(conn)?;
                 let (sku, wh) = (alert.sku.as_str(), alert.warehouse.as_str());
                 let open: Option<String> = tx
-                    .query_row(
+                    .row(
                         "SELECT doc FROM alerts WHERE sku = ?1 AND warehouse = ?2",
                         [sku, wh],
                         |r| r.get(0),
@@ -902,7 +903,7 @@ impl StockStore for SqliteStore {
                     }
                     None => (alert.clone(), true),
                 };
-                tx.execute(
+                tx.exec(
                     "INSERT OR REPLACE INTO alerts (sku, warehouse, doc) VALUES (?1, ?2, ?3)",
                     params![sku, wh, json(&doc)?],
                 )?;
@@ -916,7 +917,7 @@ impl StockStore for SqliteStore {
         let (sku, wh) = (sku.clone(), warehouse.clone());
         self.db
             .call(move |conn| {
-                let n = conn.execute(
+                let n = conn.exec(
                     "DELETE FROM alerts WHERE sku = ?1 AND warehouse = ?2",
                     [sku.as_str(), wh.as_str()],
                 )?;
@@ -928,7 +929,8 @@ impl StockStore for SqliteStore {
     async fn alerts(&self) -> Result<Vec<LowStockAlert>, StoreError> {
         self.db
             .call(|conn| {
-                let mut stmt = conn.prepare("SELECT doc FROM alerts ORDER BY sku, warehouse")?;
+                let mut stmt =
+                    conn.prepare_cached("SELECT doc FROM alerts ORDER BY sku, warehouse")?;
                 let docs = stmt
                     .query_map([], |r| r.get::<_, String>(0))?
                     .collect::<Result<Vec<_>, _>>()?;
@@ -940,7 +942,7 @@ impl StockStore for SqliteStore {
     async fn reservations(&self, order: OrderId) -> Result<Vec<Reservation>, StoreError> {
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare(
+                let mut stmt = conn.prepare_cached(
                     "SELECT warehouse, state, lines FROM reservations WHERE order_id = ?1 ORDER BY warehouse",
                 )?;
                 let rows = stmt
@@ -992,7 +994,7 @@ impl IdempotencyStore for SqliteStore {
             .call(move |conn| {
                 let tx = immediate(conn)?;
                 let existing = tx
-                    .query_row(
+                    .row(
                         "SELECT key, request_hash, response, expires_at FROM idempotency
                          WHERE key = ?1 AND expires_at > ?2",
                         params![rec.key, now.timestamp_millis()],
@@ -1004,7 +1006,7 @@ impl IdempotencyStore for SqliteStore {
                 }
                 // SQLite has no TTL: an expired record stays until its key comes again and is
                 // replaced here. It is never returned either way.
-                tx.execute(
+                tx.exec(
                     "INSERT OR REPLACE INTO idempotency (key, request_hash, response, expires_at)
                      VALUES (?1, ?2, ?3, ?4)",
                     params![
@@ -1028,7 +1030,7 @@ impl IdempotencyStore for SqliteStore {
         let key = key.to_owned();
         self.db
             .call(move |conn| {
-                conn.query_row(
+                conn.row(
                     "SELECT key, request_hash, response, expires_at FROM idempotency
                      WHERE key = ?1 AND expires_at > ?2",
                     params![key, now.timestamp_millis()],
