@@ -25,6 +25,7 @@ fn help_names_every_command_and_option() {
     let help = stdout(&o);
     for word in [
         "demo",
+        "bench",
         "dlq",
         "order",
         "provision",
@@ -72,4 +73,55 @@ fn operator_commands_work_on_the_embedded_store() {
         String::from_utf8_lossy(&o.stderr).contains("no order 2026112700001"),
         "{o:?}"
     );
+}
+
+/// The benchmark runs end to end at a small size, accounts for every order and writes its
+/// figures (it is a measurement, so nothing here asserts a speed).
+#[test]
+fn the_benchmark_accounts_for_every_order_and_writes_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let o = oms_local(
+        dir.path(),
+        &[
+            "bench",
+            "--orders",
+            "60",
+            "--concurrency",
+            "8",
+            "--rate",
+            "20",
+            "--rate-seconds",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = stdout(&o);
+    for line in ["to awaiting_payment", "paid → ready_to_ship", "ceiling:"] {
+        assert!(table.contains(line), "{table}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["orders"], 60);
+    assert_eq!(r["not_awaiting_payment"], serde_json::json!({}), "{r:#}");
+    assert_eq!(r["not_ready_to_ship"], serde_json::json!({}), "{r:#}");
+    assert_eq!(r["received_to_awaiting_payment"]["count"], 60);
+    assert_eq!(r["paid_to_ready_to_ship"]["count"], 60);
+    assert_eq!(r["intake_at_offered_rate"]["count"], 20);
+    assert_eq!(
+        r["to_awaiting_payment_slices_per_s"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    for figure in [
+        "to_awaiting_payment_per_s",
+        "raw_transactions_per_s",
+        "transactions_per_order_to_awaiting_payment",
+    ] {
+        assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r:#}");
+    }
 }
