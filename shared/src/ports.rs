@@ -561,6 +561,17 @@ pub trait Queue: Send + Sync {
     async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError>;
     /// Approximate number of messages waiting (visible or in flight).
     async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError>;
+    /// Up to `max` visible messages, to look at (an operator listing a dead-letter queue). The
+    /// embedded queue leaves them untouched; SQS has no such call, so there it is a receive with
+    /// no visibility timeout, which counts as a receive.
+    async fn peek(&self, queue: &QueueName, max: u32) -> Result<Vec<Message>, QueueError> {
+        let receive = Receive {
+            max_messages: max,
+            visibility_timeout: std::time::Duration::ZERO,
+            wait: std::time::Duration::ZERO,
+        };
+        self.receive(queue, receive).await
+    }
     /// Opens the connection and resolves the queues ahead of the first request.
     async fn warm(&self, _queues: &[QueueName]) -> Result<(), QueueError> {
         Ok(())

@@ -128,6 +128,16 @@ mod cases {
                 "no personal data: {view}"
             );
         }
+        // A phone typed into the URL with a bare `+` (read as a space) is found too
+        let r = local
+            .http
+            .get(local.url(&format!(
+                "/orders/lookup?number={number}&contact=+8613800000000"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "a bare + in the query string");
         let wrong = local
             .http
             .get(local.url("/orders/lookup"))

@@ -43,6 +43,12 @@ async fn dead_letters_are_listed_and_re_driven_to_their_queue() {
         .unwrap();
     assert!(listed.starts_with("review-dlq: 3 message(s)"), "{listed}");
     assert!(listed.contains("{\"order_id\":\"2\"}"), "{listed}");
+    // Looking does not count as a receive: a second look shows the same counts
+    assert!(listed.contains("(received 0 times)"), "{listed}");
+    let again = oms_local::operator::dlq_list(&app, Some("review"), true)
+        .await
+        .unwrap();
+    assert_eq!(again, listed);
 
     assert_eq!(
         oms_local::operator::dlq_redrive(&app, "review")
@@ -80,7 +86,16 @@ async fn an_order_is_shown_with_its_timeline_by_id_or_number() {
         assert!(shown.contains("status numbered"), "{shown}");
         assert!(shown.contains("-> received"), "{shown}");
         assert!(shown.contains("received -> numbered"), "{shown}");
-        assert!(shown.contains("line 2 x TEA-001"), "{shown}");
+        assert!(shown.contains("line TEA-001 × 2 at 49.90 CNY"), "{shown}");
+        assert!(
+            shown.contains("total 99.80 CNY  payment prepaid"),
+            "{shown}"
+        );
+        assert!(shown.contains("system:numbering"), "{shown}");
+        assert!(
+            !shown.contains("Sku(") && !shown.contains("System("),
+            "no Rust debug text: {shown}"
+        );
     }
     assert!(oms_local::operator::show_order(&app, "999").await.is_err());
 }
@@ -104,4 +119,41 @@ async fn the_demo_accounts_for_every_order_it_places() {
         "{summary}"
     );
     assert_eq!(summary.latencies["numbering"].len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_against_a_runtime_with_another_staff_token_says_so_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = oms::config::Config::demo();
+    let running = oms_local::start(oms_local::Options {
+        port: 0,
+        backend: Backend::Sqlite {
+            path: dir.path().join("oms.sqlite"),
+        },
+        secrets: oms_local::dev_secrets(&config),
+        config,
+        staff_token: "the-runtime-token".into(),
+        numbering_key: b"k".to_vec(),
+        visibility_timeout: std::time::Duration::from_secs(5),
+        poll_wait: std::time::Duration::from_millis(50),
+        sweep_every: std::time::Duration::from_secs(60),
+        clock: Arc::new(oms::clock::SystemClock),
+        gateway: Arc::new(oms::payments::SimulatedGateway),
+        http: oms::adapters::https::HttpsClient::new(std::time::Duration::from_secs(5)).unwrap(),
+    })
+    .await
+    .unwrap();
+    let e = oms_local::demo::run(oms_local::demo::DemoOptions {
+        orders: 5,
+        seed: 1,
+        concurrency: 1,
+        url: Some(running.url()),
+        staff_token: "another-token".into(),
+        progress: false,
+    })
+    .await
+    .map(|s| s.to_string())
+    .unwrap_err();
+    assert!(e.to_string().contains("set OMS_STAFF_TOKEN"), "{e}");
+    running.stop().await;
 }

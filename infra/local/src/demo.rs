@@ -614,6 +614,23 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
         token,
         polls: Default::default(),
     };
+    if opts.url.is_some() {
+        // A runtime started elsewhere has its own staff token: say so before playing anything.
+        let r = ctx
+            .http
+            .get(format!("{}/warehouses", ctx.base))
+            .bearer_auth(&ctx.token)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", ctx.base))?;
+        if r.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "{} answered 401 to the staff token: set OMS_STAFF_TOKEN to that runtime's token",
+                ctx.base
+            )
+            .into());
+        }
+    }
     let bar = if opts.progress {
         ProgressBar::new(opts.orders as u64)
     } else {

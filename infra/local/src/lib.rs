@@ -3,8 +3,9 @@
 //! - An HTTP server on 127.0.0.1 serves the same axum router the HTTP functions serve in Lambda,
 //!   with a token bucket per client address on the customer look-up (API Gateway throttles it in
 //!   AWS).
-//! - [`POLLERS_PER_STEP`] pollers per step queue each receive batches of up to 10 messages with
-//!   a visibility timeout (a send wakes a waiting poller at once on the embedded queue),
+//! - [`POLLERS_PER_STEP`] pollers per step queue on the embedded store (one on SQS) each
+//!   receive batches of up to 10 messages with a visibility timeout (a send wakes a waiting
+//!   poller at once on the embedded queue),
 //!   turns them into an `SqsEvent` and hands it to the same batch handler the queue-triggered
 //!   functions run, then deletes the messages the handler did not report as failed, as the SQS
 //!   event source mapping does with `ReportBatchItemFailures`. A message that keeps failing
@@ -192,8 +193,9 @@ impl Running {
     }
 }
 
-/// Batches of one step handled at once, as Lambda runs several invocations of a function at
-/// once when its queue fills (each batch's messages run concurrently too).
+/// Batches of one step handled at once on the embedded store, as Lambda runs several
+/// invocations of a function at once when its queue fills (each batch's messages run
+/// concurrently too). On SQS, one poller per queue.
 pub const POLLERS_PER_STEP: usize = 4;
 
 /// The steps that have pollers, in pipeline order.
@@ -254,8 +256,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         };
         serve(listener, router, shutdown).await;
     });
+    // On SQS each receive is a billed request and the deployed functions are fed by the event
+    // source mapping, so the local runtime keeps one poller per queue there.
+    let pollers = match opts.backend {
+        Backend::Sqlite { .. } => POLLERS_PER_STEP,
+        _ => 1,
+    };
     for step in STEPS {
-        for _ in 0..POLLERS_PER_STEP {
+        for _ in 0..pollers {
             let app = Arc::clone(&app);
             let stopped = stopped.clone();
             let receive = Receive {

@@ -217,6 +217,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Config::load(path)?,
         None => Config::demo(),
     };
+    // The operator commands look at an existing database: a mistyped --data-dir must not
+    // quietly make a new, empty one (with a new numbering key).
+    let looks = matches!(
+        cli.command,
+        Some(Command::Dlq { .. } | Command::Order { .. })
+    );
+    let local_db = cli.data_dir.join("oms.sqlite");
+    if looks && cli.aws_endpoint.is_none() && !cli.aws && !local_db.exists() {
+        return Err(format!(
+            "no database at {} (the server or `oms-local provision` makes one; is --data-dir right?)",
+            local_db.display()
+        )
+        .into());
+    }
     let db = oms_local::database_path(&cli.data_dir)?;
     let backend = match (&cli.aws_endpoint, cli.aws) {
         (None, false) => Backend::Sqlite { path: db.clone() },

@@ -18,13 +18,8 @@ pub async fn dlq_list(
         let depth = app.queue.depth(&dlq).await?;
         out.push_str(&format!("{dlq}: {depth} message(s)\n"));
         if show && depth > 0 {
-            // Looked at, not taken: a zero visibility timeout leaves them visible to a re-drive.
-            let receive = Receive {
-                max_messages: 10,
-                visibility_timeout: Duration::ZERO,
-                wait: Duration::ZERO,
-            };
-            for m in app.queue.receive(&dlq, receive).await? {
+            // Looked at, not taken: on the embedded queue their receive counts do not move.
+            for m in app.queue.peek(&dlq, 10).await? {
                 out.push_str(&format!(
                     "  {} (received {} times): {}\n",
                     m.id, m.receive_count, m.body
@@ -68,6 +63,27 @@ pub async fn dlq_redrive(app: &App, queue: &str) -> Result<usize, Box<dyn std::e
     }
 }
 
+/// The API's name of a value (`held`, `picked_up`, `cash_on_delivery`): what the JSON says.
+fn api_name(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
+}
+
+/// Who did it: `system:numbering`, `staff:li`, `customer`.
+fn actor(a: &oms::domain::Actor) -> String {
+    use oms::domain::Actor;
+    match a {
+        Actor::System(n) => format!("system:{n}"),
+        Actor::Staff(n) => format!("staff:{n}"),
+        Actor::Customer => "customer".into(),
+        Actor::Channel(n) => format!("channel:{n}"),
+        Actor::Provider(n) => format!("provider:{n}"),
+    }
+}
+
 /// One order, by id or number, with its timeline, allocations, shipments and payments.
 pub async fn show_order(app: &App, key: &str) -> Result<String, Box<dyn std::error::Error>> {
     let order = match OrderId::parse(key) {
@@ -79,36 +95,56 @@ pub async fn show_order(app: &App, key: &str) -> Result<String, Box<dyn std::err
         }
     }
     .ok_or_else(|| format!("no order {key}"))?;
+    let money = |minor: i64| {
+        oms::domain::decide::show(oms::domain::Money {
+            minor,
+            currency: order.total.currency,
+        })
+    };
     let mut out = format!(
-        "order {}  number {}  status {}  version {}\nchannel {}  customer {}  total {} {}  payment {:?}\n",
+        "order {}  number {}  status {}  version {}\nchannel {}  customer {}  total {}  payment {}\n",
         order.id,
         order.number.as_ref().map_or("-", |n| n.as_str()),
         order.status(),
         order.version(),
         order.channel,
         order.customer.id,
-        order.total.minor,
-        order.total.currency,
-        order.payment_method,
+        oms::domain::decide::show(order.total),
+        api_name(&order.payment_method),
     );
     for l in &order.lines {
         out.push_str(&format!(
-            "  line {} x {} at {}\n",
-            l.quantity.get(),
+            "  line {} × {} at {}{}\n",
             l.sku,
-            l.unit_price.get()
+            l.quantity.get(),
+            money(l.unit_price.get()),
+            if l.discount > 0 {
+                format!(" less {}", money(l.discount))
+            } else {
+                String::new()
+            }
         ));
     }
     for r in app.store.reservations(order.id).await? {
+        let lines: Vec<String> = r
+            .lines
+            .iter()
+            .map(|(sku, q)| format!("{sku} × {q}"))
+            .collect();
         out.push_str(&format!(
-            "  stock {:?} in {}: {:?}\n",
-            r.state, r.warehouse, r.lines
+            "  stock {} in {}: {}\n",
+            api_name(&r.state),
+            r.warehouse,
+            lines.join(", ")
         ));
     }
     for s in &order.shipments {
         out.push_str(&format!(
-            "  parcel {} {} from {}: {:?}\n",
-            s.carrier, s.tracking_number, s.warehouse, s.status
+            "  parcel {} {} from {}: {}\n",
+            s.carrier,
+            s.tracking_number,
+            s.warehouse,
+            api_name(&s.status)
         ));
     }
     for p in &order.ledger.payments {
@@ -121,9 +157,9 @@ pub async fn show_order(app: &App, key: &str) -> Result<String, Box<dyn std::err
     }
     for r in &order.ledger.refunds {
         out.push_str(&format!(
-            "  refund {} {:?} {} of {} via {}: {}\n",
+            "  refund {} {} {} of {} via {}: {}\n",
             r.id,
-            r.state,
+            api_name(&r.state),
             oms::domain::decide::show(r.amount),
             r.payment_id,
             r.provider,
@@ -141,10 +177,10 @@ pub async fn show_order(app: &App, key: &str) -> Result<String, Box<dyn std::err
             _ => "note".into(),
         };
         out.push_str(&format!(
-            "  {}  {:<34} {:?}  {}\n",
+            "  {}  {:<34} {:<20} {}\n",
             e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             change,
-            e.actor,
+            actor(&e.actor),
             e.reason.unwrap_or_default()
         ));
     }

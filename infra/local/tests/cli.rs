@@ -47,6 +47,14 @@ fn help_names_every_command_and_option() {
 #[test]
 fn operator_commands_work_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
+    // Before anything made the database, a look at it is an error, and makes nothing
+    let o = oms_local(dir.path(), &["dlq", "list"]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no database at"),
+        "{o:?}"
+    );
+    assert!(!dir.path().join("oms.sqlite").exists());
     let o = oms_local(dir.path(), &["provision"]);
     assert!(o.status.success(), "{o:?}");
     assert!(dir.path().join("oms.sqlite").exists());

@@ -865,6 +865,13 @@ async fn lookup(app: &App, req: &Request) -> Reply {
         .ok_or_else(|| {
             ApiError::field("contact", "is required (the e-mail or phone of the order)")
         })?;
+    // `contact=+8613800000000` typed into a URL arrives as " 8613800000000" (a `+` in a query
+    // string is a space): a leading space before digits is read as the `+` it was.
+    let typed_plus = contact
+        .strip_prefix(' ')
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|rest| format!("+{rest}"));
+    let contact = typed_plus.as_deref().unwrap_or(contact);
     // An unknown number, a malformed one and a wrong contact do the same work and get the same
     // answer: the number alone reveals nothing (see `api::lookup`).
     let mut work = lookup::Work::default();

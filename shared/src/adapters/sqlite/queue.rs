@@ -206,6 +206,31 @@ impl Queue for SqliteQueue {
             .await
     }
 
+    async fn peek(&self, queue: &QueueName, max: u32) -> Result<Vec<Message>, QueueError> {
+        let (name, now) = (queue.clone(), self.now_ms());
+        let max = i64::from(max.clamp(1, 10));
+        self.db
+            .call(move |conn| {
+                queue_settings(conn, &name)?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, body, receive_count FROM messages
+                     WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT ?3",
+                )?;
+                let rows = stmt
+                    .query_map(params![name.as_str(), now, max], |r| {
+                        Ok(Message {
+                            id: r.get(0)?,
+                            receipt: String::new(),
+                            body: r.get(1)?,
+                            receive_count: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
     async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError> {
         let name = queue.clone();
         self.db
