@@ -559,6 +559,13 @@ pub trait Queue: Send + Sync {
     async fn receive(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError>;
     /// Deletes a received message. Deleting with a receipt that is no longer valid does nothing.
     async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError>;
+    /// Deletes the handled messages of a batch at once, as the SQS event source mapping does.
+    async fn delete_batch(&self, queue: &QueueName, receipts: &[String]) -> Result<(), QueueError> {
+        for r in receipts {
+            self.delete(queue, r).await?;
+        }
+        Ok(())
+    }
     /// Approximate number of messages waiting (visible or in flight).
     async fn depth(&self, queue: &QueueName) -> Result<u64, QueueError>;
     /// Up to `max` visible messages, to look at (an operator listing a dead-letter queue). The

@@ -60,6 +60,7 @@ contract!(
     a_deleted_message_does_not_come_back,
     a_message_received_too_often_lands_in_the_dead_letter_queue,
     a_batch_send_delivers_every_message,
+    a_batch_delete_removes_what_it_names_and_ignores_stale_receipts,
     sending_to_an_unknown_queue_is_refused,
     one_receive_never_returns_a_message_twice,
     connections_warm_ahead_of_the_first_request,
@@ -934,6 +935,30 @@ mod cases {
         assert_eq!(dead.len(), 1, "{}", b.name);
         assert_eq!(dead[0].body, "poison");
         assert_eq!(b.queue.depth(&q).await.unwrap(), 0);
+    }
+
+    pub async fn a_batch_delete_removes_what_it_names_and_ignores_stale_receipts(b: &Backend) {
+        b.queue.ensure_queues(&[spec("work", 5)]).await.unwrap();
+        let q = queue("work");
+        let bodies: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+        b.queue.send_batch(&q, &bodies).await.unwrap();
+        let mut receipts = Vec::new();
+        let mut kept = None;
+        while receipts.len() + usize::from(kept.is_some()) < bodies.len() {
+            for m in b.queue.receive(&q, receive(30)).await.unwrap() {
+                if m.body == "m5" {
+                    kept = Some(m.body);
+                } else {
+                    receipts.push(m.receipt);
+                }
+            }
+        }
+        // Eleven handled in one call (two SQS batches), plus a receipt that is no longer valid
+        receipts.push("not-a-receipt-any-more".into());
+        b.queue.delete_batch(&q, &receipts).await.unwrap();
+        b.queue.delete_batch(&q, &[]).await.unwrap();
+        assert_eq!(b.queue.depth(&q).await.unwrap(), 1, "{}", b.name);
+        assert_eq!(kept.as_deref(), Some("m5"));
     }
 
     pub async fn a_batch_send_delivers_every_message(b: &Backend) {

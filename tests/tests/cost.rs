@@ -46,13 +46,26 @@ async fn full_order_lives_on_dynamodb_and_sqs_cost_these_units_per_order() {
         .as_str()
         .expect("an order")
         .to_owned();
-    let quiet = local.running.app.meter.usage();
-    local.get_order(&some_order).await;
-    let one_poll = local.running.app.meter.usage();
-    let (poll_reads, poll_invocations) = (
-        one_poll.read_units - quiet.read_units,
-        (one_poll.invocations - quiet.invocations) as f64,
-    );
+    // The sweeper runs every 500 ms and counts as an invocation (and reads): a sweep that lands
+    // inside the measured read would be taken off 300 times over, so the read is measured three
+    // times and the smallest figures count.
+    let mut measured = Vec::new();
+    for _ in 0..3 {
+        let quiet = local.running.app.meter.usage();
+        let r = local
+            .staff(reqwest::Method::GET, &format!("/orders/{some_order}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let one_poll = local.running.app.meter.usage();
+        measured.push((
+            one_poll.read_units - quiet.read_units,
+            one_poll.invocations - quiet.invocations,
+        ));
+    }
+    let poll_reads = measured.iter().map(|m| m.0).fold(f64::INFINITY, f64::min);
+    let poll_invocations = measured.iter().map(|m| m.1).min().unwrap_or_default() as f64;
     let polls = summary.polls as f64;
     let n = orders as f64;
     let per_order = serde_json::json!({

@@ -497,16 +497,19 @@ async fn poll(app: Arc<App>, step: Step, receive: Receive, mut stopped: watch::R
             .collect();
         app.meter.invocation();
         let response = handle_batch(&app, step, event).await;
-        for m in &messages {
-            let failed = response
-                .batch_item_failures
-                .iter()
-                .any(|f| f.item_identifier == m.id);
-            if !failed {
-                if let Err(e) = app.queue.delete(&queue, &m.receipt).await {
-                    tracing::error!(queue = %queue, message_id = %m.id, error = %e, "delete failed; the message will be handled again");
-                }
-            }
+        // The handled messages go in one call, as the event source mapping deletes them.
+        let handled: Vec<String> = messages
+            .iter()
+            .filter(|m| {
+                !response
+                    .batch_item_failures
+                    .iter()
+                    .any(|f| f.item_identifier == m.id)
+            })
+            .map(|m| m.receipt.clone())
+            .collect();
+        if let Err(e) = app.queue.delete_batch(&queue, &handled).await {
+            tracing::error!(queue = %queue, messages = handled.len(), error = %e, "delete failed; the messages will be handled again");
         }
     }
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use tokio::sync::RwLock;
 
@@ -319,6 +320,55 @@ impl Queue for SqsQueue {
             }
             Err(e) => Err(sdk(e)),
         }
+    }
+
+    async fn delete_batch(&self, queue: &QueueName, receipts: &[String]) -> Result<(), QueueError> {
+        let url = self.url(queue).await?;
+        for chunk in receipts.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .build()
+                        .map_err(|e| QueueError::Backend(boxed(e)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.meter.sqs(0);
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(sdk)?;
+            // A receipt from an earlier receive of a message that came back: nothing to do.
+            let failed: Vec<String> = out
+                .failed
+                .iter()
+                .filter(|f| {
+                    !matches!(
+                        f.code.as_str(),
+                        "ReceiptHandleIsInvalid" | "InvalidParameterValue"
+                    )
+                })
+                .map(|f| format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")))
+                .collect();
+            if !failed.is_empty() {
+                return Err(QueueError::Unavailable(
+                    format!(
+                        "{} of a batch not deleted: {}",
+                        failed.len(),
+                        failed.join("; ")
+                    )
+                    .into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn warm(&self, queues: &[QueueName]) -> Result<(), QueueError> {

@@ -194,6 +194,26 @@ impl Queue for SqliteQueue {
             .await
     }
 
+    async fn delete_batch(&self, queue: &QueueName, receipts: &[String]) -> Result<(), QueueError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let (name, receipts) = (queue.clone(), receipts.to_vec());
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for receipt in &receipts {
+                    tx.exec(
+                        "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
+                        params![name.as_str(), receipt],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn warm(&self, queues: &[QueueName]) -> Result<(), QueueError> {
         // Nothing to connect to; like SQS, an unknown queue is an error.
         let names = queues.to_vec();
