@@ -19,6 +19,7 @@ schema; the run's output counts what it dropped.
 
 import json
 import pathlib
+import tomllib
 from urllib.parse import parse_qsl, urlsplit
 
 import jsonschema
@@ -29,8 +30,14 @@ VALIDATOR = jsonschema.Draft202012Validator(
     {"$ref": "#/components/schemas/OrderInput", "components": SPEC["components"]},
     format_checker=jsonschema.FormatChecker(),
 )
-# The demo configuration's catalogue (shared/src/demo.toml): SKU -> CNY list price.
-CATALOGUE = [("TEA-001", 4990), ("CUP-002", 1500), ("POT-003", 3500)]
+# The demo configuration's catalogue, read from the file oms-local is built with: the SKUs that
+# are sold and not regulated, with their CNY list prices.
+with open(pathlib.Path(__file__).parent.parent / "shared" / "src" / "demo.toml", "rb") as f:
+    CATALOGUE = sorted(
+        (sku, item["prices"]["CNY"])
+        for sku, item in tomllib.load(f)["catalogue"].items()
+        if item.get("active", True) and not item.get("regulated", False) and "CNY" in item["prices"]
+    )
 
 
 @schemathesis.hook

@@ -181,17 +181,13 @@ pub fn raw_transaction_rate(path: impl AsRef<Path>, n: u32) -> Result<f64, Store
     let mut conn = Connection::open(path)?;
     pragmas(&conn)?;
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS bench (k INTEGER PRIMARY KEY, v INTEGER NOT NULL) STRICT;
-         INSERT OR IGNORE INTO bench SELECT value, 0 FROM generate_series(0, 999);",
-    )
-    .or_else(|_| {
-        // Without the series extension: the thousand rows one by one.
-        let tx = conn.transaction()?;
-        for k in 0..1000 {
-            tx.exec("INSERT OR IGNORE INTO bench VALUES (?1, 0)", [k])?;
-        }
-        tx.commit()
-    })?;
+        "CREATE TABLE IF NOT EXISTS bench (k INTEGER PRIMARY KEY, v INTEGER NOT NULL) STRICT;",
+    )?;
+    let tx = conn.transaction()?;
+    for k in 0..1000 {
+        tx.exec("INSERT OR IGNORE INTO bench VALUES (?1, 0)", [k])?;
+    }
+    tx.commit()?;
     let started = std::time::Instant::now();
     for i in 0..n {
         let k = i64::from(i % 1000);
