@@ -59,6 +59,7 @@ env.update(
     OMS_CONFIG=str(ROOT / "infra" / "config" / "oms.toml"),
     OMS_NUMBERING_KEY="coldstart",
     OMS_STAFF_TOKEN="coldstart",
+    OMS_ALLOW_DEMO="1",  # the shipped configuration still holds the demo's rules
     RUST_LOG="error",
 )
 # The functions warm their DynamoDB and SQS connections at init; give them an endpoint to warm

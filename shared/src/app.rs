@@ -134,6 +134,32 @@ impl Outside {
     }
 }
 
+/// The shortest staff token and numbering key a deployed function accepts.
+pub const MIN_SECRET_LEN: usize = 24;
+
+/// Keys that are the local runtime's published development keys, or too short to be secret.
+pub fn demo_keys(secrets: &Secrets, staff_token: Option<&str>, numbering_key: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let mut channels: Vec<_> = secrets.channel_keys.iter().collect();
+    channels.sort();
+    for (channel, keys) in channels {
+        if keys.iter().any(|k| k.starts_with("dev-channel-key-")) {
+            left.push(format!("the key of channel {channel} is a development key"));
+        }
+    }
+    if staff_token.is_some_and(|t| t == "dev-token" || t.len() < MIN_SECRET_LEN) {
+        left.push(format!(
+            "OMS_STAFF_TOKEN is the README's or shorter than {MIN_SECRET_LEN} characters"
+        ));
+    }
+    if numbering_key.len() < MIN_SECRET_LEN {
+        left.push(format!(
+            "OMS_NUMBERING_KEY is shorter than {MIN_SECRET_LEN} characters"
+        ));
+    }
+    left
+}
+
 impl App {
     /// Connects to the backend. With `provision`, creates the table and queues if missing (the
     /// local runtime does; on AWS the deployment template creates them).
@@ -205,8 +231,9 @@ impl App {
     /// The set-up of a Lambda function, from its environment:
     /// `OMS_TABLE` and `OMS_QUEUE_PREFIX` (DynamoDB and SQS; `AWS_ENDPOINT_URL` as the SDK reads
     /// it), `OMS_CONFIG` (a TOML file; the built-in demo without it), `OMS_STAFF_TOKEN`,
-    /// `OMS_NUMBERING_KEY`.
-    pub async fn from_env() -> Result<Self, StartError> {
+    /// `OMS_NUMBERING_KEY`. `binary` names the function (`functions/<binary>`): it warms only the
+    /// queues [`grants`](crate::adapters::aws::grants) says it sends to.
+    pub async fn from_env(binary: &str) -> Result<Self, StartError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let table = env("OMS_TABLE")
             .ok_or_else(|| StartError::Environment("OMS_TABLE is not set".into()))?;
@@ -222,10 +249,24 @@ impl App {
         let key = env("OMS_NUMBERING_KEY")
             .ok_or_else(|| StartError::Environment("OMS_NUMBERING_KEY is not set".into()))?;
         let outside = Outside::from_env(&config)?;
+        let staff_token = env("OMS_STAFF_TOKEN");
+        // A deployed function refuses the demo's rules and keys: a shop must not go live
+        // trusting the demo's customer or taking orders with a published key.
+        // OMS_ALLOW_DEMO=1 lets local tools (cold-start measurement, smoke tests) run them.
+        if env("OMS_ALLOW_DEMO").as_deref() != Some("1") {
+            let mut left = config.demo_leftovers();
+            left.extend(demo_keys(&outside.secrets, staff_token.as_deref(), &key));
+            if !left.is_empty() {
+                return Err(StartError::Environment(format!(
+                    "the deployed configuration still holds demo rules or keys; refusing to start: {}",
+                    left.join("; ")
+                )));
+            }
+        }
         let app = Self::connect(
             &backend,
             config,
-            env("OMS_STAFF_TOKEN"),
+            staff_token,
             key.into_bytes(),
             Arc::new(SystemClock),
             false,
@@ -235,7 +276,9 @@ impl App {
         // At init, not in the first request: the TLS handshakes to DynamoDB and SQS, and the
         // queue URLs. A failure here is logged; the first request will try again.
         // Bounded, so that an unreachable service cannot hold init for long.
-        let names: Vec<QueueName> = queues::ALL.iter().map(|q| queues::name(q)).collect();
+        let names: Vec<QueueName> = crate::adapters::aws::grants::of(binary)
+            .map(|f| f.sends_to.iter().map(|q| queues::name(q)).collect())
+            .unwrap_or_default();
         let warm = async {
             if let Err(e) = app.store.warm().await {
                 tracing::warn!(error = %e, "could not warm the store connection");

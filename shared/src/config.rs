@@ -369,6 +369,40 @@ impl Config {
         Self::parse(DEMO).expect("the built-in demo configuration is valid (tested)")
     }
 
+    /// What this configuration still holds of the demo: rules and simulated providers that must
+    /// not reach a real shop. A deployed function refuses to start while any is left
+    /// (`App::from_env`); the local runtime uses them on purpose.
+    pub fn demo_leftovers(&self) -> Vec<String> {
+        let demo = Self::demo();
+        let mut left = Vec::new();
+        for c in self.review.trusted_customers.intersection(&demo.review.trusted_customers) {
+            left.push(format!("review.trusted_customers holds the demo's customer {c}"));
+        }
+        for (name, p) in &self.payments {
+            if p.client == ClientKind::Simulated {
+                left.push(format!("payments.{name}.client is \"simulated\""));
+            }
+        }
+        for (name, c) in &self.carriers {
+            if c.client == ClientKind::Simulated {
+                left.push(format!("carriers.{name}.client is \"simulated\""));
+            }
+        }
+        if self.simulate_other_refunds {
+            left.push("simulate_other_refunds is true".into());
+        }
+        if !self.seed_stock.is_empty() {
+            left.push(format!(
+                "seed_stock has {} demo entries (set stock with PUT /stock/{{sku}}/{{warehouse}})",
+                self.seed_stock.len()
+            ));
+        }
+        if !self.catalogue.is_empty() && self.catalogue.keys().eq(demo.catalogue.keys()) {
+            left.push("catalogue is the demo's (TEA-001, CUP-002, ...)".into());
+        }
+        left
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         self.offset()?;

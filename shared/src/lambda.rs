@@ -14,7 +14,8 @@ use crate::flow::{Step, handle_batch};
 /// An SQS-triggered step function (`ReportBatchItemFailures` on its event source mapping).
 pub async fn serve_queue(step: Step) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = Arc::new(App::from_env().await?);
+    // Each step's function is named after its queue (`functions/numbering`, ...).
+    let app = Arc::new(App::from_env(step.queue()).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Error>(handle_batch(&app, step, event.payload).await) }
@@ -25,7 +26,7 @@ pub async fn serve_queue(step: Step) -> Result<(), Error> {
 /// The scheduled sweeper (an EventBridge schedule invokes it; the event's content is ignored).
 pub async fn serve_sweeper() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = Arc::new(App::from_env().await?);
+    let app = Arc::new(App::from_env("sweeper").await?);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);
         async move {
@@ -40,6 +41,13 @@ pub async fn serve_sweeper() -> Result<(), Error> {
 /// (`lambda_http` runs tower services).
 pub async fn serve_http(surface: Surface) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = Arc::new(App::from_env().await?);
+    let binary = match surface {
+        Surface::Intake => "intake",
+        Surface::Orders => "orders-api",
+        Surface::PaymentWebhook => "payment-webhook",
+        Surface::LogisticsWebhook => "logistics-webhook",
+        Surface::All => "all",
+    };
+    let app = Arc::new(App::from_env(binary).await?);
     lambda_http::run(api::router(app, surface)).await
 }

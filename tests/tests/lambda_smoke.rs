@@ -220,6 +220,8 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
         ("OMS_QUEUE_PREFIX", prefix.as_str()),
         ("OMS_CONFIG", &config_path.display().to_string()),
         ("OMS_NUMBERING_KEY", "smoke"),
+        // The smoke test runs the demo's rules and short keys on purpose.
+        ("OMS_ALLOW_DEMO", "1"),
         ("OMS_STAFF_TOKEN", STAFF),
         ("OMS_CHANNEL_KEY_WEB", "smoke-web-key"),
         ("OMS_PAYMENT_SECRET_STRIPE", STRIPE_SECRET),

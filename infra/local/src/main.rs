@@ -35,9 +35,13 @@ struct Cli {
     /// Port on 127.0.0.1 to serve HTTP on.
     #[arg(long, default_value_t = 3000, global = true)]
     port: u16,
-    /// Directory for the embedded database and the numbering key.
-    #[arg(long, default_value = ".oms", global = true)]
-    data_dir: PathBuf,
+    /// Directory for the embedded database and the numbering key (default ./.oms, made on
+    /// first start). A directory named here must exist unless --create is given.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Make the --data-dir directory (and its database) if it does not exist.
+    #[arg(long, global = true)]
+    create: bool,
     /// Configuration file (TOML); the built-in demo configuration without one.
     #[arg(long, env = "OMS_CONFIG", global = true)]
     config: Option<PathBuf>,
@@ -110,7 +114,8 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
-    /// Create the table and queues (or the SQLite file) if missing, and exit.
+    /// Create the table and queues (or the SQLite file) if missing, and exit. The only
+    /// command that creates anything: the others use what is there.
     Provision,
 }
 
@@ -223,15 +228,31 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         cli.command,
         Some(Command::Dlq { .. } | Command::Order { .. })
     );
-    let local_db = cli.data_dir.join("oms.sqlite");
-    if looks && cli.aws_endpoint.is_none() && !cli.aws && !local_db.exists() {
+    let embedded = cli.aws_endpoint.is_none() && !cli.aws;
+    let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(".oms"));
+    let local_db = data_dir.join("oms.sqlite");
+    if looks && embedded && !local_db.exists() {
         return Err(format!(
             "no database at {} (the server or `oms-local provision` makes one; is --data-dir right?)",
             local_db.display()
         )
         .into());
     }
-    let db = oms_local::database_path(&cli.data_dir)?;
+    // A directory named on the command line that is not there is most likely a typo: making it
+    // would start an empty shop with a new numbering key.
+    let provisioning = matches!(cli.command, Some(Command::Provision));
+    if let Some(dir) = &cli.data_dir
+        && !dir.exists()
+        && !cli.create
+        && !provisioning
+    {
+        return Err(format!(
+            "no data directory {} (give --create to make a new, empty one)",
+            dir.display()
+        )
+        .into());
+    }
+    let db = oms_local::database_path(&data_dir)?;
     let backend = match (&cli.aws_endpoint, cli.aws) {
         (None, false) => Backend::Sqlite { path: db.clone() },
         (endpoint, _) => Backend::Aws {
@@ -248,9 +269,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             &backend,
             config.clone(),
             None,
-            oms_local::numbering_key(&cli.data_dir)?,
+            oms_local::numbering_key(&data_dir)?,
             std::sync::Arc::new(oms::clock::SystemClock),
-            true,
+            // Operator commands look at what is there; only `provision` creates (on a deployed
+            // stack the template owns the table and queues and their settings).
+            provisioning,
             oms::app::Outside {
                 secrets: oms::payments::Secrets::default(),
                 gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
@@ -290,7 +313,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         backend: backend.clone(),
         config: config.clone(),
         staff_token: staff_token.clone(),
-        numbering_key: oms_local::numbering_key(&cli.data_dir)?,
+        numbering_key: oms_local::numbering_key(&data_dir)?,
         visibility_timeout: Duration::from_secs(cli.visibility_timeout),
         poll_wait: Duration::from_secs(1),
         sweep_every: Duration::from_secs(cli.sweep_every),

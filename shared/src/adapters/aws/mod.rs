@@ -2,6 +2,7 @@
 //! on SQS standard queues with dead-letter queues. AWS types never leave this module.
 
 mod dynamodb;
+pub mod grants;
 pub mod meter;
 mod sqs;
 
