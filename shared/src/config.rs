@@ -375,8 +375,14 @@ impl Config {
     pub fn demo_leftovers(&self) -> Vec<String> {
         let demo = Self::demo();
         let mut left = Vec::new();
-        for c in self.review.trusted_customers.intersection(&demo.review.trusted_customers) {
-            left.push(format!("review.trusted_customers holds the demo's customer {c}"));
+        for c in self
+            .review
+            .trusted_customers
+            .intersection(&demo.review.trusted_customers)
+        {
+            left.push(format!(
+                "review.trusted_customers holds the demo's customer {c}"
+            ));
         }
         for (name, p) in &self.payments {
             if p.client == ClientKind::Simulated {

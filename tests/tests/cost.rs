@@ -11,7 +11,7 @@ use oms_tests::{Local, STAFF_TOKEN};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_order_lives_on_dynamodb_and_sqs_cost_these_units_per_order() {
     let Some(local) = Local::dynamodb_with(
-        oms_local::demo::demo_config(),
+        oms_local::demo::demo_config(oms::config::Config::demo()),
         std::time::Duration::from_millis(500),
     )
     .await
@@ -21,6 +21,7 @@ async fn full_order_lives_on_dynamodb_and_sqs_cost_these_units_per_order() {
     let before = local.running.app.meter.usage();
     let orders = 30;
     let summary = oms_local::demo::run(oms_local::demo::DemoOptions {
+        config: None,
         orders,
         seed: 5,
         concurrency: 6,

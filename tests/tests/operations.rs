@@ -103,6 +103,7 @@ async fn an_order_is_shown_with_its_timeline_by_id_or_number() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_accounts_for_every_order_it_places() {
     let summary = oms_local::demo::run(oms_local::demo::DemoOptions {
+        config: None,
         orders: 40,
         seed: 11,
         concurrency: 8,
@@ -144,6 +145,7 @@ async fn the_demo_against_a_runtime_with_another_staff_token_says_so_at_once() {
     .await
     .unwrap();
     let e = oms_local::demo::run(oms_local::demo::DemoOptions {
+        config: None,
         orders: 5,
         seed: 1,
         concurrency: 1,
@@ -155,5 +157,72 @@ async fn the_demo_against_a_runtime_with_another_staff_token_says_so_at_once() {
     .map(|s| s.to_string())
     .unwrap_err();
     assert!(e.to_string().contains("set OMS_STAFF_TOKEN"), "{e}");
+    running.stop().await;
+}
+
+/// The demo against a runtime started the README's way (built-in configuration, its own stock,
+/// a 30-minute payment deadline, a seven-day return window): it accounts for every order, and
+/// a second run with the same seed places new orders instead of finding the first run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plays_on_a_runtime_started_the_readme_way_and_each_run_places_new_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = oms::config::Config::demo();
+    let running = oms_local::start(oms_local::Options {
+        port: 0,
+        backend: Backend::Sqlite {
+            path: dir.path().join("oms.sqlite"),
+        },
+        secrets: oms_local::dev_secrets(&config),
+        config,
+        staff_token: "readme-token".into(),
+        numbering_key: b"k".to_vec(),
+        visibility_timeout: std::time::Duration::from_secs(10),
+        poll_wait: std::time::Duration::from_millis(100),
+        sweep_every: std::time::Duration::from_secs(2),
+        clock: Arc::new(oms::clock::SystemClock),
+        gateway: Arc::new(oms::payments::SimulatedGateway),
+        http: oms::adapters::https::HttpsClient::new(std::time::Duration::from_secs(5)).unwrap(),
+    })
+    .await
+    .unwrap();
+    let play = || {
+        oms_local::demo::run(oms_local::demo::DemoOptions {
+            config: None,
+            orders: 20,
+            seed: 3,
+            concurrency: 8,
+            url: Some(running.url()),
+            staff_token: "readme-token".into(),
+            progress: false,
+        })
+    };
+    let first = play().await.unwrap();
+    assert!(first.accounts_for_every_order(), "{first}");
+    assert_eq!(first.final_status.values().sum::<usize>(), 20, "{first}");
+    assert!(
+        first.final_status.get("completed").copied().unwrap_or(0) >= 8,
+        "delivered orders complete on a seven-day return window too: {first}"
+    );
+    let second = play().await.unwrap();
+    assert!(second.accounts_for_every_order(), "{second}");
+    // Forty orders in the store, not twenty found twice.
+    let app = &running.app;
+    let mut ids = std::collections::BTreeSet::new();
+    for channel in ["web", "app", "phone", "tmall"] {
+        let mut query = oms::ports::OrderQuery {
+            channel: Some(oms::domain::ChannelId::parse(channel).unwrap()),
+            limit: 100,
+            ..Default::default()
+        };
+        loop {
+            let page = app.store.list_orders(&query).await.unwrap();
+            ids.extend(page.orders.iter().map(|o| o.id));
+            match page.next {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    assert_eq!(ids.len(), 40, "each run places its own orders");
     running.stop().await;
 }

@@ -128,9 +128,12 @@ fn each_function_policy_covers_every_call_its_code_makes() {
             .find(|(o, _)| o == op)
             .map(|(_, a)| *a)
             .unwrap_or_else(|| {
-                panic!("the adapters call {op}, which shared/src/adapters/aws/grants.rs does not list")
+                panic!(
+                    "the adapters call {op}, which shared/src/adapters/aws/grants.rs does not list"
+                )
             });
-        let runtime = grants::DYNAMODB_RUNTIME.contains(&action) || grants::SQS_SEND.contains(&action);
+        let runtime =
+            grants::DYNAMODB_RUNTIME.contains(&action) || grants::SQS_SEND.contains(&action);
         let operator = grants::OPERATOR_ONLY.contains(&action);
         assert!(
             runtime != operator,
@@ -139,7 +142,11 @@ fn each_function_policy_covers_every_call_its_code_makes() {
     }
     // Every deployed function has a row, and its policy grants that row.
     let deployed = t.matches("    Type: AWS::Serverless::Function\n").count();
-    assert_eq!(deployed, grants::FUNCTIONS.len(), "a function without a row in grants.rs");
+    assert_eq!(
+        deployed,
+        grants::FUNCTIONS.len(),
+        "a function without a row in grants.rs"
+    );
     for f in grants::FUNCTIONS {
         let block = resource(&t, f.resource);
         assert!(

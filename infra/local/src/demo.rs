@@ -24,6 +24,9 @@ pub struct DemoOptions {
     pub concurrency: usize,
     /// Base URL of a runtime to drive; `None` starts one on a temporary SQLite file.
     pub url: Option<String>,
+    /// The configuration of the demo's own runtime (`--config`; the built-in one without it),
+    /// adjusted by [`demo_config`]. Not used with `url`.
+    pub config: Option<oms::config::Config>,
     pub staff_token: String,
     pub progress: bool,
 }
@@ -35,6 +38,11 @@ pub struct Summary {
     pub final_status: BTreeMap<String, usize>,
     pub held: usize,
     pub expired: usize,
+    /// Unpaid orders cancelled by staff (on a runtime the demo did not start, whose payment
+    /// deadline it does not wait out).
+    pub unpaid_cancelled: usize,
+    /// What the demo did to the runtime before playing (stock topped up).
+    pub prepared: Vec<String>,
     pub returned: usize,
     pub duplicates_sent: usize,
     pub wrong_amounts: usize,
@@ -80,10 +88,13 @@ impl fmt::Display for Summary {
             "  {:<18} {accounted:>5} of {}",
             "accounted for", self.placed
         )?;
+        for p in &self.prepared {
+            writeln!(f, "before playing: {p}")?;
+        }
         writeln!(
             f,
-            "held for review: {}, expired unpaid: {}, returned: {}",
-            self.held, self.expired, self.returned
+            "held for review: {}, expired unpaid: {}, cancelled unpaid: {}, returned: {}",
+            self.held, self.expired, self.unpaid_cancelled, self.returned
         )?;
         writeln!(
             f,
@@ -117,10 +128,11 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The configuration the demo runs with: the built-in one with short payment deadlines (so
-/// unpaid orders expire while it runs), a one-day return window, and deeper stock.
-pub fn demo_config() -> oms::config::Config {
-    let mut c = oms::config::Config::demo();
+/// The configuration the demo's own runtime runs with: `base` (the built-in one, or --config)
+/// with short payment deadlines (so unpaid orders expire while it runs), a one-day return window,
+/// and deeper stock.
+pub fn demo_config(base: oms::config::Config) -> oms::config::Config {
+    let mut c = base;
     for ch in c.channels.values_mut() {
         ch.payment_timeout_seconds = Some(8);
     }
@@ -139,13 +151,26 @@ struct Ctx {
     base: String,
     token: String,
     polls: std::sync::atomic::AtomicUsize,
+    /// Makes this run's external ids and idempotency keys its own, so that a second run with
+    /// the same seed against the same runtime places new orders instead of finding the old ones.
+    run: String,
+    /// A runtime the demo did not start: its payment deadline and return window are its own.
+    remote: bool,
 }
+
+/// What the demo orders: SKU and unit price (CNY fen), as in the built-in catalogue.
+const SKUS: [(&str, i64); 3] = [("TEA-001", 4990), ("CUP-002", 1500), ("POT-003", 26800)];
+
+/// Delivery events are dated this many days back, beyond any return window a runtime is likely
+/// to have, so that delivered orders complete at the next sweep.
+const DELIVERED_DAYS_AGO: i64 = 60;
 
 #[derive(Default)]
 struct Played {
     final_status: String,
     held: bool,
     expired: bool,
+    unpaid_cancelled: bool,
     returned: bool,
     duplicates: usize,
     wrong_amount: bool,
@@ -225,12 +250,13 @@ fn regions(rng: &mut fastrand::Rng) -> (&'static str, &'static str) {
 }
 
 fn lines(rng: &mut fastrand::Rng) -> Vec<(&'static str, i64, i64)> {
-    let mut out = vec![("TEA-001", rng.i64(1..4), 4990)];
+    let [(tea, tea_price), (cup, cup_price), (pot, pot_price)] = SKUS;
+    let mut out = vec![(tea, rng.i64(1..4), tea_price)];
     if rng.bool() {
-        out.push(("CUP-002", rng.i64(1..3), 1500));
+        out.push((cup, rng.i64(1..3), cup_price));
     }
     if rng.u8(0..10) == 0 {
-        out.push(("POT-003", 1, 26800));
+        out.push((pot, 1, pot_price));
     }
     if rng.u8(0..20) == 0 {
         out[0].1 = 60; // unusual quantity: held for review
@@ -245,7 +271,7 @@ async fn place(ctx: &Ctx, rng: &mut fastrand::Rng, i: usize) -> Res<String> {
     let phone = format!("+86138{:08}", rng.u32(0..100_000_000));
     let body = if rng.u8(0..6) == 0 {
         let trade = json!({"trade_fullinfo_get_response": {"trade": {
-            "tid": format!("TB{i:08}"), "type": "fixed", "buyer_open_uid": customer.to_string(),
+            "tid": format!("TB{}{i:06}", ctx.run), "type": "fixed", "buyer_open_uid": customer.to_string(),
             "buyer_email": format!("buyer{customer}@example.com"), "receiver_name": "Demo Buyer",
             "receiver_mobile": &phone[3..], "receiver_state": region, "receiver_city": city,
             "receiver_district": "Central", "receiver_address": format!("{} Demo Rd", i + 1), "receiver_zip": "100000",
@@ -269,7 +295,7 @@ async fn place(ctx: &Ctx, rng: &mut fastrand::Rng, i: usize) -> Res<String> {
             "prepaid"
         };
         let order = json!({
-            "channel": channel, "external_id": format!("{channel}-{i}"),
+            "channel": channel, "external_id": format!("{channel}-{}-{i}", ctx.run),
             "customer": {"id": format!("D{customer}"), "name": "Demo Buyer", "email": format!("d{customer}@example.com"), "phone": phone},
             "lines": items.iter().map(|(s, q, p)| json!({"sku": s, "quantity": q, "unit_price": p})).collect::<Vec<_>>(),
             "currency": "CNY",
@@ -277,7 +303,7 @@ async fn place(ctx: &Ctx, rng: &mut fastrand::Rng, i: usize) -> Res<String> {
                                  "line1": format!("{} Demo Rd", i + 1), "postal_code": "100000"},
             "payment_method": method
         });
-        let key = format!("demo-{i}");
+        let key = format!("demo-{}-{i}", ctx.run);
         let auth = format!("Bearer {}", crate::dev_channel_key(channel));
         let r = ctx
             .post(
@@ -442,6 +468,18 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
     if order["status"] == "awaiting_payment" {
         let total = order["total"]["minor"].as_i64().unwrap_or_default();
         match rng.u8(0..20) {
+            0 | 1 if ctx.remote => {
+                // Never paid, on a runtime whose payment deadline is its own: staff cancel it.
+                ctx.post(
+                    &format!("/orders/{id}/cancel"),
+                    json!({"reason": "never paid", "by": "demo.staff"}).to_string(),
+                    &[JSON],
+                    true,
+                )
+                .await?;
+                order = ctx.until(&id, &["cancelled"]).await?;
+                played.unpaid_cancelled = true;
+            }
             0 | 1 => {
                 // Never paid: the sweeper expires it.
                 order = ctx.until(&id, &["expired"]).await?;
@@ -502,7 +540,7 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
                 ctx,
                 &mut rng,
                 &order,
-                if returning { 0 } else { 3 },
+                if returning { 0 } else { DELIVERED_DAYS_AGO },
                 &mut played,
             )
             .await?;
@@ -574,6 +612,114 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
     Ok(played)
 }
 
+/// Checks, before anything is placed, that the runtime takes what the demo sends: the staff
+/// token, the channels' development keys, and the SKUs it orders; then tops up the stock of the
+/// everyday SKUs for the run (the scarce `POT-003` is left as it is, so some orders meet an
+/// empty shelf). Returns what it changed. Each refusal says what the runtime needs.
+async fn prepare(ctx: &Ctx, orders: usize) -> Res<Vec<String>> {
+    let get = |path: String| {
+        ctx.http
+            .get(format!("{}{path}", ctx.base))
+            .bearer_auth(&ctx.token)
+            .send()
+    };
+    let r = get("/warehouses".into())
+        .await
+        .map_err(|e| format!("{}: {e}", ctx.base))?;
+    if r.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(format!(
+            "{} answered 401 to the staff token: set OMS_STAFF_TOKEN to that runtime's token",
+            ctx.base
+        ));
+    }
+    let warehouses: Vec<Value> = r.json().await.map_err(|e| e.to_string())?;
+    // A channel key is accepted when an empty order is refused for its content (400), not for
+    // its key (401): nothing is placed.
+    for (channel, path) in [
+        ("web", "/orders"),
+        ("app", "/orders"),
+        ("phone", "/orders"),
+        ("tmall", "/channels/tmall/orders"),
+    ] {
+        let r = ctx
+            .http
+            .post(format!("{}{path}", ctx.base))
+            .bearer_auth(crate::dev_channel_key(channel))
+            .header(JSON.0, JSON.1)
+            .body("{}")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if matches!(r.status().as_u16(), 401 | 403 | 404) {
+            return Err(format!(
+                "{} refused the development key of channel {channel} ({}): the demo places \
+                 orders on channels web, app, phone and tmall with their development keys \
+                 (start the runtime without OMS_CHANNEL_KEY_* and with those channels)",
+                ctx.base,
+                r.status()
+            ));
+        }
+    }
+    for (sku, _) in SKUS {
+        let r = get(format!("/catalogue/{sku}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "{} does not sell {sku} ({}): the demo orders TEA-001, CUP-002 and POT-003 \
+                 (the built-in catalogue; add them with PUT /catalogue/{{sku}})",
+                ctx.base,
+                r.status()
+            ));
+        }
+    }
+    if !ctx.remote {
+        // Its own runtime has the demo's stock (demo_config).
+        return Ok(Vec::new());
+    }
+    // At most three of each per order: enough of the everyday SKUs in every warehouse.
+    let need = (orders as u64).saturating_mul(3).max(10);
+    let mut changed = Vec::new();
+    for (sku, _) in &SKUS[..2] {
+        let stock: Value = get(format!("/stock/{sku}"))
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        for w in &warehouses {
+            let wh = w["id"].as_str().unwrap_or_default();
+            let level = stock["warehouses"]
+                .as_array()
+                .and_then(|l| l.iter().find(|l| l["warehouse"] == wh));
+            let available = level.and_then(|l| l["available"].as_u64()).unwrap_or(0);
+            if available >= need {
+                continue;
+            }
+            let on_hand = level.and_then(|l| l["on_hand"].as_u64()).unwrap_or(0) + need - available;
+            let r = ctx
+                .http
+                .put(format!("{}/stock/{sku}/{wh}", ctx.base))
+                .bearer_auth(&ctx.token)
+                .header(JSON.0, JSON.1)
+                .body(json!({ "on_hand": on_hand }).to_string())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !r.status().is_success() {
+                return Err(format!(
+                    "setting the stock of {sku} in {wh}: {}",
+                    r.status()
+                ));
+            }
+            changed.push(format!(
+                "stock of {sku} in {wh} set to {on_hand} (was {available} available)"
+            ));
+        }
+    }
+    Ok(changed)
+}
+
 /// Runs the demo and returns its summary.
 pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error>> {
     let started = Instant::now();
@@ -585,7 +731,11 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
         ),
         None => {
             let dir = tempfile::tempdir()?;
-            let config = demo_config();
+            let config = demo_config(
+                opts.config
+                    .clone()
+                    .unwrap_or_else(oms::config::Config::demo),
+            );
             let running = crate::start(crate::Options {
                 port: 0,
                 backend: oms::app::Backend::Sqlite {
@@ -613,24 +763,12 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
         base,
         token,
         polls: Default::default(),
+        run: format!("{:x}", Utc::now().timestamp_millis()),
+        remote: opts.url.is_some(),
     };
-    if opts.url.is_some() {
-        // A runtime started elsewhere has its own staff token: say so before playing anything.
-        let r = ctx
-            .http
-            .get(format!("{}/warehouses", ctx.base))
-            .bearer_auth(&ctx.token)
-            .send()
-            .await
-            .map_err(|e| format!("{}: {e}", ctx.base))?;
-        if r.status() == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(format!(
-                "{} answered 401 to the staff token: set OMS_STAFF_TOKEN to that runtime's token",
-                ctx.base
-            )
-            .into());
-        }
-    }
+    // Before placing anything: can the demo play on this runtime? (Its own runtime may run
+    // on a --config that sells something else.)
+    let prepared = prepare(&ctx, opts.orders).await?;
     let bar = if opts.progress {
         ProgressBar::new(opts.orders as u64)
     } else {
@@ -657,6 +795,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
     bar.finish_and_clear();
     let mut s = Summary {
         placed: opts.orders,
+        prepared,
         ..Summary::default()
     };
     for r in results {
@@ -665,6 +804,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
                 *s.final_status.entry(p.final_status).or_default() += 1;
                 s.held += usize::from(p.held);
                 s.expired += usize::from(p.expired);
+                s.unpaid_cancelled += usize::from(p.unpaid_cancelled);
                 s.returned += usize::from(p.returned);
                 s.duplicates_sent += p.duplicates;
                 s.wrong_amounts += usize::from(p.wrong_amount);

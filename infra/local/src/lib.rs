@@ -89,20 +89,23 @@ pub fn dev_channel_key(channel: &str) -> String {
     format!("dev-channel-key-{channel}")
 }
 
+/// Whether the environment gives `channel` no key, so that it uses its development key.
+pub fn on_dev_key(channel: &str) -> bool {
+    std::env::var(format!(
+        "OMS_CHANNEL_KEY_{}",
+        channel.to_uppercase().replace('-', "_")
+    ))
+    .ok()
+    .filter(|v| !v.trim().is_empty())
+    .is_none()
+}
+
 /// Channels the environment gives no key, which therefore use their development key.
 pub fn channels_on_dev_keys(config: &Config) -> Vec<String> {
     config
         .channels
         .keys()
-        .filter(|c| {
-            std::env::var(format!(
-                "OMS_CHANNEL_KEY_{}",
-                c.to_uppercase().replace('-', "_")
-            ))
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .is_none()
-        })
+        .filter(|c| on_dev_key(c))
         .cloned()
         .collect()
 }
@@ -545,4 +548,75 @@ pub fn database_path(data_dir: &Path) -> Result<PathBuf, LocalError> {
         source,
     })?;
     Ok(data_dir.join("oms.sqlite"))
+}
+
+/// What the server prints after "serving on": the configuration in use, its channels and what
+/// it sells, and what to try next.
+pub fn banner(config: &Config, file: Option<&Path>, url: &str, made_token: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let source = match file {
+        Some(f) => f.display().to_string(),
+        None => "the built-in demo configuration (--config FILE for your own)".into(),
+    };
+    let _ = writeln!(out, "oms-local: configuration: {source}");
+    let channels: Vec<String> = config
+        .channels
+        .iter()
+        .map(|(name, c)| match c.format {
+            oms::config::ChannelFormat::Native => format!("{name} (POST /orders)"),
+            oms::config::ChannelFormat::Taobao => {
+                format!("{name} (Taobao trades: POST /channels/{name}/orders)")
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "oms-local: channels: {}", channels.join(", "));
+    let skus: Vec<&str> = config.catalogue.keys().map(String::as_str).collect();
+    let _ = writeln!(
+        out,
+        "oms-local: catalogue: {} (GET /catalogue lists what the store holds)",
+        if skus.is_empty() {
+            "none in the configuration".into()
+        } else {
+            skus.join(", ")
+        }
+    );
+    let warehouses: Vec<&str> = config.warehouses.iter().map(|w| w.id.as_str()).collect();
+    let _ = writeln!(out, "oms-local: warehouses: {}", warehouses.join(", "));
+    let token = match made_token {
+        Some(t) => t.to_owned(),
+        None => "$OMS_STAFF_TOKEN".into(),
+    };
+    let _ = writeln!(out, "oms-local: try, from the repository:");
+    if let Some((name, _)) = config
+        .channels
+        .iter()
+        .find(|(_, c)| c.format == oms::config::ChannelFormat::Native)
+    {
+        let _ = writeln!(
+            out,
+            "  curl -si {url}/orders -H 'authorization: Bearer {}' -H 'content-type: application/json' -d @docs/examples/order.json",
+            channel_key_for_banner(name)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  curl -s {url}/orders/<id from Location> -H 'authorization: Bearer {token}'"
+    );
+    let _ = writeln!(
+        out,
+        "  OMS_STAFF_TOKEN={token} oms-local demo --url {url}   (a day of orders against this runtime)"
+    );
+    out
+}
+
+fn channel_key_for_banner(channel: &str) -> String {
+    if on_dev_key(channel) {
+        dev_channel_key(channel)
+    } else {
+        format!(
+            "$OMS_CHANNEL_KEY_{}",
+            channel.to_uppercase().replace('-', "_")
+        )
+    }
 }

@@ -33,7 +33,7 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Port on 127.0.0.1 to serve HTTP on.
-    #[arg(long, default_value_t = 3000, global = true)]
+    #[arg(long, default_value_t = 3000)]
     port: u16,
     /// Directory for the embedded database and the numbering key (default ./.oms, made on
     /// first start). A directory named here must exist unless --create is given.
@@ -42,7 +42,8 @@ struct Cli {
     /// Make the --data-dir directory (and its database) if it does not exist.
     #[arg(long, global = true)]
     create: bool,
-    /// Configuration file (TOML); the built-in demo configuration without one.
+    /// Configuration file (TOML); the built-in demo configuration without one. The demo starts
+    /// its runtime with it too (with its payment deadlines shortened).
     #[arg(long, env = "OMS_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Use DynamoDB and SQS at this endpoint (for example a moto server) instead of SQLite.
@@ -67,7 +68,8 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Play a day of orders through a fresh runtime (or --url) over HTTP and print a summary.
+    /// Play a day of orders through a fresh runtime on a temporary database (or a running one,
+    /// with --url) over HTTP and print a summary. Each run places new orders, whatever the seed.
     Demo {
         /// How many orders to place.
         #[arg(long, default_value_t = 200)]
@@ -79,7 +81,9 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         /// Drive a runtime that is already running (with the development webhook secrets and
-        /// OMS_STAFF_TOKEN) instead of starting one on a temporary database.
+        /// channel keys, and its OMS_STAFF_TOKEN) instead of starting one. It checks first that
+        /// the runtime sells the demo's SKUs and tops their stock up for the run; unpaid orders
+        /// are cancelled by staff instead of waiting out the runtime's payment deadline.
         #[arg(long)]
         url: Option<String>,
     },
@@ -173,6 +177,18 @@ fn staff_token() -> (String, bool) {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    // The demo and the benchmark run on a temporary database of their own.
+    if matches!(
+        cli.command,
+        Some(Command::Demo { .. } | Command::Bench { .. })
+    ) && (cli.data_dir.is_some() || cli.aws)
+    {
+        return Err(
+            "demo and bench run on a temporary database: --data-dir and --aws do not apply \
+                    (start the runtime on them and give demo --url)"
+                .into(),
+        );
+    }
     if let Some(Command::Demo {
         orders,
         seed,
@@ -180,10 +196,21 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         url,
     }) = &cli.command
     {
+        if url.is_some() && cli.config.is_some() {
+            return Err(
+                "--config configures the demo's own runtime; with --url the runtime has its own"
+                    .into(),
+            );
+        }
+        let config = match &cli.config {
+            Some(path) => Some(Config::load(path)?),
+            None => None,
+        };
         let summary = oms_local::demo::run(oms_local::demo::DemoOptions {
             orders: *orders,
             seed: *seed,
             concurrency: *concurrency,
+            config,
             url: url.clone(),
             staff_token: staff_token().0,
             progress: true,
@@ -229,7 +256,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(Command::Dlq { .. } | Command::Order { .. })
     );
     let embedded = cli.aws_endpoint.is_none() && !cli.aws;
-    let data_dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from(".oms"));
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".oms"));
     let local_db = data_dir.join("oms.sqlite");
     if looks && embedded && !local_db.exists() {
         return Err(format!(
@@ -336,6 +366,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => println!("oms-local: state in DynamoDB table {table}, SQS queues {queue_prefix}*"),
     }
     println!("oms-local: serving on {}", running.url());
+    print!(
+        "{}",
+        oms_local::banner(
+            &config,
+            cli.config.as_deref(),
+            &running.url(),
+            made.then_some(staff_token.as_str())
+        )
+    );
     if made {
         println!("oms-local: staff token (set OMS_STAFF_TOKEN to choose one): {staff_token}");
     }

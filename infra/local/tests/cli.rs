@@ -12,6 +12,14 @@ fn oms_local(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("oms-local runs")
 }
 
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_oms-local"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("oms-local runs")
+}
+
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -89,22 +97,20 @@ fn operator_commands_work_on_the_embedded_store() {
 fn the_benchmark_accounts_for_every_order_and_writes_its_figures() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench.json");
-    let o = oms_local(
-        dir.path(),
-        &[
-            "bench",
-            "--orders",
-            "60",
-            "--concurrency",
-            "8",
-            "--rate",
-            "20",
-            "--rate-seconds",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    // The benchmark runs on a temporary database of its own: no --data-dir.
+    let o = run(&[
+        "bench",
+        "--orders",
+        "60",
+        "--concurrency",
+        "8",
+        "--rate",
+        "20",
+        "--rate-seconds",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = stdout(&o);
     for line in ["to awaiting_payment", "paid → ready_to_ship", "ceiling:"] {
@@ -132,4 +138,46 @@ fn the_benchmark_accounts_for_every_order_and_writes_its_figures() {
     ] {
         assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r:#}");
     }
+}
+
+/// `demo --help` lists only what the demo uses; the server's port is not among them.
+#[test]
+fn demo_help_lists_what_the_demo_uses() {
+    let help = stdout(&run(&["demo", "--help"]));
+    for word in ["--orders", "--seed", "--url", "--config", "new orders"] {
+        assert!(help.contains(word), "demo --help lacks {word}:\n{help}");
+    }
+    assert!(
+        !help.contains("--port"),
+        "demo --help lists --port:\n{help}"
+    );
+    // Options that do not apply are refused, not ignored.
+    let o = run(&["demo", "--data-dir", "somewhere"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("temporary database"),
+        "{o:?}"
+    );
+    let o = run(&["demo", "--url", "http://127.0.0.1:9", "--config", "x.toml"]);
+    assert!(!o.status.success());
+}
+
+/// A --data-dir that does not exist is a typo until --create says otherwise: the server does not
+/// start an empty shop there.
+#[test]
+fn a_missing_data_dir_is_an_error_unless_create_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let o = run(&["--data-dir", missing.to_str().unwrap(), "--port", "0"]);
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no data directory") && err.contains("--create"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "nothing is made");
+    // provision is asked to make it, and does.
+    let o = run(&["--data-dir", missing.to_str().unwrap(), "provision"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(missing.join("oms.sqlite").exists());
 }
