@@ -171,7 +171,6 @@ fn the_readme_session_runs_verbatim() {
     let start = start.trim();
     let (env, cargo) = start
         .split_once(" cargo run -p oms-local")
-        .map(|(env, rest)| (env, rest))
         .unwrap_or_else(|| panic!("Try it starts oms-local with cargo run: {start}"));
     assert!(
         cargo.trim().is_empty(),
