@@ -452,13 +452,66 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
+/// A small document kept beside the orders: a staff key, a webhook endpoint, a webhook delivery.
+/// `kind` groups records (one partition per kind on DynamoDB, so a kind per endpoint keeps a
+/// busy endpoint's deliveries off the others'); `id` orders them within it. A record with `due`
+/// is found by [`RecordStore::due_records`] through its family: the kind up to its first `#`.
+/// `expires` lets the backend drop it after that time (DynamoDB's TTL); it may still be read
+/// until then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: String,
+    pub id: String,
+    /// JSON.
+    pub doc: String,
+    pub due: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+}
+
+impl Record {
+    /// The family of a kind: `webhook_delivery#ep_1` → `webhook_delivery`.
+    pub fn family(kind: &str) -> &str {
+        kind.split('#').next().unwrap_or(kind)
+    }
+}
+
+/// Records that are not orders.
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// Creates or replaces the record `(kind, id)`.
+    async fn put_record(&self, record: &Record) -> Result<(), StoreError>;
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    /// The records of one kind, largest id first, at most `limit`.
+    async fn records(&self, kind: &str, limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// Records of one family due at or before `now`, earliest first, at most `limit`.
+    async fn due_records(
+        &self,
+        family: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+}
+
 /// Everything the handlers keep state in.
 pub trait Store:
-    OrderStore + OutboxStore + CatalogueStore + NumberStore + StockStore + IdempotencyStore
+    OrderStore
+    + OutboxStore
+    + CatalogueStore
+    + NumberStore
+    + StockStore
+    + IdempotencyStore
+    + RecordStore
 {
 }
-impl<T: OrderStore + OutboxStore + CatalogueStore + NumberStore + StockStore + IdempotencyStore>
-    Store for T
+impl<
+    T: OrderStore
+        + OutboxStore
+        + CatalogueStore
+        + NumberStore
+        + StockStore
+        + IdempotencyStore
+        + RecordStore,
+> Store for T
 {
 }
 

@@ -70,6 +70,7 @@ contract!(
     returned_goods_are_restocked_once_per_key,
     catalogue_entries_are_set_read_and_paged_in_sku_order,
     a_release_in_one_warehouse_leaves_the_others_held,
+    records_are_kept_per_kind_newest_first_and_found_when_due,
 );
 
 fn sku(s: &str) -> Sku {
@@ -105,6 +106,75 @@ fn receive(visibility_secs: u64) -> Receive {
 
 mod cases {
     use super::*;
+
+    pub async fn records_are_kept_per_kind_newest_first_and_found_when_due(b: &Backend) {
+        use oms::ports::Record;
+        let rec = |kind: &str, id: &str, due: Option<i64>| Record {
+            kind: kind.into(),
+            id: id.into(),
+            doc: format!("{{\"id\":\"{id}\"}}"),
+            due: due.map(|s| t0() + Span::seconds(s)),
+            expires: Some(t0() + Span::days(30)),
+        };
+        for (kind, id, due) in [
+            ("delivery#ep_a", "msg_1", Some(10)),
+            ("delivery#ep_a", "msg_3", None),
+            ("delivery#ep_a", "msg_2", Some(5)),
+            ("delivery#ep_b", "msg_9", Some(1)),
+            ("staff_key", "k1", None),
+        ] {
+            b.store.put_record(&rec(kind, id, due)).await.unwrap();
+        }
+        // One kind, largest id first, within the limit.
+        let ids = |rs: Vec<Record>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(b.store.records("delivery#ep_a", 10).await.unwrap()),
+            ["msg_3", "msg_2", "msg_1"],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            ids(b.store.records("delivery#ep_a", 2).await.unwrap()),
+            ["msg_3", "msg_2"]
+        );
+        assert_eq!(
+            ids(b.store.records("nothing", 10).await.unwrap()),
+            Vec::<String>::new()
+        );
+        // Read back as written.
+        assert_eq!(
+            b.store.record("delivery#ep_a", "msg_2").await.unwrap(),
+            Some(rec("delivery#ep_a", "msg_2", Some(5)))
+        );
+        assert_eq!(
+            b.store.record("delivery#ep_a", "msg_4").await.unwrap(),
+            None
+        );
+        // Due across the family's kinds, earliest first; not before their time.
+        let due = |at: i64| async move {
+            ids(b
+                .store
+                .due_records("delivery", t0() + Span::seconds(at), 10)
+                .await
+                .unwrap())
+        };
+        assert_eq!(due(0).await, Vec::<String>::new());
+        assert_eq!(due(6).await, ["msg_9", "msg_2"]);
+        assert_eq!(due(60).await, ["msg_9", "msg_2", "msg_1"]);
+        // Replacing a record without a due time takes it off the due list.
+        b.store
+            .put_record(&rec("delivery#ep_a", "msg_2", None))
+            .await
+            .unwrap();
+        assert_eq!(due(60).await, ["msg_9", "msg_1"]);
+        assert!(
+            b.store
+                .due_records("staff_key", t0() + Span::days(9), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     pub async fn a_stale_version_loses_and_writes_nothing(b: &Backend) {
         // Given a stored order that one writer has already moved to `numbered`

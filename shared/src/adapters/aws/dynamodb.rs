@@ -18,6 +18,7 @@
 //! | outbox record (effect) | `ORDER#<id>` | `FX#<effect id>` | `doc`; in `by_due` until done |
 //! | restock guard | `RESTOCK#<key>` | `RESTOCK` | returned goods counted once |
 //! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, `gsi4sk = <sku>`) |
+//! | record (staff key, webhook endpoint, delivery) | `REC#<kind>` | `<id>` | `doc`; with a due time in `by_due` as `RECDUE#<family>#<shard>`, `<due>#<kind>#<id>`; `expires_at` TTL |
 //!
 //! GSIs (projection ALL): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
 //! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`), `by_status`
@@ -61,9 +62,9 @@ use crate::domain::{
 };
 use crate::ports::{
     Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
-    LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation,
-    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
-    timestamp_key,
+    LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Record,
+    RecordStore, Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore,
+    StoreError, sum_allocations, timestamp_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -155,6 +156,15 @@ mod keys {
     }
     pub fn effect_due(shard: u8) -> String {
         format!("FXDUE#{shard}")
+    }
+    pub fn record(kind: &str, id: &str) -> (String, String) {
+        (format!("REC#{kind}"), id.to_owned())
+    }
+    pub fn record_shard(id: &str) -> u8 {
+        id.bytes().fold(0u8, |a, b| a.wrapping_add(b)) % SHARDS
+    }
+    pub fn record_due(family: &str, shard: u8) -> String {
+        format!("RECDUE#{family}#{shard}")
     }
     pub fn attention() -> &'static str {
         "ATTN"
@@ -707,7 +717,7 @@ impl DynamoStore {
     /// Items due at or before `now` from every shard of one `by_due` kind, earliest first.
     async fn due_items(
         &self,
-        partition: fn(u8) -> String,
+        partition: impl Fn(u8) -> String,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
@@ -1555,5 +1565,134 @@ impl IdempotencyStore for DynamoStore {
             }
             None => Ok(None),
         }
+    }
+}
+
+fn parse_time(t: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(t)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt(format!("time {t:?}: {e}")))
+}
+
+fn record_of(item: &Item) -> Result<Record, StoreError> {
+    let kind = get_s(item, "pk")?
+        .strip_prefix("REC#")
+        .ok_or_else(|| corrupt("a record's pk starts with REC#"))?
+        .to_owned();
+    let due = match item.get("due") {
+        Some(AttributeValue::S(t)) => Some(parse_time(t)?),
+        _ => None,
+    };
+    let expires = match item.get("expires") {
+        Some(AttributeValue::S(t)) => Some(parse_time(t)?),
+        _ => None,
+    };
+    Ok(Record {
+        kind,
+        id: get_s(item, "sk")?.to_owned(),
+        doc: get_s(item, "doc")?.to_owned(),
+        due,
+        expires,
+    })
+}
+
+#[async_trait]
+impl RecordStore for DynamoStore {
+    async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        let mut it = key(keys::record(&record.kind, &record.id));
+        it.insert("kind".into(), s("record"));
+        it.insert("doc".into(), s(record.doc.clone()));
+        if let Some(due) = record.due {
+            let family = Record::family(&record.kind);
+            it.insert("due".into(), s(timestamp_key(due)));
+            it.insert(
+                "gsi5pk".into(),
+                s(keys::record_due(family, keys::record_shard(&record.id))),
+            );
+            it.insert(
+                "gsi5sk".into(),
+                s(format!(
+                    "{}#{}#{}",
+                    timestamp_key(due),
+                    record.kind,
+                    record.id
+                )),
+            );
+        }
+        if let Some(expires) = record.expires {
+            it.insert("expires".into(), s(timestamp_key(expires)));
+            it.insert(TTL_ATTRIBUTE.into(), n(expires.timestamp()));
+        }
+        self.meter.write(item_size(&it), false);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(it))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        self.get_item(keys::record(kind, id))
+            .await?
+            .map(|item| record_of(&item))
+            .transpose()
+    }
+
+    async fn records(&self, kind: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        while out.len() < limit {
+            let missing = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(keys::record(kind, "").0))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(missing)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk)?;
+            let page = q.items.unwrap_or_default();
+            self.meter
+                .read(page.iter().map(item_size).sum(), true, false);
+            for item in &page {
+                out.push(record_of(item)?);
+            }
+            start = q.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn due_records(
+        &self,
+        family: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        // Index items are eventually consistent: each is read again from the table, so that a
+        // record done a moment ago is not handed out as still due.
+        let mut out = Vec::new();
+        for item in self
+            .due_items(|shard| keys::record_due(family, shard), now, limit)
+            .await?
+        {
+            let r = record_of(&item)?;
+            if let Some(fresh) = self.record(&r.kind, &r.id).await?
+                && fresh.due.is_some_and(|d| d <= now)
+            {
+                out.push(fresh);
+            }
+        }
+        Ok(out)
     }
 }

@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS catalogue (
     doc  TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS records (
+    kind     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    family   TEXT NOT NULL,
+    doc      TEXT NOT NULL,
+    due      TEXT,
+    expires  TEXT,
+    PRIMARY KEY (kind, id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_due ON records(family, due) WHERE due IS NOT NULL;
+
 CREATE TABLE IF NOT EXISTS restocks (
     key  TEXT PRIMARY KEY
 ) STRICT, WITHOUT ROWID;

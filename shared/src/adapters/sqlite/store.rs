@@ -13,9 +13,9 @@ use crate::domain::{
 };
 use crate::ports::{
     Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
-    LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Reservation,
-    ReservationState, Reserved, Shortage, StockLevel, StockStore, StoreError, sum_allocations,
-    timestamp_key,
+    LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Record,
+    RecordStore, Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore,
+    StoreError, sum_allocations, timestamp_key,
 };
 
 #[derive(Clone)]
@@ -1039,6 +1039,112 @@ impl IdempotencyStore for SqliteStore {
                 .optional()?
                 .map(to_record)
                 .transpose()
+            })
+            .await
+    }
+}
+
+fn record_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, Option<String>, Option<String>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn record_of(
+    (kind, id, doc, due, expires): (String, String, String, Option<String>, Option<String>),
+) -> Result<Record, StoreError> {
+    let time = |t: Option<String>| -> Result<Option<DateTime<Utc>>, StoreError> {
+        t.map(|t| {
+            DateTime::parse_from_rfc3339(&t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| StoreError::Backend(Box::new(e)))
+        })
+        .transpose()
+    };
+    Ok(Record {
+        kind,
+        id,
+        doc,
+        due: time(due)?,
+        expires: time(expires)?,
+    })
+}
+
+#[async_trait]
+impl RecordStore for SqliteStore {
+    async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        let r = record.clone();
+        self.db
+            .call(move |conn| {
+                conn.exec(
+                    "INSERT OR REPLACE INTO records (kind, id, family, doc, due, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        r.kind,
+                        r.id,
+                        Record::family(&r.kind),
+                        r.doc,
+                        r.due.map(timestamp_key),
+                        r.expires.map(timestamp_key)
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.row(
+                    "SELECT kind, id, doc, due, expires FROM records WHERE kind = ?1 AND id = ?2",
+                    params![kind, id],
+                    record_row,
+                )
+                .optional()?
+                .map(record_of)
+                .transpose()
+            })
+            .await
+    }
+
+    async fn records(&self, kind: &str, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let kind = kind.to_owned();
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT kind, id, doc, due, expires FROM records WHERE kind = ?1
+                     ORDER BY id DESC LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![kind, limit], record_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter().map(record_of).collect()
+            })
+            .await
+    }
+
+    async fn due_records(
+        &self,
+        family: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let family = family.to_owned();
+        let limit = to_sql_int(limit as u64)?;
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT kind, id, doc, due, expires FROM records
+                     WHERE family = ?1 AND due IS NOT NULL AND due <= ?2
+                     ORDER BY due LIMIT ?3",
+                )?;
+                let rows = stmt
+                    .query_map(params![family, timestamp_key(now), limit], record_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter().map(record_of).collect()
             })
             .await
     }
