@@ -89,6 +89,39 @@ pub enum StartError {
     Environment(String),
 }
 
+/// How staff prove who they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StaffAuth {
+    /// `Authorization: Bearer` with a named staff key, or OMS_STAFF_TOKEN (the shared token:
+    /// an admin named "staff", for bootstrapping and tools).
+    #[default]
+    Keys,
+    /// API Gateway's JWT authorizer verified the caller's token (Cognito or any OIDC issuer);
+    /// the function reads the person's name and role from its claims.
+    Jwt {
+        name_claim: String,
+        role_claim: String,
+    },
+}
+
+impl StaffAuth {
+    /// From `OMS_STAFF_AUTH` (`keys`, the default, or `jwt`), `OMS_JWT_NAME_CLAIM` (default
+    /// `email`) and `OMS_JWT_ROLE_CLAIM` (default `cognito:groups`).
+    pub fn from_env() -> Result<Self, StartError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match env("OMS_STAFF_AUTH").as_deref() {
+            None | Some("keys") => Ok(StaffAuth::Keys),
+            Some("jwt") => Ok(StaffAuth::Jwt {
+                name_claim: env("OMS_JWT_NAME_CLAIM").unwrap_or_else(|| "email".into()),
+                role_claim: env("OMS_JWT_ROLE_CLAIM").unwrap_or_else(|| "cognito:groups".into()),
+            }),
+            Some(other) => Err(StartError::Environment(format!(
+                "OMS_STAFF_AUTH is {other:?}, not keys or jwt"
+            ))),
+        }
+    }
+}
+
 /// Everything a handler needs.
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -98,6 +131,7 @@ pub struct App {
     pub config: Arc<Config>,
     /// `Authorization: Bearer` token of the staff endpoints; `None` refuses every staff call.
     pub staff_token: Option<String>,
+    pub staff_auth: StaffAuth,
     pub numberer: Numberer,
     pub secrets: Secrets,
     pub gateway: Arc<dyn PaymentGateway>,
@@ -220,6 +254,7 @@ impl App {
             numberer: Numberer::new(&config, numbering_key)?,
             config: Arc::new(config),
             staff_token,
+            staff_auth: StaffAuth::Keys,
             secrets: outside.secrets,
             gateway: outside.gateway,
             carriers: outside.carriers,
@@ -263,7 +298,8 @@ impl App {
                 )));
             }
         }
-        let app = Self::connect(
+        let staff_auth = StaffAuth::from_env()?;
+        let mut app = Self::connect(
             &backend,
             config,
             staff_token,
@@ -273,6 +309,7 @@ impl App {
             outside,
         )
         .await?;
+        app.staff_auth = staff_auth;
         // At init, not in the first request: the TLS handshakes to DynamoDB and SQS, and the
         // queue URLs. A failure here is logged; the first request will try again.
         // Bounded, so that an unreachable service cannot hold init for long.

@@ -170,3 +170,33 @@ fn the_value_schemas_accept_exactly_what_the_code_accepts() {
     }
     assert!(!v.is_valid(&Value::String("cny".into())));
 }
+
+/// Each staff operation states the role it needs (`x-oms-role`, and in words), and it is the role
+/// the gate checks.
+#[test]
+fn each_staff_operation_states_the_role_the_gate_checks() {
+    let d = oms_tests::api_description();
+    let mut staff_ops = 0;
+    for (path, ops) in d["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            let staff = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s.get("bearer").is_some()));
+            if !staff {
+                continue;
+            }
+            staff_ops += 1;
+            let m = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let role = oms::api::staff::required_role(&m, path).as_str();
+            assert_eq!(op["x-oms-role"], role, "{method} {path}");
+            assert!(
+                op["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("Needs the {role} role"))),
+                "{method} {path}"
+            );
+            assert!(op["responses"]["403"].is_object(), "{method} {path}: 403");
+        }
+    }
+    assert!(staff_ops >= 19, "{staff_ops}");
+}

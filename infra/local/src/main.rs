@@ -25,7 +25,8 @@ use oms::config::Config;
 ///
 /// Subcommands: `demo` plays a day of orders end to end and prints a summary; `bench` measures
 /// the embedded pipeline's throughput and latency; `dlq list` and
-/// `dlq redrive` handle dead-lettered messages; `order show` prints an order with its timeline.
+/// `dlq redrive` handle dead-lettered messages; `order show` prints an order with its timeline;
+/// `staff add|list|revoke` keeps named staff keys with roles.
 /// They use the same --data-dir / --aws-endpoint options as the server.
 #[derive(Debug, Parser)]
 #[command(name = "oms-local", version)]
@@ -118,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
+    /// Named staff keys (each with a role: viewer, operator or admin).
+    Staff {
+        #[command(subcommand)]
+        action: StaffAction,
+    },
     /// Create the table and queues (or the SQLite file) if missing, and exit. The only
     /// command that creates anything: the others use what is there.
     Provision,
@@ -142,6 +148,24 @@ enum DlqAction {
 }
 
 #[derive(Debug, clap::Subcommand)]
+enum StaffAction {
+    /// Make a key for a person or tool; prints the key once (only its hash is kept).
+    Add {
+        /// Who the key is for: the timeline records this name for every action taken with it.
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), operator (also acts on orders and stock) or admin (also the
+        /// catalogue, staff keys and webhook endpoints).
+        #[arg(long)]
+        role: String,
+    },
+    /// Every key, newest first, revoked ones too.
+    List,
+    /// Revoke a key by its id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
 enum OrderAction {
     /// An order, by id or number, with its timeline.
     Show { order: String },
@@ -162,6 +186,19 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("oms-local: {e}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl From<&StaffAction> for oms_local::operator::StaffCommand {
+    fn from(a: &StaffAction) -> Self {
+        match a {
+            StaffAction::Add { name, role } => Self::Add {
+                name: name.clone(),
+                role: role.clone(),
+            },
+            StaffAction::List => Self::List,
+            StaffAction::Revoke { id } => Self::Revoke { id: id.clone() },
         }
     }
 }
@@ -253,7 +290,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // quietly make a new, empty one (with a new numbering key).
     let looks = matches!(
         cli.command,
-        Some(Command::Dlq { .. } | Command::Order { .. })
+        Some(Command::Dlq { .. } | Command::Order { .. } | Command::Staff { .. })
     );
     let embedded = cli.aws_endpoint.is_none() && !cli.aws;
     let data_dir = cli
@@ -330,6 +367,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 action: OrderAction::Show { order },
             } => {
                 print!("{}", oms_local::operator::show_order(&app, order).await?)
+            }
+            Command::Staff { action } => {
+                print!("{}", oms_local::operator::staff(&app, action.into()).await?)
             }
             Command::Provision => println!("provisioned"),
             Command::Demo { .. } | Command::Bench { .. } => {}

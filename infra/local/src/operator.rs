@@ -186,3 +186,73 @@ pub async fn show_order(app: &App, key: &str) -> Result<String, Box<dyn std::err
     }
     Ok(out)
 }
+
+/// What `oms-local staff` was asked to do.
+#[derive(Debug, Clone)]
+pub enum StaffCommand {
+    Add { name: String, role: String },
+    List,
+    Revoke { id: String },
+}
+
+/// The operator acts as `oms-local:<user>` (from `USER`): the keys' `created_by` and `revoked_by` say
+/// who made or revoked them from the machine.
+fn operator_name() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("oms-local:{user}")
+}
+
+/// Keeps named staff keys from the machine (the same as the admin API's `/staff/keys`).
+pub async fn staff(app: &App, command: StaffCommand) -> Result<String, Box<dyn std::error::Error>> {
+    use oms::domain::staff::Role;
+    use oms::flow::staff;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    match command {
+        StaffCommand::Add { name, role } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| format!("--role {role:?} is not viewer, operator or admin"))?;
+            let name = oms::domain::Text::parse_at_most(&name, 100)
+                .map_err(|e| format!("--name: {}", e.0))?;
+            let (stored, key) = staff::create(app, name.as_str(), role, &operator_name()).await?;
+            writeln!(
+                out,
+                "made key {} for {} ({})",
+                stored.id, stored.name, stored.role
+            )?;
+            writeln!(out, "key (shown once; only its hash is kept): {key}")?;
+        }
+        StaffCommand::List => {
+            let keys = staff::list(app).await?;
+            if keys.is_empty() {
+                writeln!(
+                    out,
+                    "no named staff keys (OMS_STAFF_TOKEN is the only staff credential)"
+                )?;
+            }
+            for k in keys {
+                let state = match (&k.revoked_at, &k.revoked_by) {
+                    (Some(at), Some(by)) => {
+                        format!("revoked {} by {by}", at.format("%Y-%m-%d %H:%M"))
+                    }
+                    (Some(at), None) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                    _ => "active".into(),
+                };
+                writeln!(
+                    out,
+                    "{}  {:<8}  {:<24}  made {} by {}  {state}",
+                    k.id,
+                    k.role,
+                    k.name,
+                    k.created_at.format("%Y-%m-%d %H:%M"),
+                    k.created_by
+                )?;
+            }
+        }
+        StaffCommand::Revoke { id } => {
+            let k = staff::revoke(app, &id, &operator_name()).await?;
+            writeln!(out, "revoked key {} of {} ({})", k.id, k.name, k.role)?;
+        }
+    }
+    Ok(out)
+}

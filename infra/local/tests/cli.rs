@@ -181,3 +181,75 @@ fn a_missing_data_dir_is_an_error_unless_create_is_given() {
     assert!(o.status.success(), "{o:?}");
     assert!(missing.join("oms.sqlite").exists());
 }
+
+/// `staff add` prints a key once; the server takes it and names its holder; `staff revoke`
+/// ends it; `staff list` shows both states and never the key.
+#[test]
+fn staff_keys_are_made_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(oms_local(dir.path(), &["provision"]).status.success());
+    let o = oms_local(
+        dir.path(),
+        &["staff", "add", "--name", "Zhao Lei", "--role", "operator"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let made = stdout(&o);
+    let key = made
+        .lines()
+        .find_map(|l| l.strip_prefix("key (shown once; only its hash is kept): "))
+        .expect("the key is printed")
+        .to_owned();
+    let id = key.split('_').nth(2).unwrap().to_owned();
+    let o = oms_local(
+        dir.path(),
+        &["staff", "add", "--name", "x", "--role", "boss"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("viewer, operator or admin"));
+
+    // The server on the same data directory takes the key.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_oms-local"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--port", &port.to_string()])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let me = |key: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let o = Command::new("curl")
+                .args(["-s", "-w", " %{http_code}", "-H"])
+                .arg(format!("authorization: Bearer {key}"))
+                .arg(format!("http://127.0.0.1:{port}/staff/me"))
+                .output()
+                .unwrap();
+            let out = stdout(&o);
+            if !out.ends_with(" 000") || std::time::Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    assert_eq!(me(&key), r#"{"name":"Zhao Lei","role":"operator"} 200"#);
+
+    let o = oms_local(dir.path(), &["staff", "revoke", &id]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("revoked key"), "{o:?}");
+    assert!(me(&key).ends_with(" 401"), "a revoked key opens nothing");
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let listed = stdout(&oms_local(dir.path(), &["staff", "list"]));
+    assert!(
+        listed.contains(&id) && listed.contains("Zhao Lei") && listed.contains("revoked"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key), "{listed}");
+}

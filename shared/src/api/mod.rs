@@ -28,6 +28,7 @@
 
 pub mod lookup;
 pub mod problem;
+pub mod staff;
 mod strict;
 pub mod taobao;
 mod webhooks;
@@ -41,7 +42,6 @@ use axum::routing::{get, post, put};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 pub use problem::ApiError;
 
@@ -79,6 +79,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/orders/{id}/return/received"),
     ("POST", "/webhooks/payment/{provider}"),
     ("POST", "/webhooks/logistics/{carrier}"),
+    ("GET", "/staff/me"),
+    ("GET", "/staff/keys"),
+    ("POST", "/staff/keys"),
+    ("DELETE", "/staff/keys/{id}"),
 ];
 
 /// The largest request body accepted (an order of `MAX_LINES` lines is far smaller).
@@ -140,17 +144,6 @@ where
             .await
             .map(|Path(t)| Params(t))
             .map_err(|e| ApiError::field("path", e.body_text()))
-    }
-}
-
-/// The staff credential (`Authorization: Bearer <OMS_STAFF_TOKEN>`): the staff routes are a
-/// group behind it, so access is a property of the group, not of the order of the routes.
-pub struct Staff;
-
-impl FromRequestParts<Arc<App>> for Staff {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        staff(app, &parts.headers).map(|()| Staff)
     }
 }
 
@@ -268,9 +261,13 @@ fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
         )
         .route(
             "/orders/{id}/return/received",
-            post(async |State(app): AppState, Params(id): Params<String>| {
-                respond(return_received(&app, &id).await)
-            }),
+            post(
+                async |State(app): AppState,
+                       Params(id): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(return_received(&app, &id, &req).await)
+                },
+            ),
         )
         .route(
             "/reviews",
@@ -347,8 +344,12 @@ fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
                 )
             }),
         )
-        .route_layer(axum::middleware::from_extractor_with_state::<Staff, _>(
+        .merge(staff::routes())
+        // The staff credential and role gate the whole group, so access is a property of the
+        // group, not of the order of the routes.
+        .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(app),
+            staff::require_staff,
         ))
 }
 
@@ -444,19 +445,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|v| !v.is_empty())
-}
-
-fn staff(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    match (&app.staff_token, bearer(headers)) {
-        (Some(expected), Some(given))
-            if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::Unauthorized(
-            "a valid staff bearer token is required",
-        )),
-    }
 }
 
 /// The channel whose key the request carries (`Authorization: Bearer <channel key>`).
@@ -1073,6 +1061,16 @@ struct CancelBody {
     by: Option<String>,
 }
 
+/// The name a staff action is recorded under: a named key's (or the JWT's) person; with the
+/// shared token, the name the request gives (`by`, `reviewer`), else "staff".
+fn acting_as(user: &crate::domain::staff::StaffUser, given: Option<String>) -> String {
+    if user.name == staff::SHARED_TOKEN_NAME {
+        given.unwrap_or_else(|| user.name.clone())
+    } else {
+        user.name.clone()
+    }
+}
+
 async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
     let id = order_id(id)?;
     let b: CancelBody = if req.body().is_empty() {
@@ -1082,7 +1080,7 @@ async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
     };
     let by = optional_text(b.by.as_deref(), "by", Text::MAX_CHARS)?;
     let reason = optional_text(b.reason.as_deref(), "reason", Text::MAX_CHARS)?;
-    let actor = Actor::Staff(by.unwrap_or_else(|| "staff".into()));
+    let actor = Actor::Staff(acting_as(&staff::user(req)?, by));
     let reason = reason.unwrap_or_else(|| "cancelled by staff".into());
     let order = flow::commands::cancel(app, id, actor, &reason).await?;
     json(StatusCode::OK, &order_view(app, order).await?)
@@ -1126,9 +1124,13 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
             findings.all(),
         ));
     }
-    let order =
-        flow::commands::change_address(app, order.id, address, Actor::Staff("staff".into()))
-            .await?;
+    let order = flow::commands::change_address(
+        app,
+        order.id,
+        address,
+        Actor::Staff(staff::user(req)?.name),
+    )
+    .await?;
     tracing::info!(order_id = %order.id, "shipping address changed");
     json(StatusCode::OK, &order_view(app, order).await?)
 }
@@ -1164,7 +1166,7 @@ async fn decide(app: &App, id: &str, req: &Request) -> Reply {
         }
     };
     let reviewer = match b.reviewer.as_deref().map(|r| Text::parse_at_most(r, 100)) {
-        Some(Ok(r)) => Some(r),
+        Some(Ok(r)) => Some(r.as_str().to_owned()),
         Some(Err(e)) => {
             errors.push(FieldError {
                 field: "reviewer".into(),
@@ -1172,14 +1174,9 @@ async fn decide(app: &App, id: &str, req: &Request) -> Reply {
             });
             None
         }
-        None => {
-            errors.push(FieldError {
-                field: "reviewer".into(),
-                reason: "is required (1 to 100 characters)".into(),
-            });
-            None
-        }
+        None => None,
     };
+    let reviewer = acting_as(&staff::user(req)?, reviewer);
     let note = match b.note.as_deref().map(|n| Text::parse_at_most(n, MAX_NOTE)) {
         Some(Err(e)) => {
             errors.push(FieldError {
@@ -1190,7 +1187,7 @@ async fn decide(app: &App, id: &str, req: &Request) -> Reply {
         }
         other => other.and_then(Result::ok),
     };
-    let (Some(decision), Some(reviewer)) = (decision, reviewer) else {
+    let Some(decision) = decision else {
         return Err(ApiError::Invalid(errors));
     };
     if !errors.is_empty() {
@@ -1235,8 +1232,18 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
     } else {
         parse_body(req)?
     };
-    let is_staff = staff(app, req.headers()).is_ok();
-    // The contact is the customer's credential here: without it (and without the staff token)
+    let as_staff = match staff::identify(app, req.headers(), req.extensions()).await {
+        Ok(user) if user.role < crate::domain::staff::Role::Operator => {
+            return Err(ApiError::Forbidden(format!(
+                "asking for a return needs the operator role; this key is a {}",
+                user.role
+            )));
+        }
+        Ok(user) => Some(user),
+        Err(_) => None,
+    };
+    let is_staff = as_staff.is_some();
+    // The contact is the customer's credential here: without it (and without a staff key)
     // the request is not authenticated, whichever order it names.
     if !is_staff && b.contact.is_none() {
         return Err(ApiError::Unauthorized(
@@ -1245,8 +1252,8 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
     }
     let unknown = || ApiError::NotFound("no such order".into());
     let order = load(app, id).await.map_err(|_| unknown())?;
-    let actor = if is_staff {
-        Actor::Staff("staff".into())
+    let actor = if let Some(user) = as_staff {
+        Actor::Staff(user.name)
     } else {
         let contact = b.contact.as_deref().unwrap_or_default();
         let c = &order.customer;
@@ -1322,10 +1329,10 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
 
 /// The warehouse received the open return: its value is refunded and the goods go back to
 /// stock (or to inspection); the order is `returned` when everything came back.
-async fn return_received(app: &App, id: &str) -> Reply {
+async fn return_received(app: &App, id: &str, req: &Request) -> Reply {
+    let who = staff::user(req)?;
     let order = load(app, id).await?;
-    let order =
-        flow::commands::return_received(app, order.id, Actor::Staff("warehouse".into())).await?;
+    let order = flow::commands::return_received(app, order.id, Actor::Staff(who.name)).await?;
     json(StatusCode::OK, &order_view(app, order).await?)
 }
 

@@ -28,6 +28,7 @@ pub mod inventory;
 pub mod numbering;
 pub mod payment;
 pub mod review;
+pub mod staff;
 pub mod sweep;
 pub mod tracking;
 

@@ -1044,15 +1044,14 @@ impl IdempotencyStore for SqliteStore {
     }
 }
 
-fn record_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, Option<String>, Option<String>)> {
+/// A `records` row: kind, id, doc, due, expires.
+type RecordRow = (String, String, String, Option<String>, Option<String>);
+
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn record_of(
-    (kind, id, doc, due, expires): (String, String, String, Option<String>, Option<String>),
-) -> Result<Record, StoreError> {
+fn record_of((kind, id, doc, due, expires): RecordRow) -> Result<Record, StoreError> {
     let time = |t: Option<String>| -> Result<Option<DateTime<Utc>>, StoreError> {
         t.map(|t| {
             DateTime::parse_from_rfc3339(&t)
