@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too:
-#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint), cfn-lint,
-#      cargo-lambda (the smoke test runs the real function binaries under it) and Schemathesis
-#      if missing,
+#   1. makes a Python venv with the moto server (a DynamoDB + SQS endpoint), cfn-lint, the SAM
+#      translator, cargo-lambda (the smoke test runs the real function binaries under it) and
+#      Schemathesis if missing,
 #   2. starts moto on a free port on 127.0.0.1 and points the AWS contract tests at it,
-#   3. checks formatting, clippy and the deployment template (cfn-lint), runs every test
+#   3. checks formatting, clippy and the deployment template and its JWT variant (cfn-lint, and
+#      the SAM translator as deploy runs it), runs every test
 #      (cargo-nextest if installed, else cargo test) with the AWS suite required, not skipped,
 #   4. runs Schemathesis against a live oms-local (infra/api_fuzz.sh: every check, stateful
 #      sequences, at least 10,000 requests, zero failures), and prints the request count,
@@ -15,11 +16,11 @@ cd "$(dirname "$0")/.."
 
 venv=${OMS_VENV:-.venv}
 if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/cargo-lambda" ] \
-  || [ ! -x "$venv/bin/schemathesis" ]; then
+  || [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/python" -c 'import samtranslator' 2>/dev/null; then
   echo "==> preparing $venv with moto[server], cfn-lint, cargo-lambda and schemathesis"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.20,<2' \
-    'cargo-lambda>=1.8,<2' 'schemathesis==4.32.5'
+    'cargo-lambda>=1.8,<2' 'schemathesis==4.32.5' 'aws-sam-translator>=1.90,<2'
 fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -44,8 +45,10 @@ export OMS_TEST_REQUIRE_AWS=1
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cfn-lint infra/template.yaml"
-"$venv/bin/cfn-lint" infra/template.yaml
+echo "==> cfn-lint and the SAM translator: infra/template.yaml and its JWT variant"
+"$venv/bin/python" infra/staff_jwt.py https://issuer.example.com/oms oms-staff target/template-jwt.yaml
+"$venv/bin/cfn-lint" infra/template.yaml target/template-jwt.yaml
+"$venv/bin/python" infra/sam_check.py infra/template.yaml target/template-jwt.yaml
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> tests"
