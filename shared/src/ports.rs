@@ -480,6 +480,8 @@ impl Record {
 pub trait RecordStore: Send + Sync {
     /// Creates or replaces the record `(kind, id)`.
     async fn put_record(&self, record: &Record) -> Result<(), StoreError>;
+    /// Creates the record unless `(kind, id)` exists: `false` (and nothing written) if it does.
+    async fn create_record(&self, record: &Record) -> Result<bool, StoreError>;
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
     /// The records of one kind, largest id first, at most `limit`.
     async fn records(&self, kind: &str, limit: usize) -> Result<Vec<Record>, StoreError>;

@@ -174,6 +174,16 @@ mod cases {
                 .unwrap()
                 .is_empty()
         );
+        // Create-only: a second create of the same record writes nothing.
+        let first = rec("delivery#ep_c", "msg_5", Some(3));
+        assert!(b.store.create_record(&first).await.unwrap(), "{}", b.name);
+        let mut second = first.clone();
+        second.doc = "{\"other\":true}".into();
+        assert!(!b.store.create_record(&second).await.unwrap());
+        assert_eq!(
+            b.store.record("delivery#ep_c", "msg_5").await.unwrap(),
+            Some(first)
+        );
     }
 
     pub async fn a_stale_version_loses_and_writes_nothing(b: &Backend) {

@@ -11,6 +11,7 @@ pub mod fulfilment;
 pub mod ledger;
 pub mod numbers;
 pub mod order;
+pub mod outbound;
 pub mod staff;
 pub mod status;
 pub mod values;

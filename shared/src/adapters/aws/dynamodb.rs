@@ -1596,33 +1596,38 @@ fn record_of(item: &Item) -> Result<Record, StoreError> {
     })
 }
 
+fn record_item(record: &Record) -> Item {
+    let mut it = key(keys::record(&record.kind, &record.id));
+    it.insert("kind".into(), s("record"));
+    it.insert("doc".into(), s(record.doc.clone()));
+    if let Some(due) = record.due {
+        let family = Record::family(&record.kind);
+        it.insert("due".into(), s(timestamp_key(due)));
+        it.insert(
+            "gsi5pk".into(),
+            s(keys::record_due(family, keys::record_shard(&record.id))),
+        );
+        it.insert(
+            "gsi5sk".into(),
+            s(format!(
+                "{}#{}#{}",
+                timestamp_key(due),
+                record.kind,
+                record.id
+            )),
+        );
+    }
+    if let Some(expires) = record.expires {
+        it.insert("expires".into(), s(timestamp_key(expires)));
+        it.insert(TTL_ATTRIBUTE.into(), n(expires.timestamp()));
+    }
+    it
+}
+
 #[async_trait]
 impl RecordStore for DynamoStore {
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
-        let mut it = key(keys::record(&record.kind, &record.id));
-        it.insert("kind".into(), s("record"));
-        it.insert("doc".into(), s(record.doc.clone()));
-        if let Some(due) = record.due {
-            let family = Record::family(&record.kind);
-            it.insert("due".into(), s(timestamp_key(due)));
-            it.insert(
-                "gsi5pk".into(),
-                s(keys::record_due(family, keys::record_shard(&record.id))),
-            );
-            it.insert(
-                "gsi5sk".into(),
-                s(format!(
-                    "{}#{}#{}",
-                    timestamp_key(due),
-                    record.kind,
-                    record.id
-                )),
-            );
-        }
-        if let Some(expires) = record.expires {
-            it.insert("expires".into(), s(timestamp_key(expires)));
-            it.insert(TTL_ATTRIBUTE.into(), n(expires.timestamp()));
-        }
+        let it = record_item(record);
         self.meter.write(item_size(&it), false);
         self.client
             .put_item()
@@ -1632,6 +1637,11 @@ impl RecordStore for DynamoStore {
             .await
             .map_err(sdk)?;
         Ok(())
+    }
+
+    async fn create_record(&self, record: &Record) -> Result<bool, StoreError> {
+        self.put_if(record_item(record), "attribute_not_exists(pk)", None)
+            .await
     }
 
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {

@@ -1092,6 +1092,27 @@ impl RecordStore for SqliteStore {
             .await
     }
 
+    async fn create_record(&self, record: &Record) -> Result<bool, StoreError> {
+        let r = record.clone();
+        self.db
+            .call(move |conn| {
+                let n = conn.exec(
+                    "INSERT OR IGNORE INTO records (kind, id, family, doc, due, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        r.kind,
+                        r.id,
+                        Record::family(&r.kind),
+                        r.doc,
+                        r.due.map(timestamp_key),
+                        r.expires.map(timestamp_key)
+                    ],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         let (kind, id) = (kind.to_owned(), id.to_owned());
         self.db
