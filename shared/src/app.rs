@@ -33,15 +33,18 @@ pub mod queues {
     pub const EFFECTS: &str = "effects";
     /// Low-stock alerts for integrators.
     pub const ALERTS: &str = "alerts";
+    /// Outbound webhooks: events to fan out and deliveries to attempt.
+    pub const WEBHOOKS: &str = "webhooks";
     /// Customer-visible changes, for integrators' e-mail and SMS.
     pub const NOTIFICATIONS: &str = "notifications";
 
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         NUMBERING,
         REVIEW,
         INVENTORY,
         DISPATCH,
         EFFECTS,
+        WEBHOOKS,
         ALERTS,
         NOTIFICATIONS,
     ];
@@ -132,6 +135,12 @@ pub struct App {
     /// `Authorization: Bearer` token of the staff endpoints; `None` refuses every staff call.
     pub staff_token: Option<String>,
     pub staff_auth: StaffAuth,
+    /// Whether webhook endpoints may be `http://` and local (the local runtime: a receiver on
+    /// this machine); deployed functions take only public `https://` endpoints.
+    pub webhooks_allow_http: bool,
+    /// The client webhook deliveries are made with, made on first use (most processes never
+    /// deliver one).
+    webhook_client: std::sync::OnceLock<HttpsClient>,
     pub numberer: Numberer,
     pub secrets: Secrets,
     pub gateway: Arc<dyn PaymentGateway>,
@@ -255,6 +264,8 @@ impl App {
             config: Arc::new(config),
             staff_token,
             staff_auth: StaffAuth::Keys,
+            webhooks_allow_http: true,
+            webhook_client: std::sync::OnceLock::new(),
             secrets: outside.secrets,
             gateway: outside.gateway,
             carriers: outside.carriers,
@@ -310,6 +321,7 @@ impl App {
         )
         .await?;
         app.staff_auth = staff_auth;
+        app.webhooks_allow_http = false;
         // At init, not in the first request: the TLS handshakes to DynamoDB and SQS, and the
         // queue URLs. A failure here is logged; the first request will try again.
         // Bounded, so that an unreachable service cannot hold init for long.
@@ -331,6 +343,18 @@ impl App {
             tracing::warn!("warming the connections took over 2 s; going on");
         }
         Ok(app)
+    }
+
+    /// The HTTPS client for webhook deliveries (15 s to answer).
+    pub fn webhook_http(&self) -> Result<&HttpsClient, String> {
+        if let Some(c) = self.webhook_client.get() {
+            return Ok(c);
+        }
+        let made = HttpsClient::new(Duration::from_secs(
+            crate::domain::outbound::TIMEOUT_SECONDS,
+        ))
+        .map_err(|e| format!("HTTPS client: {e}"))?;
+        Ok(self.webhook_client.get_or_init(|| made))
     }
 
     pub async fn send(

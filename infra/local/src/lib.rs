@@ -202,7 +202,7 @@ impl Running {
 pub const POLLERS_PER_STEP: usize = 4;
 
 /// The steps that have pollers, in pipeline order.
-pub const STEPS: [Step; 5] = Step::ALL;
+pub const STEPS: [Step; 6] = Step::ALL;
 
 /// Starts the HTTP server and the pollers.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {

@@ -40,6 +40,9 @@ pub const RETRY_DELAYS_SECONDS: [i64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 
 /// dropping a delivery.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
 
+/// How long to wait for an endpoint's answer (the specification suggests 15 to 30 s).
+pub const TIMEOUT_SECONDS: u64 = 15;
+
 /// How long a delivery stays in the log.
 pub const DELIVERY_LOG_DAYS: i64 = 30;
 

@@ -62,7 +62,10 @@ async fn carry_out(app: &App, fx: Effect) -> Result<(), StepError> {
     let order = fx.order_id;
     match &fx.kind {
         EffectKind::Step { queue } => send_step(app, queue, order).await?,
-        EffectKind::Notify(n) => app.send(queues::NOTIFICATIONS, n).await?,
+        EffectKind::Notify(n) => {
+            app.send(queues::NOTIFICATIONS, n).await?;
+            super::webhooks::publish(app, super::webhooks::order_event(&fx.id, n)).await?;
+        }
         EffectKind::ReleaseStock { warehouses } => {
             let held: Vec<crate::ports::Reservation> = app
                 .store

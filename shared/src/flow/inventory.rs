@@ -172,6 +172,7 @@ pub async fn check_low_stock(app: &App, touched: &[Allocation]) -> Result<(), St
             if app.store.raise_alert(&alert).await? {
                 tracing::warn!(sku = %sku, warehouse = %wh, available = alert.available, safety = alert.safety, "low stock");
                 app.send(queues::ALERTS, &alert).await?;
+                super::webhooks::publish(app, super::webhooks::stock_event(&alert)).await?;
             }
         } else {
             app.store.clear_alert(sku, wh).await?;

@@ -31,6 +31,7 @@ pub mod review;
 pub mod staff;
 pub mod sweep;
 pub mod tracking;
+pub mod webhooks;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,7 @@ pub enum Step {
     Inventory,
     Dispatch,
     Effects,
+    Webhooks,
 }
 
 impl Step {
@@ -73,15 +75,17 @@ impl Step {
             Step::Inventory => queues::INVENTORY,
             Step::Dispatch => queues::DISPATCH,
             Step::Effects => queues::EFFECTS,
+            Step::Webhooks => queues::WEBHOOKS,
         }
     }
 
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Numbering,
         Step::Review,
         Step::Inventory,
         Step::Dispatch,
         Step::Effects,
+        Step::Webhooks,
     ];
 }
 
@@ -210,6 +214,9 @@ pub async fn handle_batch(app: &App, step: Step, event: SqsEvent) -> SqsBatchRes
 
 /// Runs one step for one message body.
 pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
+    if step == Step::Webhooks {
+        return webhooks::run(app, body).await;
+    }
     if step == Step::Effects {
         let msg: EffectMessage =
             serde_json::from_str(body).map_err(|e| StepError::Malformed(e.to_string()))?;
@@ -225,7 +232,7 @@ pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
         Step::Review => review::run(app, order).await,
         Step::Inventory => inventory::run(app, order).await,
         Step::Dispatch => dispatch::run(app, order).await,
-        Step::Effects => Ok(()),
+        Step::Effects | Step::Webhooks => Ok(()),
     }
 }
 

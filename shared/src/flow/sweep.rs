@@ -29,6 +29,8 @@ pub struct Sweep {
     pub stuck: usize,
     /// Outbox records sent to the `effects` queue.
     pub effects: usize,
+    /// Webhook deliveries whose next attempt came, sent to the `webhooks` queue.
+    pub webhooks: usize,
 }
 
 pub async fn sweep(app: &App) -> Result<Sweep, StepError> {
@@ -66,6 +68,13 @@ pub async fn sweep(app: &App) -> Result<Sweep, StepError> {
             break;
         }
     }
+    for _ in 0..MAX_PAGES {
+        let n = super::webhooks::relay(app, PAGE).await?;
+        report.webhooks += n;
+        if n < PAGE {
+            break;
+        }
+    }
     if report != Sweep::default() {
         tracing::info!(
             expired = report.expired,
@@ -73,6 +82,7 @@ pub async fn sweep(app: &App) -> Result<Sweep, StepError> {
             redriven = report.redriven,
             stuck = report.stuck,
             effects = report.effects,
+            webhooks = report.webhooks,
             "swept"
         );
     }

@@ -79,6 +79,7 @@ const STEPS_AND_NOTIFICATIONS: &[&str] = &[
     "inventory",
     "dispatch",
     "effects",
+    "webhooks",
     "notifications",
 ];
 const STEPS_NOTIFICATIONS_AND_ALERTS: &[&str] = &[
@@ -87,6 +88,7 @@ const STEPS_NOTIFICATIONS_AND_ALERTS: &[&str] = &[
     "inventory",
     "dispatch",
     "effects",
+    "webhooks",
     "notifications",
     "alerts",
 ];
@@ -136,6 +138,11 @@ pub const FUNCTIONS: &[Function] = &[
         binary: "effects",
         resource: "EffectsFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+    },
+    Function {
+        binary: "webhooks",
+        resource: "WebhooksFunction",
+        sends_to: &["webhooks", "alerts"],
     },
     Function {
         binary: "sweeper",
