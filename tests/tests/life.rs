@@ -365,6 +365,7 @@ mod cases {
                 "completed",
                 "delivered",
                 "paid",
+                "received",
                 "shipped"
             ]
         );

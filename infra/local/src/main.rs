@@ -26,7 +26,8 @@ use oms::config::Config;
 /// Subcommands: `demo` plays a day of orders end to end and prints a summary; `bench` measures
 /// the embedded pipeline's throughput and latency; `dlq list` and
 /// `dlq redrive` handle dead-lettered messages; `order show` prints an order with its timeline;
-/// `staff add|list|revoke` keeps named staff keys with roles.
+/// `staff add|list|revoke` keeps named staff keys with roles; `webhooks tail [-f]` shows outbound
+/// webhook deliveries.
 /// They use the same --data-dir / --aws-endpoint options as the server.
 #[derive(Debug, Parser)]
 #[command(name = "oms-local", version)]
@@ -119,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
+    /// Outbound webhook deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Named staff keys (each with a role: viewer, operator or admin).
     Staff {
         #[command(subcommand)]
@@ -144,6 +150,16 @@ enum DlqAction {
     Redrive {
         #[arg(long)]
         queue: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WebhooksAction {
+    /// The newest deliveries of every endpoint: event type, state, attempts, last answer.
+    Tail {
+        /// Keep watching and print each delivery as it is made or tried (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -290,7 +306,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // quietly make a new, empty one (with a new numbering key).
     let looks = matches!(
         cli.command,
-        Some(Command::Dlq { .. } | Command::Order { .. } | Command::Staff { .. })
+        Some(
+            Command::Dlq { .. }
+                | Command::Order { .. }
+                | Command::Staff { .. }
+                | Command::Webhooks { .. }
+        )
     );
     let embedded = cli.aws_endpoint.is_none() && !cli.aws;
     let data_dir = cli
@@ -367,6 +388,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 action: OrderAction::Show { order },
             } => {
                 print!("{}", oms_local::operator::show_order(&app, order).await?)
+            }
+            Command::Webhooks {
+                action: WebhooksAction::Tail { follow },
+            } => {
+                let (shown, mut since) = oms_local::operator::webhooks_tail(&app, None).await?;
+                print!("{shown}");
+                while *follow {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let (more, newest) = oms_local::operator::webhooks_tail(&app, since).await?;
+                    print!("{more}");
+                    since = newest;
+                }
             }
             Command::Staff { action } => {
                 print!("{}", oms_local::operator::staff(&app, action.into()).await?)

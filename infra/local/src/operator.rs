@@ -256,3 +256,51 @@ pub async fn staff(app: &App, command: StaffCommand) -> Result<String, Box<dyn s
     }
     Ok(out)
 }
+
+/// The newest webhook deliveries of every endpoint, oldest first: time, endpoint, event type,
+/// state, attempts and the last answer. With `since`, only those made or tried after it.
+pub async fn webhooks_tail(
+    app: &App,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(String, Option<chrono::DateTime<chrono::Utc>>), Box<dyn std::error::Error>> {
+    use oms::flow::webhooks;
+    use std::fmt::Write as _;
+    let mut rows = Vec::new();
+    for ep in webhooks::endpoints(app).await? {
+        for d in webhooks::deliveries(app, &ep.id, 50).await? {
+            let last = d.attempts.last().map_or(d.created_at, |a| a.at);
+            if since.is_some_and(|s| last <= s) {
+                continue;
+            }
+            rows.push((last, ep.url.clone(), d));
+        }
+    }
+    rows.sort_by_key(|(at, _, d)| (*at, d.id.clone()));
+    let mut out = String::new();
+    for (at, url, d) in &rows {
+        let answer = match d.attempts.last() {
+            Some(a) => match (a.status, &a.error) {
+                (Some(s), _) => format!("answered {s}"),
+                (None, Some(e)) => format!("no answer: {e}"),
+                (None, None) => "no answer".into(),
+            },
+            None => "not tried yet".into(),
+        };
+        let next = d
+            .next_attempt_at
+            .filter(|_| d.state == oms::domain::outbound::DeliveryState::Pending)
+            .map(|t| format!(", next try {}", t.format("%H:%M:%S")))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}  {:<20} {:<9} {} attempt(s), {answer}{next}  {} {url}",
+            at.format("%Y-%m-%d %H:%M:%S"),
+            d.event_type,
+            format!("{:?}", d.state).to_lowercase(),
+            d.attempts.len(),
+            d.id,
+        )?;
+    }
+    let newest = rows.last().map(|(at, _, _)| *at).or(since);
+    Ok((out, newest))
+}

@@ -253,3 +253,98 @@ fn staff_keys_are_made_listed_and_revoked_from_the_command_line() {
     );
     assert!(!listed.contains(&key), "{listed}");
 }
+
+/// `webhooks tail` shows the deliveries the running server made: here to a receiver that
+/// answers every POST 501 (Python's http.server), so the delivery waits for its next try.
+#[test]
+fn webhooks_tail_shows_each_delivery_and_its_last_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, hook_port) = (free(), free());
+    let mut hook = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &hook_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The receiver listens before anything is sent to it.
+    let up = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", hook_port)).is_err()
+        && std::time::Instant::now() < up
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let data = dir.path().join("data");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_oms-local"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--create", "--port", &port.to_string()])
+        .env("OMS_STAFF_TOKEN", "tail-token")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |method: &str, path: &str, body: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let o = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+                .args(["-H", "authorization: Bearer tail-token"])
+                .args(["-H", "content-type: application/json", "-d", body])
+                .arg(format!("http://127.0.0.1:{port}{path}"))
+                .output()
+                .unwrap();
+            let code = stdout(&o);
+            if code != "000" || std::time::Instant::now() > deadline {
+                return code;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let subscribe =
+        format!(r#"{{"url": "http://127.0.0.1:{hook_port}/hook", "events": ["stock.low"]}}"#);
+    assert_eq!(curl("POST", "/webhook-endpoints", &subscribe), "201");
+    assert_eq!(
+        curl("PUT", "/stock/CUP-002/sh", r#"{"on_hand": 1, "safety": 5}"#),
+        "200"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let tail = loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_oms-local"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["webhooks", "tail"])
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        let shown = stdout(&o);
+        if shown.contains("answered 501") || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = server.kill();
+    let _ = hook.kill();
+    let _ = server.wait();
+    let _ = hook.wait();
+    assert!(
+        tail.contains("stock.low")
+            && tail.contains("pending")
+            && tail.contains("attempt(s), answered 501, next try")
+            && tail.contains(&format!("127.0.0.1:{hook_port}/hook")),
+        "{tail}"
+    );
+}

@@ -26,6 +26,7 @@
 //! Staff routes need `Authorization: Bearer <OMS_STAFF_TOKEN>`; channel routes the channel's key.
 //! Every error is `application/problem+json` naming the field where there is one.
 
+mod endpoints;
 pub mod lookup;
 pub mod problem;
 pub mod staff;
@@ -83,6 +84,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/staff/keys"),
     ("POST", "/staff/keys"),
     ("DELETE", "/staff/keys/{id}"),
+    ("GET", "/webhook-endpoints"),
+    ("POST", "/webhook-endpoints"),
+    ("GET", "/webhook-endpoints/{id}"),
+    ("DELETE", "/webhook-endpoints/{id}"),
+    ("POST", "/webhook-endpoints/{id}/rotate-secret"),
+    ("POST", "/webhook-endpoints/{id}/enable"),
+    ("GET", "/webhook-endpoints/{id}/deliveries"),
 ];
 
 /// The largest request body accepted (an order of `MAX_LINES` lines is far smaller).
@@ -345,6 +353,7 @@ fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
             }),
         )
         .merge(staff::routes())
+        .merge(endpoints::routes())
         // The staff credential and role gate the whole group, so access is a property of the
         // group, not of the order of the routes.
         .route_layer(axum::middleware::from_fn_with_state(

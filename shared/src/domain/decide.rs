@@ -80,7 +80,8 @@ impl Verdict {
 }
 
 /// Statuses a customer is told about (`notifications` queue).
-pub const NOTIFIED: [Status; 12] = [
+pub const NOTIFIED: [Status; 13] = [
+    Status::Received,
     Status::AwaitingPayment,
     Status::Paid,
     Status::OutOfStock,
@@ -372,6 +373,9 @@ pub fn accepted(mut order: Order, policy: &Policy, now: DateTime<Utc>) -> OrderC
         done: Vec::new(),
     };
     to_step(&mut change, steps::NUMBERING, now);
+    // Accepted: integrators hear of it (`order.created`).
+    let n = notification(&change.order, Status::Received, now);
+    change.emit(EffectKind::Notify(n), now);
     change.order.due_at = due_at(&change.order, policy);
     change
 }
