@@ -85,13 +85,14 @@ async fn create(app: &App, req: &Request) -> Reply {
             reason,
         })
     };
+    let mut refused = None;
     match b.url.as_deref() {
         None => bad("url", "is required".into()),
-        Some(u) => {
-            if let Err(e) = outbound::check_url(u, app.webhooks_allow_http) {
-                bad("url", e);
-            }
-        }
+        Some(u) => match outbound::check_url(u, app.webhooks_allow_http) {
+            Ok(()) => {}
+            Err(outbound::UrlProblem::Shape(e)) => bad("url", e),
+            Err(outbound::UrlProblem::NotAllowed(e)) => refused = Some(e),
+        },
     }
     match b.events.as_deref() {
         None | Some([]) => bad(
@@ -123,6 +124,12 @@ async fn create(app: &App, req: &Request) -> Reply {
     };
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
+    }
+    if let Some(reason) = refused {
+        return Err(ApiError::Refused(vec![FieldError {
+            field: "url".into(),
+            reason,
+        }]));
     }
     let now = app.clock.now();
     let mut events = b.events.unwrap_or_default();

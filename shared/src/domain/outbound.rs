@@ -253,18 +253,25 @@ pub fn after_attempt(
     }
 }
 
+/// Why a URL cannot be an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlProblem {
+    /// Not an http(s) URL with a host at all (the description's pattern says so too): 400.
+    Shape(String),
+    /// A URL, but not one this deployment delivers to: 422.
+    NotAllowed(String),
+}
+
 /// Whether a URL may be an endpoint: `https://` with a host; `http://` only where the caller
 /// allows it (the local runtime, for a receiver on this machine).
-pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
-    let rest = if let Some(r) = url.strip_prefix("https://") {
-        r
+pub fn check_url(url: &str, allow_http: bool) -> Result<(), UrlProblem> {
+    let shape = || UrlProblem::Shape("must be an http(s) URL with a host".into());
+    let (rest, http) = if let Some(r) = url.strip_prefix("https://") {
+        (r, false)
     } else if let Some(r) = url.strip_prefix("http://") {
-        if !allow_http {
-            return Err("must be an https:// URL".into());
-        }
-        r
+        (r, true)
     } else {
-        return Err("must be an https:// URL".into());
+        return Err(shape());
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let name = match host.strip_prefix('[') {
@@ -272,11 +279,14 @@ pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),
     };
-    if name.is_empty()
-        || url.len() > 2000
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err("is not a URL with a host".into());
+    if url.chars().count() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(shape());
+    }
+    if name.is_empty() {
+        return Err(UrlProblem::NotAllowed("has no host name".into()));
+    }
+    if http && !allow_http {
+        return Err(UrlProblem::NotAllowed("must be an https:// URL".into()));
     }
     if !allow_http {
         // The functions' own neighbourhood is not a destination (SSRF): loopback, link-local
@@ -292,7 +302,9 @@ pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
                 std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
             });
         if private {
-            return Err("must not point at a private or local address".into());
+            return Err(UrlProblem::NotAllowed(
+                "must not point at a private or local address".into(),
+            ));
         }
     }
     Ok(())
@@ -351,7 +363,7 @@ mod tests {
             assert_eq!(a.disabled, None);
             assert_eq!(a.health.failing_since, Some(t(0)));
             waited += delay;
-            now = now + Duration::seconds(*delay);
+            now += Duration::seconds(*delay);
             (d, h) = (a.delivery, a.health);
         }
         assert!(waited >= 24 * 3600, "retries span at least a day: {waited}");
@@ -430,5 +442,20 @@ mod tests {
         for (url, allow_http, ok) in cases {
             assert_eq!(check_url(url, allow_http).is_ok(), ok, "{url} {allow_http}");
         }
+        // A URL of the wrong kind is a bad request; a URL this deployment does not deliver to
+        // is refused.
+        assert!(matches!(
+            check_url("ftp://x", false),
+            Err(UrlProblem::Shape(_))
+        ));
+        assert!(matches!(
+            check_url("http://erp.example.com", false),
+            Err(UrlProblem::NotAllowed(_))
+        ));
+        assert!(matches!(
+            check_url("https://10.1.2.3/h", false),
+            Err(UrlProblem::NotAllowed(_))
+        ));
+        {}
     }
 }

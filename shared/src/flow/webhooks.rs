@@ -374,12 +374,13 @@ pub async fn relay(app: &App, limit: usize) -> Result<usize, StepError> {
             .strip_prefix(DELIVERY_FAMILY)
             .and_then(|k| k.strip_prefix('#'))
             .unwrap_or_default();
-        send_deliver(app, endpoint, &r.id).await?;
-        // Off the due list for a while, so the next sweep does not send it again while it is
-        // being tried; the attempt puts it back on at its next time.
+        // Off the due list for a while first, so the next sweep does not send it again while
+        // it is being tried; the attempt, which can only start after this write, puts it back
+        // on at its next time.
         let mut later = r.clone();
         later.due = Some(now + Duration::seconds(FIRST_ATTEMPT_GRACE_SECONDS));
         app.store.put_record(&later).await?;
+        send_deliver(app, endpoint, &r.id).await?;
     }
     Ok(due.len())
 }
