@@ -394,11 +394,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } => {
                 let (shown, mut since) = oms_local::operator::webhooks_tail(&app, None).await?;
                 print!("{shown}");
-                while *follow {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let (more, newest) = oms_local::operator::webhooks_tail(&app, since).await?;
-                    print!("{more}");
-                    since = newest;
+                if *follow {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let (more, newest) =
+                            oms_local::operator::webhooks_tail(&app, since).await?;
+                        print!("{more}");
+                        since = newest;
+                    }
                 }
             }
             Command::Staff { action } => {
