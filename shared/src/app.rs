@@ -141,6 +141,9 @@ pub struct App {
     /// The client webhook deliveries are made with, made on first use (most processes never
     /// deliver one).
     webhook_client: std::sync::OnceLock<HttpsClient>,
+    /// The webhook endpoints as last read, and when (see `flow::webhooks::publish`).
+    pub webhook_endpoints:
+        std::sync::Mutex<Option<(std::time::Instant, Vec<crate::domain::outbound::Endpoint>)>>,
     pub numberer: Numberer,
     pub secrets: Secrets,
     pub gateway: Arc<dyn PaymentGateway>,
@@ -266,6 +269,7 @@ impl App {
             staff_auth: StaffAuth::Keys,
             webhooks_allow_http: true,
             webhook_client: std::sync::OnceLock::new(),
+            webhook_endpoints: std::sync::Mutex::new(None),
             secrets: outside.secrets,
             gateway: outside.gateway,
             carriers: outside.carriers,

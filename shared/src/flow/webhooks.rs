@@ -118,10 +118,45 @@ pub fn stock_event(alert: &LowStockAlert) -> Event {
     }
 }
 
-/// Puts an event on the `webhooks` queue.
-pub async fn publish(app: &App, event: Event) -> Result<(), crate::ports::QueueError> {
-    app.send(queues::WEBHOOKS, &WebhookMessage::Event(event))
-        .await
+/// How long a process trusts its copy of the endpoint list: a new subscription reaches the
+/// other processes within this time (the one that made it at once).
+pub const ENDPOINTS_CACHE_SECONDS: u64 = 60;
+
+/// Whether any endpoint wants one of `types`, from a copy of the endpoint list read at most
+/// [`ENDPOINTS_CACHE_SECONDS`] ago: with no subscriber, an event costs nothing (no message, no
+/// invocation).
+async fn wanted(app: &App, types: &[String]) -> Result<bool, StoreError> {
+    let fresh = |at: &std::time::Instant| {
+        at.elapsed() < std::time::Duration::from_secs(ENDPOINTS_CACHE_SECONDS)
+    };
+    let cached = app
+        .webhook_endpoints
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| fresh(at))
+        .map(|(_, eps)| eps.clone());
+    let eps = match cached {
+        Some(eps) => eps,
+        None => {
+            let eps = endpoints(app).await?;
+            *app.webhook_endpoints
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), eps.clone()));
+            eps
+        }
+    };
+    Ok(eps.iter().any(|e| types.iter().any(|t| e.wants(t))))
+}
+
+/// Puts an event on the `webhooks` queue, if an endpoint wants it.
+pub async fn publish(app: &App, event: Event) -> Result<(), StepError> {
+    if wanted(app, &event.types).await? {
+        app.send(queues::WEBHOOKS, &WebhookMessage::Event(event))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Runs one message of the `webhooks` queue.
@@ -171,7 +206,12 @@ pub async fn save_endpoint(app: &App, ep: &Endpoint) -> Result<(), StoreError> {
             due: None,
             expires: None,
         })
-        .await
+        .await?;
+    // This process sees the change at once; others within the cache's time.
+    *app.webhook_endpoints
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = None;
+    Ok(())
 }
 
 pub async fn health(app: &App, id: &str) -> Result<Health, StoreError> {
