@@ -29,7 +29,7 @@ if [ "$#" -eq 0 ]; then cargo build --quiet -p oms-local; fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export OMS_STAFF_TOKEN="fuzz-staff-$RANDOM$RANDOM"
-"$bin" --port "$port" --data-dir "$work/data" > "$work/server.log" 2>&1 &
+"$bin" --port "$port" --data-dir "$work/data" --create > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 - "$port" <<'PY'
