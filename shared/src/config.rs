@@ -82,6 +82,11 @@ pub struct ChannelConfig {
     /// Returned goods go back to stock (`true`) or to inspection, where a person decides.
     #[serde(default = "yes")]
     pub returns_to_stock: bool,
+    /// Minutes a paid order waits before dispatch so that the customer's other paid orders of
+    /// this channel to the same address, from the same warehouse, ship with it: one parcel,
+    /// one waybill, one freight charge. Off when absent.
+    #[serde(default)]
+    pub merge_window_minutes: Option<u32>,
 }
 
 fn default_promise() -> u32 {

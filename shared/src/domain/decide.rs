@@ -190,10 +190,38 @@ pub fn due_at(order: &Order, policy: &Policy) -> Option<DateTime<Utc>> {
     match order.status() {
         AwaitingPayment => order.payment_due_at,
         Delivered => order.delivered_at.map(|d| d + policy.return_window),
-        Received | Numbered | Approved | Paid => budget(),
-        ReadyToShip if order.shipments.is_empty() => budget(),
+        Received | Numbered | Approved => budget(),
+        // Held for merging: not before the window closes.
+        Paid => budget().max(order.ship_after),
+        ReadyToShip if order.shipments.is_empty() => budget().max(order.ship_after),
         _ => None,
     }
+}
+
+/// A paid order waits until `until` (the channel's merge window) so that the customer's other
+/// orders to the same address can ship with it. Once per order; nothing else changes.
+pub fn held_for_merge(
+    order: &Order,
+    until: DateTime<Utc>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<OrderChange> {
+    let waits = matches!(order.status(), Status::Paid)
+        || (order.status() == Status::ReadyToShip && order.shipments.is_empty());
+    if !waits || order.ship_after.is_some() {
+        return None;
+    }
+    let mut c = note(
+        order,
+        system("dispatch"),
+        format!(
+            "waits until {} so that other orders to this address can ship with it",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        now,
+    );
+    c.order.ship_after = Some(until);
+    Some(seal(c, policy, now))
 }
 
 fn notification(order: &Order, status: Status, at: DateTime<Utc>) -> Notification {
@@ -1106,6 +1134,18 @@ pub fn dispatched(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Option<OrderChange> {
+    dispatched_noting(order, shipments, "", policy, now)
+}
+
+/// [`dispatched`], with `also` added to the timeline's reason (the orders a merged parcel
+/// carries).
+pub fn dispatched_noting(
+    order: &Order,
+    shipments: Vec<Shipment>,
+    also: &str,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<OrderChange> {
     let summary = shipments
         .iter()
         .map(|s| {
@@ -1122,12 +1162,12 @@ pub fn dispatched(
             order,
             Status::ReadyToShip,
             actor,
-            format!("waybills {summary}"),
+            format!("waybills {summary}{also}"),
             now,
         )
         .ok()?,
         Status::ReadyToShip if order.shipments.is_empty() => {
-            note(order, actor, format!("waybills {summary}"), now)
+            note(order, actor, format!("waybills {summary}{also}"), now)
         }
         _ => return None,
     };
@@ -1282,6 +1322,22 @@ pub fn sweep(order: &Order, policy: &Policy, now: DateTime<Utc>) -> Option<Order
             now,
         )
         .ok()?,
+        // The merge window closed and nothing moved the order since: on to dispatch, which is
+        // not a re-send.
+        _ if order
+            .ship_after
+            .is_some_and(|t| t <= now && order.updated_at < t) =>
+        {
+            let queue = step_of(order)?;
+            let mut c = note(
+                order,
+                sweeper,
+                "the merge window closed; sent to dispatch".into(),
+                now,
+            );
+            to_step(&mut c, queue, now);
+            c
+        }
         _ => {
             let queue = step_of(order)?;
             let mut c = note(

@@ -415,6 +415,8 @@ impl World {
                         last_event_at: None,
                         handed_over_at: None,
                         delivered_at: None,
+                        merged: Vec::new(),
+                        merged_into: None,
                     })
                     .collect::<Vec<_>>();
                 if shipments.is_empty() {

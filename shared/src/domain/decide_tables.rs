@@ -616,6 +616,8 @@ fn returns_by_line_refund_what_came_back_and_restock_it_or_send_it_to_inspection
             last_event_at: Some(now()),
             handed_over_at: Some(now()),
             delivered_at: Some(now()),
+            merged: Vec::new(),
+            merged_into: None,
         }];
         with_payment(o, "pi_1", 9980)
     };
@@ -767,6 +769,8 @@ fn a_parcel_picked_up_after_the_order_ended_waits_for_a_person() {
         last_event_at: None,
         handed_over_at: None,
         delivered_at: None,
+        merged: Vec::new(),
+        merged_into: None,
     }];
     let update = decide::TrackingUpdate {
         tracking_number: "7530".into(),

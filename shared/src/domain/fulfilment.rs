@@ -72,6 +72,12 @@ pub struct Shipment {
     pub handed_over_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Orders whose goods ride in this parcel too (this order holds the waybill and its cost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<super::values::OrderId>,
+    /// The order whose parcel and waybill this shipment rides in (its cost is 0 here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<super::values::OrderId>,
 }
 
 impl Shipment {
@@ -123,6 +129,8 @@ mod tests {
             last_event_at: None,
             handed_over_at: None,
             delivered_at: None,
+            merged: Vec::new(),
+            merged_into: None,
         }
     }
     fn t(h: u32) -> DateTime<Utc> {

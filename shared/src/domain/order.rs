@@ -506,6 +506,7 @@ impl NewOrder {
             delivered_at: None,
             due_at: None,
             redrives: 0,
+            ship_after: None,
             status: Status::Received,
             version: 1,
             created_at: at,
@@ -563,6 +564,10 @@ pub struct Order {
     /// How often the sweeper sent the order to its step again because it sat there too long.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrives: u32,
+    /// Held before dispatch until then, so that other orders can ship with it (the channel's
+    /// merge window); set once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ship_after: Option<DateTime<Utc>>,
     status: Status,
     version: u64,
     pub created_at: DateTime<Utc>,

@@ -1,12 +1,24 @@
 //! Dispatch: one parcel per warehouse the order's stock is held in, each with the cheapest
 //! carrier that keeps the channel's promise and a waybill from the carrier. A parcel no carrier
 //! takes makes the order wait for a person with the reason; it is not retried by itself.
+//!
+//! Merging: on a channel with a merge window, a paid order first waits out the window (once).
+//! Then the customer's other waiting orders of the channel to the same address, held in the
+//! same single warehouse, ship with it in one parcel: one waybill (under this order's id), one
+//! freight charge (on this order; 0 on the others), every order's timeline naming the others.
+//! The others are written first, so that a crash before this order's write is finished by its
+//! retry (it finds them already merged into it and ships the same parcel).
 
-use super::{StepError, commit_if, policy};
+use chrono::Duration;
+
+use super::{StepError, commit_if, load, policy};
 use crate::app::App;
-use crate::domain::{Order, Shipment, Status, TrackingStatus, decide};
-use crate::ports::ReservationState;
+use crate::domain::{Order, OrderId, Shipment, Status, TrackingStatus, decide};
+use crate::ports::{OrderQuery, Reservation, ReservationState};
 use crate::shipping::{Party, WaybillRequest, alias, choose_carrier};
+
+/// The customer's orders looked at for a merge (the newest).
+const MERGE_CANDIDATES: usize = 100;
 
 pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
     match order.status() {
@@ -19,6 +31,25 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
     }
     let p = policy(app, &order);
     let now = app.clock.now();
+    if let Some(window) = app
+        .config
+        .channel(&order.channel)
+        .and_then(|c| c.merge_window_minutes)
+    {
+        match order.ship_after {
+            None => {
+                let until = now + Duration::minutes(i64::from(window));
+                return commit_if(app, decide::held_for_merge(&order, until, &p, now)).await;
+            }
+            // Early (a re-sent message): the sweeper sends it when the window closes.
+            Some(t) if t > now => return Ok(()),
+            Some(_) => {
+                if ship_merged(app, &order).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
     let promise = app
         .config
         .channel(&order.channel)
@@ -123,6 +154,8 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
             last_event_at: None,
             handed_over_at: None,
             delivered_at: None,
+            merged: Vec::new(),
+            merged_into: None,
         });
     }
     if shipments.is_empty() {
@@ -134,4 +167,207 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
         .await;
     }
     commit_if(app, decide::dispatched(&order, shipments, &p, now)).await
+}
+
+async fn held(app: &App, order: OrderId) -> Result<Vec<Reservation>, StepError> {
+    Ok(app
+        .store
+        .reservations(order)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == ReservationState::Held)
+        .collect())
+}
+
+fn name_of(o: &Order) -> String {
+    o.number
+        .as_ref()
+        .map_or_else(|| o.id.to_string(), ToString::to_string)
+}
+
+/// Ships `order` in one parcel with the customer's other orders that may go with it. `false`
+/// when there are none (or the order's stock is in several warehouses): it ships on its own.
+async fn ship_merged(app: &App, order: &Order) -> Result<bool, StepError> {
+    let now = app.clock.now();
+    let mine = held(app, order.id).await?;
+    let [mine] = mine.as_slice() else {
+        return Ok(false);
+    };
+    let page = app
+        .store
+        .list_orders(&OrderQuery {
+            customer: Some(order.customer.id.clone()),
+            limit: MERGE_CANDIDATES,
+            ..OrderQuery::default()
+        })
+        .await?;
+    let mut joining: Vec<(Order, Reservation)> = Vec::new();
+    let mut already: Vec<Order> = Vec::new();
+    for listed in page.orders {
+        if listed.id == order.id
+            || listed.channel != order.channel
+            || listed.shipping_address != order.shipping_address
+        {
+            continue;
+        }
+        // Read again from the table: the list may lag.
+        let o = load(app, listed.id).await?;
+        if o.shipments.iter().any(|s| s.merged_into == Some(order.id)) {
+            already.push(o);
+            continue;
+        }
+        let waiting = o.attention.is_empty()
+            && o.shipments.is_empty()
+            && o.ship_after.is_some()
+            && matches!(o.status(), Status::Paid | Status::ReadyToShip);
+        if !waiting {
+            continue;
+        }
+        if let [r] = held(app, o.id).await?.as_slice()
+            && r.warehouse == mine.warehouse
+        {
+            joining.push((o, r.clone()));
+        }
+    }
+    if joining.is_empty() && already.is_empty() {
+        return Ok(false);
+    }
+    // The parcel: this order's goods and every joining order's.
+    let skus: Vec<_> = std::iter::once(mine)
+        .chain(joining.iter().map(|(_, r)| r))
+        .flat_map(|r| r.lines.iter().map(|(s, _)| s.clone()))
+        .chain(already.iter().flat_map(|o| {
+            o.shipments
+                .iter()
+                .flat_map(|s| s.lines.iter().map(|(k, _)| k.clone()))
+        }))
+        .collect();
+    let catalogue = app.store.items(&skus).await?;
+    let weight_of = |lines: &[(crate::domain::Sku, u64)]| -> u64 {
+        lines
+            .iter()
+            .map(|(sku, q)| {
+                catalogue
+                    .iter()
+                    .find(|i| i.sku == *sku)
+                    .map_or(app.config.default_weight_grams, |i| i.weight_grams)
+                    .saturating_mul(*q)
+            })
+            .sum()
+    };
+    let mut all_lines = mine.lines.clone();
+    all_lines.extend(joining.iter().flat_map(|(_, r)| r.lines.clone()));
+    all_lines.extend(
+        already
+            .iter()
+            .flat_map(|o| o.shipments.iter().flat_map(|s| s.lines.clone())),
+    );
+    let weight = weight_of(&all_lines);
+    let region = order.shipping_address.region.as_str();
+    let promise = app
+        .config
+        .channel(&order.channel)
+        .map_or(5, |c| c.promise_days);
+    let Some((carrier, cost)) = choose_carrier(&app.config.carriers, region, weight, promise)
+    else {
+        // Too heavy together: each ships on its own.
+        return Ok(false);
+    };
+    let warehouse = app
+        .config
+        .warehouses
+        .iter()
+        .find(|w| w.id == mine.warehouse.as_str());
+    let a = &order.shipping_address;
+    let request = WaybillRequest {
+        carrier: carrier.to_owned(),
+        prefix: app.config.carriers[carrier].waybill_prefix.clone(),
+        order: order.id,
+        warehouse: mine.warehouse.clone(),
+        sender: Party {
+            name: warehouse.map_or_else(|| mine.warehouse.to_string(), |w| w.name.clone()),
+            mobile: warehouse.and_then(|w| w.phone.clone()).unwrap_or_default(),
+            address: warehouse
+                .and_then(|w| w.address.clone())
+                .unwrap_or_default(),
+        },
+        recipient: Party {
+            name: a.name.to_string(),
+            mobile: a
+                .phone
+                .as_ref()
+                .or(order.customer.phone.as_ref())
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            address: [a.region.as_str(), a.city.as_str(), a.line1.as_str()]
+                .into_iter()
+                .chain(a.line2.as_ref().map(|l| l.as_str()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+        cargo: all_lines
+            .iter()
+            .map(|(sku, q)| format!("{sku} x{q}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        count: all_lines.iter().map(|(_, q)| *q).sum(),
+        weight_grams: weight,
+    };
+    let tracking = match app.carriers.waybill(&request).await {
+        Ok(t) => t,
+        Err(e) if e.retryable => return Err(StepError::Transient(e.to_string())),
+        // Refused together: each order tries on its own (and waits for a person if refused).
+        Err(_) => return Ok(false),
+    };
+    app.store
+        .link_alias(&alias(carrier, &tracking), order.id)
+        .await?;
+    let shipment = |lines: Vec<(crate::domain::Sku, u64)>, cost: i64| Shipment {
+        warehouse: mine.warehouse.clone(),
+        carrier: carrier.to_owned(),
+        tracking_number: tracking.clone(),
+        weight_grams: weight_of(&lines),
+        lines,
+        cost,
+        status: TrackingStatus::Pending,
+        last_event_at: None,
+        handed_over_at: None,
+        delivered_at: None,
+        merged: Vec::new(),
+        merged_into: None,
+    };
+    // The joining orders first: a crash after them is finished by this order's retry.
+    for (o, r) in &joining {
+        let mut s = shipment(r.lines.clone(), 0);
+        s.merged_into = Some(order.id);
+        let also = format!(
+            "; in one parcel with order {}, which carries the freight",
+            name_of(order)
+        );
+        commit_if(
+            app,
+            decide::dispatched_noting(o, vec![s], &also, &policy(app, o), now),
+        )
+        .await?;
+        tracing::info!(order_id = %o.id, with = %order.id, waybill = %tracking, "merged into one parcel");
+    }
+    let mut s = shipment(mine.lines.clone(), cost);
+    s.weight_grams = weight;
+    s.merged = joining
+        .iter()
+        .map(|(o, _)| o.id)
+        .chain(already.iter().map(|o| o.id))
+        .collect();
+    let names: Vec<String> = joining
+        .iter()
+        .map(|(o, _)| name_of(o))
+        .chain(already.iter().map(name_of))
+        .collect();
+    let also = format!("; one parcel with order(s) {}", names.join(", "));
+    commit_if(
+        app,
+        decide::dispatched_noting(order, vec![s], &also, &policy(app, order), now),
+    )
+    .await?;
+    Ok(true)
 }

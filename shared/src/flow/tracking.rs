@@ -28,6 +28,22 @@ pub async fn apply(
         Ok(decide::tracked(o, carrier, update, event, p, now))
     })
     .await?;
+    // A merged parcel carries other orders' goods too: the update is theirs as well, applied
+    // once per order (the event id names the order), also when this order had it already.
+    let merged: Vec<crate::domain::OrderId> = super::load(app, order_id)
+        .await?
+        .shipments
+        .iter()
+        .filter(|s| s.tracking_number == update.tracking_number)
+        .flat_map(|s| s.merged.clone())
+        .collect();
+    for other in merged {
+        let their_event = format!("{event}#{other}");
+        decide_and_commit(app, other, |o, p, now| {
+            Ok(decide::tracked(o, carrier, update, &their_event, p, now))
+        })
+        .await?;
+    }
     Ok(match outcome {
         Outcome::Committed(order) => {
             tracing::info!(order_id = %order_id, carrier, status = %order.status(), "tracking applied");
