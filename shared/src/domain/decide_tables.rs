@@ -790,3 +790,62 @@ fn a_parcel_picked_up_after_the_order_ended_waits_for_a_person() {
     );
     assert!(kinds(&c).is_empty(), "no stock commit: {:?}", kinds(&c));
 }
+
+#[test]
+fn a_paid_order_is_held_once_for_the_merge_window_and_released_by_the_sweeper() {
+    let policy = Policy::default();
+    let until = now() + Duration::minutes(30);
+    let paid = with_payment(
+        order("prepaid", &[Numbered, Approved, AwaitingPayment, Paid]),
+        "pi_1",
+        9980,
+    );
+    // (order, held?) — only a paid order that has not been held before, or one ready to ship
+    // without parcels, is held.
+    let held = decide::held_for_merge(&paid, until, &policy, now()).expect("held");
+    let cases = [
+        (paid.clone(), true),
+        (held.order.clone(), false),
+        (
+            order("prepaid", &[Numbered, Approved, AwaitingPayment]),
+            false,
+        ),
+        (
+            order("cash_on_delivery", &[Numbered, Approved, ReadyToShip]),
+            true,
+        ),
+        (order("prepaid", &[Cancelled]), false),
+    ];
+    for (o, holds) in cases {
+        assert_eq!(
+            decide::held_for_merge(&o, until, &policy, now()).is_some(),
+            holds,
+            "{}",
+            o.status()
+        );
+    }
+    let h = held.order;
+    assert_eq!(h.status(), Paid, "a note, not a move");
+    assert_eq!(h.ship_after, Some(until));
+    assert_eq!(
+        decide::due_at(&h, &policy),
+        Some(until),
+        "due when the window closes"
+    );
+    // The sweeper leaves it alone until then, and then sends it to dispatch without counting
+    // a re-send.
+    assert!(decide::sweep(&h, &policy, until - Duration::seconds(1)).is_none());
+    let released = decide::sweep(&h, &policy, until).expect("released");
+    assert_eq!(released.order.redrives, 0);
+    assert!(released.effects.iter().any(|e| matches!(
+        &e.kind,
+        EffectKind::Step { queue } if queue == "dispatch"
+    )));
+    assert_eq!(
+        released.entry.reason.as_deref(),
+        Some("the merge window closed; sent to dispatch")
+    );
+    // After the release, the usual step budget applies again (a re-send counts).
+    let later = released.order.updated_at + policy.step_budget;
+    assert_eq!(decide::due_at(&released.order, &policy), Some(later));
+}
