@@ -67,12 +67,11 @@ fn view<'a>(ep: &'a Endpoint, h: &'a Health) -> EndpointView<'a> {
     }
 }
 
-/// 32 random bytes (from the operating system, through uuid's v4).
-fn new_secret() -> String {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    outbound::secret_from(&bytes)
+/// 32 random bytes from the operating system.
+fn new_secret() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(outbound::secret_from(&bytes))
 }
 
 async fn create(app: &App, req: &Request) -> Reply {
@@ -135,7 +134,7 @@ async fn create(app: &App, req: &Request) -> Reply {
     let mut events = b.events.unwrap_or_default();
     events.sort();
     events.dedup();
-    let secret = new_secret();
+    let secret = new_secret()?;
     let ep = Endpoint {
         id: format!("ep_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
         url: b.url.unwrap_or_default(),
@@ -223,7 +222,7 @@ async fn rotate(app: &App, id: &str) -> Reply {
             "webhook endpoint {id} is removed"
         )));
     }
-    let secret = new_secret();
+    let secret = new_secret()?;
     ep.rotate(secret.clone(), app.clock.now());
     webhooks::save_endpoint(app, &ep).await?;
     tracing::info!(endpoint = %ep.id, "webhook secret rotated");

@@ -217,6 +217,7 @@ fn staff_error(e: flow::staff::StaffError) -> ApiError {
     match e {
         flow::staff::StaffError::Unknown(id) => ApiError::NotFound(format!("no staff key {id}")),
         flow::staff::StaffError::Store(e) => e.into(),
+        flow::staff::StaffError::Random(e) => ApiError::Internal(e),
     }
 }
 

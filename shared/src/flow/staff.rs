@@ -15,6 +15,8 @@ pub const MAX_KEYS: usize = 1000;
 pub enum StaffError {
     #[error("no staff key {0}")]
     Unknown(String),
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,14 +43,11 @@ pub async fn create(
     role: Role,
     by: &str,
 ) -> Result<(StaffKey, String), StaffError> {
-    // 256 random bits from the operating system (uuid's v4 draws on getrandom).
-    let random = |n: usize| {
-        (0..n)
-            .map(|_| uuid::Uuid::new_v4().simple().to_string())
-            .collect::<String>()
-    };
-    let id = random(1)[..12].to_owned();
-    let secret = random(2)[..64].to_owned();
+    // 48 random bits name the key; 256 random bits are its secret.
+    let mut bytes = [0u8; 6 + 32];
+    getrandom::fill(&mut bytes).map_err(|e| StaffError::Random(e.to_string()))?;
+    let id = hex::encode(&bytes[..6]);
+    let secret = hex::encode(&bytes[6..]);
     let key = staff::key_text(&id, &secret);
     let stored = StaffKey {
         id,
