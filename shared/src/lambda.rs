@@ -37,6 +37,22 @@ pub async fn serve_sweeper() -> Result<(), Error> {
     .await
 }
 
+/// The reports function, fed by the table's DynamoDB Stream (`ReportBatchItemFailures` on its
+/// event source mapping).
+pub async fn serve_stream() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = Arc::new(App::from_env("reports").await?);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
+            let app = Arc::clone(&app);
+            async move {
+                Ok::<_, Error>(crate::flow::reports::handle_stream(&app, event.payload).await)
+            }
+        },
+    ))
+    .await
+}
+
 /// An HTTP API function serving one surface: the same axum router the local runtime serves
 /// (`lambda_http` runs tower services).
 pub async fn serve_http(surface: Surface) -> Result<(), Error> {

@@ -11,12 +11,13 @@ use std::ops::Range;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::reports::{Cell, CountWrite, Counted, CustomerSeen};
 use crate::domain::{
-    CatalogueItem, ChannelId, CustomerId, Effect, InvalidValue, Order, OrderChange, OrderId,
-    OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
+    CatalogueItem, ChannelId, CustomerId, Effect, ExternalId, InvalidValue, Order, OrderChange,
+    OrderId, OrderNumber, Sku, Status, TimelineEntry, WarehouseId,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -167,6 +168,12 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<Created, StoreError>;
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError>;
+    /// The order a channel sent with this external id.
+    async fn get_order_by_external(
+        &self,
+        channel: &ChannelId,
+        external: &ExternalId,
+    ) -> Result<Option<Order>, StoreError>;
     /// A page of orders matching `query` (see [`OrderQuery`] for the order they come in).
     async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError>;
     /// Orders in one status, least recently updated first (what the sweeper needs).
@@ -494,6 +501,38 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<Vec<Record>, StoreError>;
 }
 
+/// The report rollups (see `domain::reports`): what was counted per order, the customers seen,
+/// the tallies, and the store's own change log where the backend keeps one.
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// What the reports step last counted for an order.
+    async fn counted(&self, order: OrderId) -> Result<Option<Counted>, StoreError>;
+    async fn customer_seen(&self, customer: &str) -> Result<Option<CustomerSeen>, StoreError>;
+    /// Writes one count atomically: the order's [`Counted`] (conditional on `prior_version`),
+    /// the customer record (conditional as [`CustomerWrite`] says), the contact index and the
+    /// deltas. `false`, with nothing written, when a condition failed: another count came first.
+    async fn count(&self, write: &CountWrite) -> Result<bool, StoreError>;
+    /// Every cell of the placement days `from..=to`, its fields summed over shards.
+    async fn cells(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(Cell, BTreeMap<String, i64>)>, StoreError>;
+    /// The customer an order with this contact ([`crate::domain::reports::contact_hash`]) was
+    /// placed by, once the reports step counted it.
+    async fn customer_by_contact(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// The store's change log: `(sequence, order)` of every order write after `after`, oldest
+    /// first, at most `limit`. A backend whose changes are streamed elsewhere (DynamoDB
+    /// Streams) keeps none and answers nothing.
+    async fn changes_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OrderId)>, StoreError>;
+    /// Drops the change log up to and including `upto` (once it is counted).
+    async fn forget_changes(&self, upto: u64) -> Result<(), StoreError>;
+}
+
 /// Everything the handlers keep state in.
 pub trait Store:
     OrderStore
@@ -503,6 +542,7 @@ pub trait Store:
     + StockStore
     + IdempotencyStore
     + RecordStore
+    + ReportStore
 {
 }
 impl<
@@ -512,7 +552,8 @@ impl<
         + NumberStore
         + StockStore
         + IdempotencyStore
-        + RecordStore,
+        + RecordStore
+        + ReportStore,
 > Store for T
 {
 }

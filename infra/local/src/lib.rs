@@ -294,6 +294,30 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             }
         });
     }
+    // The reports step, fed by the store's change log as the table's stream feeds it on AWS.
+    // (With the AWS backend the deployed reports function counts; the log here stays empty.)
+    {
+        let app = Arc::clone(&app);
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            loop {
+                let handled = match oms::flow::reports::drain_change_log(&app).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(error = %e, "counting reports failed");
+                        0
+                    }
+                };
+                if handled == oms::flow::reports::CHANGES_PER_DRAIN {
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(REPORTS_EVERY) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+    }
     tracing::info!(%addr, "oms-local listening");
     Ok(Running {
         addr,
@@ -366,9 +390,12 @@ impl RateLimit {
     }
 }
 
+/// How often the reports step reads the change log when it has caught up.
+pub const REPORTS_EVERY: Duration = Duration::from_millis(200);
+
 /// The routes the rate limit applies to.
 fn rate_limited(path: &str) -> bool {
-    path.trim_end_matches('/') == "/orders/lookup"
+    oms::api::track::RATE_LIMITED.contains(&path.trim_end_matches('/'))
 }
 
 /// Refuses a client whose bucket is empty on the rate-limited routes (429 problem+json).

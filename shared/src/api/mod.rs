@@ -29,9 +29,11 @@
 mod endpoints;
 pub mod lookup;
 pub mod problem;
+pub mod reports;
 pub mod staff;
 mod strict;
 pub mod taobao;
+pub mod track;
 mod webhooks;
 
 use std::sync::Arc;
@@ -203,23 +205,14 @@ fn channel_routes() -> axum::Router<Arc<App>> {
 
 /// The customer surface: no credential (the order's contact proves who is asking).
 fn customer_routes() -> axum::Router<Arc<App>> {
-    axum::Router::new()
-        .route(
-            "/orders/lookup",
-            get(async |State(app): AppState, Buffered(req): Buffered| {
-                respond(lookup(&app, &req).await)
-            }),
-        )
-        .route(
-            "/orders/{id}/return",
-            post(
-                async |State(app): AppState,
-                       Params(id): Params<String>,
-                       Buffered(req): Buffered| {
-                    respond(request_return(&app, &id, &req).await)
-                },
-            ),
-        )
+    axum::Router::new().merge(track::routes()).route(
+        "/orders/{id}/return",
+        post(
+            async |State(app): AppState, Params(id): Params<String>, Buffered(req): Buffered| {
+                respond(request_return(&app, &id, &req).await)
+            },
+        ),
+    )
 }
 
 /// The staff surface, every route behind the staff credential.
@@ -354,6 +347,7 @@ fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
         )
         .merge(staff::routes())
         .merge(endpoints::routes())
+        .merge(reports::routes())
         // The staff credential and role gate the whole group, so access is a property of the
         // group, not of the order of the routes.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -833,86 +827,6 @@ async fn get_order(app: &App, id: &str) -> Reply {
     json(StatusCode::OK, &order_view(app, order).await?)
 }
 
-/// What a customer sees: no addresses, contacts or internal reasons.
-#[derive(Serialize)]
-struct CustomerView {
-    number: OrderNumber,
-    status: Status,
-    created_at: DateTime<Utc>,
-    lines: Vec<LineView>,
-    total: crate::domain::Money,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payment_due_at: Option<DateTime<Utc>>,
-    history: Vec<StatusStep>,
-}
-
-#[derive(Serialize)]
-struct StatusStep {
-    status: Status,
-    at: DateTime<Utc>,
-}
-
-async fn lookup(app: &App, req: &Request) -> Reply {
-    let q = query(req);
-    let number = param(&q, "number")
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::field("number", "is required"))?;
-    let contact = param(&q, "contact")
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            ApiError::field("contact", "is required (the e-mail or phone of the order)")
-        })?;
-    // `contact=+8613800000000` typed into a URL arrives as " 8613800000000" (a `+` in a query
-    // string is a space): a leading space before digits is read as the `+` it was.
-    let typed_plus = contact
-        .strip_prefix(' ')
-        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-        .map(|rest| format!("+{rest}"));
-    let contact = typed_plus.as_deref().unwrap_or(contact);
-    // An unknown number, a malformed one and a wrong contact do the same work and get the same
-    // answer: the number alone reveals nothing (see `api::lookup`).
-    let mut work = lookup::Work::default();
-    let order = lookup::find(
-        |n| async move { app.store.get_order_by_number(&n).await },
-        number,
-        contact,
-        &mut work,
-    )
-    .await?
-    .ok_or_else(|| ApiError::NotFound("no order with this number and contact".into()))?;
-    let number = order
-        .number
-        .clone()
-        .ok_or_else(|| ApiError::Internal("a found order has no number".into()))?;
-    let history = app
-        .store
-        .timeline(order.id)
-        .await?
-        .into_iter()
-        .filter_map(|e| e.to.map(|status| StatusStep { status, at: e.at }))
-        .collect();
-    json(
-        StatusCode::OK,
-        &CustomerView {
-            number,
-            status: order.status(),
-            created_at: order.created_at,
-            lines: order
-                .lines
-                .iter()
-                .map(|l| LineView {
-                    sku: l.sku.clone(),
-                    quantity: l.quantity.get(),
-                    unit_price: l.unit_price.get(),
-                })
-                .collect(),
-            total: order.total,
-            payment_due_at: order.payment_due_at,
-            history,
-        },
-    )
-}
-
 #[derive(Serialize)]
 struct Summary {
     id: OrderId,
@@ -1095,9 +1009,14 @@ async fn cancel(app: &App, id: &str, req: &Request) -> Reply {
     json(StatusCode::OK, &order_view(app, order).await?)
 }
 
-async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
-    let order = load(app, id).await?;
-    let draft: AddressDraft = parse_body(req)?;
+/// A new shipping address for `order`, validated as an order's address is and checked by
+/// review's address rules; field names as sent (after `prefix`).
+fn valid_address(
+    app: &App,
+    order: &Order,
+    draft: AddressDraft,
+    prefix: &str,
+) -> Result<crate::domain::Address, ApiError> {
     // Validate the address the way an order's address is validated, with field names as sent.
     let mut probe = OrderDraft {
         channel: Some(order.channel.to_string()),
@@ -1122,7 +1041,10 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
         .validate()
         .map_err(|e| {
             invalid_order(e, |f| {
-                f.strip_prefix("shipping_address.").unwrap_or(f).to_owned()
+                format!(
+                    "{prefix}{}",
+                    f.strip_prefix("shipping_address.").unwrap_or(f)
+                )
             })
         })?
         .shipping_address;
@@ -1133,6 +1055,13 @@ async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
             findings.all(),
         ));
     }
+    Ok(address)
+}
+
+async fn change_address(app: &App, id: &str, req: &Request) -> Reply {
+    let order = load(app, id).await?;
+    let draft: AddressDraft = parse_body(req)?;
+    let address = valid_address(app, &order, draft, "")?;
     let order = flow::commands::change_address(
         app,
         order.id,
@@ -1277,7 +1206,16 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
         }
         Actor::Customer
     };
-    let lines = match b.lines {
+    let lines = return_lines(b.lines)?;
+    let reason = optional_text(b.reason.as_deref(), "reason", Text::MAX_CHARS)?
+        .unwrap_or_else(|| "return requested".into());
+    let order = flow::commands::request_return(app, order.id, lines, &reason, actor).await?;
+    json(StatusCode::OK, &order_view(app, order).await?)
+}
+
+/// The lines a return names (`None`: everything still returnable), checked field by field.
+fn return_lines(given: Option<Vec<ReturnLine>>) -> Result<Option<Vec<(Sku, u64)>>, ApiError> {
+    Ok(match given {
         None => None,
         Some(ls) if ls.is_empty() => {
             return Err(ApiError::field("lines", "must hold at least one line"));
@@ -1329,11 +1267,7 @@ async fn request_return(app: &App, id: &str, req: &Request) -> Reply {
             }
             Some(out)
         }
-    };
-    let reason = optional_text(b.reason.as_deref(), "reason", Text::MAX_CHARS)?
-        .unwrap_or_else(|| "return requested".into());
-    let order = flow::commands::request_return(app, order.id, lines, &reason, actor).await?;
-    json(StatusCode::OK, &order_view(app, order).await?)
+    })
 }
 
 /// The warehouse received the open return: its value is refunded and the goods go back to

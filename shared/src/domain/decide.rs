@@ -453,7 +453,10 @@ pub fn reviewed(
     c.order.redrives = 0;
     match verdict {
         Verdict::Approve(_) => to_step(&mut c, steps::INVENTORY, now),
-        Verdict::Hold(r) => c.order.hold_reasons = r.clone(),
+        Verdict::Hold(r) => {
+            c.order.hold_reasons = r.clone();
+            c.order.was_held = true;
+        }
         Verdict::Reject(_) => {}
     }
     Some(seal(c, policy, now))

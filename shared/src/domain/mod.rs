@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod numbers;
 pub mod order;
 pub mod outbound;
+pub mod reports;
 pub mod staff;
 pub mod status;
 pub mod values;

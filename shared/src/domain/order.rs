@@ -507,6 +507,7 @@ impl NewOrder {
             due_at: None,
             redrives: 0,
             ship_after: None,
+            was_held: false,
             status: Status::Received,
             version: 1,
             created_at: at,
@@ -568,6 +569,10 @@ pub struct Order {
     /// merge window); set once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ship_after: Option<DateTime<Utc>>,
+    /// Review held the order for a person at some point (kept after the decision, for the
+    /// share of orders that needed manual review).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub was_held: bool,
     status: Status,
     version: u64,
     pub created_at: DateTime<Utc>,

@@ -14,6 +14,7 @@
 //! | [`commands`] | staff and customer API | `decide::cancel`, `change_address`, `request_return`, ... |
 //! | [`sweep`] | schedule | `decide::sweep` |
 //! | [`effects`] | `effects` queue, and right after each commit | `decide::refund_made`, `refund_refused` |
+//! | [`reports`] | the table's stream (locally the change log) | `domain::reports::decide` |
 //!
 //! Effects are outbox records: after a commit the writer carries out the quick ones at once
 //! (next-step messages, notifications, stock moves) and hands refunds to the `effects` queue.
@@ -27,6 +28,7 @@ pub mod intake;
 pub mod inventory;
 pub mod numbering;
 pub mod payment;
+pub mod reports;
 pub mod review;
 pub mod staff;
 pub mod sweep;

@@ -67,6 +67,8 @@ use crate::ports::{
     StoreError, sum_allocations, timestamp_key,
 };
 
+mod reports;
+
 type Item = HashMap<String, AttributeValue>;
 
 /// DynamoDB's limit on the items of one transaction.
@@ -226,6 +228,11 @@ fn get_n<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
 
 fn to_av<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Backend(boxed(e)))
+}
+
+/// A JSON document kept in a string attribute.
+fn from_av_json<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+    serde_json::from_str(get_s(item, name)?).map_err(|e| StoreError::Backend(boxed(e)))
 }
 
 fn from_av<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
@@ -913,6 +920,15 @@ impl OrderStore for DynamoStore {
             .query_index(0, keys::by_number(number), true, 1)
             .await?
             .pop())
+    }
+
+    async fn get_order_by_external(
+        &self,
+        channel: &crate::domain::ChannelId,
+        external: &crate::domain::ExternalId,
+    ) -> Result<Option<Order>, StoreError> {
+        self.order_of_external(keys::external(channel, external))
+            .await
     }
 
     async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError> {

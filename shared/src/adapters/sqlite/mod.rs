@@ -5,6 +5,7 @@
 //! transactions give the AWS adapter).
 
 mod queue;
+mod reports;
 mod store;
 
 use std::path::Path;
@@ -18,7 +19,7 @@ pub use store::SqliteStore;
 use crate::ports::{QueueError, StoreError};
 
 /// Bumped whenever [`SCHEMA`] changes shape; `open` refuses a file from a newer version.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS orders (
@@ -51,6 +52,42 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (order_id, effect_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox(due_at);
+
+-- The change log (version 3): every write of an order, in commit order, for the reports step.
+CREATE TABLE IF NOT EXISTS changes (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id  TEXT NOT NULL,
+    version   INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS orders_inserted AFTER INSERT ON orders BEGIN
+    INSERT INTO changes (order_id, version) VALUES (NEW.id, NEW.version);
+END;
+CREATE TRIGGER IF NOT EXISTS orders_updated AFTER UPDATE OF version ON orders BEGIN
+    INSERT INTO changes (order_id, version) VALUES (NEW.id, NEW.version);
+END;
+
+-- Report rollups (version 3): what was counted per order, the customers seen, the tallies.
+CREATE TABLE IF NOT EXISTS report_counted (
+    order_id  TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    doc       TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_customers (
+    customer  TEXT PRIMARY KEY,
+    doc       TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_contacts (
+    hash      TEXT PRIMARY KEY,
+    customer  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_tallies (
+    day      TEXT NOT NULL,
+    channel  TEXT NOT NULL,
+    grp      TEXT NOT NULL,
+    field    TEXT NOT NULL,
+    value    INTEGER NOT NULL,
+    PRIMARY KEY (day, channel, grp, field)
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS catalogue (
     sku  TEXT PRIMARY KEY,
@@ -268,6 +305,12 @@ impl SqliteDb {
             )?;
         }
         conn.execute_batch(SCHEMA)?;
+        if (1..3).contains(&version) {
+            // Version 3 added the change log: the orders already there are changes to count.
+            conn.execute_batch(
+                "INSERT INTO changes (order_id, version) SELECT id, version FROM orders ORDER BY id;",
+            )?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         if let Some(seen) = RECORDED.get() {
             let seen = Arc::clone(seen);

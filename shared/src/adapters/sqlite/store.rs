@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Cached, SqliteDb, to_sql_int};
 use crate::domain::{
-    CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
-    WarehouseId,
+    CatalogueItem, ChannelId, Effect, ExternalId, Order, OrderChange, OrderId, OrderNumber, Sku,
+    Status, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
     Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
@@ -20,7 +20,7 @@ use crate::ports::{
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    db: SqliteDb,
+    pub(super) db: SqliteDb,
 }
 
 impl SqliteStore {
@@ -29,15 +29,15 @@ impl SqliteStore {
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-fn immediate(conn: &mut rusqlite::Connection) -> Result<Transaction<'_>, StoreError> {
+pub(super) fn immediate(conn: &mut rusqlite::Connection) -> Result<Transaction<'_>, StoreError> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
@@ -190,6 +190,17 @@ impl OrderStore for SqliteStore {
         let number = number.to_string();
         self.db
             .call(move |conn| order_where(conn, "number = ?1", [number]))
+            .await
+    }
+
+    async fn get_order_by_external(
+        &self,
+        channel: &ChannelId,
+        external: &ExternalId,
+    ) -> Result<Option<Order>, StoreError> {
+        let (c, e) = (channel.to_string(), external.to_string());
+        self.db
+            .call(move |conn| order_where(conn, "channel = ?1 AND external_id = ?2", [c, e]))
             .await
     }
 
