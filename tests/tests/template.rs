@@ -58,7 +58,7 @@ fn every_queue_the_code_uses_exists_with_its_dead_letter_queue() {
 #[test]
 fn every_route_is_routed() {
     let t = template();
-    for (method, path) in oms::api::ROUTES {
+    for (method, path) in oms::api::ROUTES.iter().chain(oms::api::PAGES) {
         let routed = t.contains(&format!(
             "            Path: {path}\n            Method: {method}\n"
         ));
@@ -78,7 +78,7 @@ fn the_deployed_configuration_is_valid() {
 /// The SDK operations the AWS adapters call (`client.<operation>()`), read from their source.
 fn operations_in_the_adapters() -> std::collections::BTreeSet<String> {
     let mut ops = std::collections::BTreeSet::new();
-    for file in ["dynamodb.rs", "sqs.rs", "mod.rs"] {
+    for file in ["dynamodb.rs", "dynamodb/reports.rs", "sqs.rs", "mod.rs"] {
         let src = std::fs::read_to_string(root().join("shared/src/adapters/aws").join(file))
             .expect("adapter source");
         let flat: String = src.chars().filter(|c| !c.is_whitespace()).collect();
@@ -132,8 +132,9 @@ fn each_function_policy_covers_every_call_its_code_makes() {
                     "the adapters call {op}, which shared/src/adapters/aws/grants.rs does not list"
                 )
             });
-        let runtime =
-            grants::DYNAMODB_RUNTIME.contains(&action) || grants::SQS_SEND.contains(&action);
+        let runtime = grants::DYNAMODB_RUNTIME.contains(&action)
+            || grants::SQS_SEND.contains(&action)
+            || grants::SQS_DEPTH.contains(&action);
         let operator = grants::OPERATOR_ONLY.contains(&action);
         assert!(
             runtime != operator,
@@ -163,11 +164,41 @@ fn each_function_policy_covers_every_call_its_code_makes() {
                 f.resource
             );
         }
-        assert!(
+        assert_eq!(
             policy.contains("Action: [sqs:SendMessage, sqs:GetQueueUrl]"),
-            "{} cannot send to its queues",
+            !f.sends_to.is_empty(),
+            "{} must be granted sending exactly when it sends",
             f.resource
         );
+        // Counting dead letters: the depth calls on the step queues' dead-letter queues only.
+        assert_eq!(
+            policy.contains("Action: [sqs:GetQueueAttributes, sqs:GetQueueUrl]"),
+            f.counts_dead_letters,
+            "{}: dead-letter counting",
+            f.resource
+        );
+        assert_eq!(
+            policy.matches("sqs:GetQueueAttributes").count(),
+            usize::from(f.counts_dead_letters),
+            "{}: sqs:GetQueueAttributes is granted only for the dead-letter counts",
+            f.resource
+        );
+        if f.counts_dead_letters {
+            for q in [
+                "Numbering",
+                "Review",
+                "Inventory",
+                "Dispatch",
+                "Effects",
+                "Webhooks",
+            ] {
+                assert!(
+                    policy.contains(&format!("!GetAtt {q}Dlq.Arn")),
+                    "{} counts the {q} dead letters",
+                    f.resource
+                );
+            }
+        }
         for q in f.sends_to {
             let camel: String = q[..1].to_uppercase() + &q[1..];
             assert!(

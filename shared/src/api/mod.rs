@@ -93,6 +93,28 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhook-endpoints/{id}/rotate-secret"),
     ("POST", "/webhook-endpoints/{id}/enable"),
     ("GET", "/webhook-endpoints/{id}/deliveries"),
+    ("GET", "/reports/summary"),
+    ("GET", "/reports/timeseries"),
+    ("GET", "/reports/timeliness"),
+    ("GET", "/reports/returns"),
+    ("GET", "/reports/top-skus"),
+    ("GET", "/reports/retention"),
+    ("GET", "/reports/promotions"),
+    ("GET", "/reports/kpis"),
+    ("GET", "/orders/search"),
+    ("GET", "/dead-letters"),
+    ("POST", "/orders/lookup/cancel"),
+    ("PUT", "/orders/lookup/shipping-address"),
+    ("POST", "/orders/lookup/return"),
+    ("GET", "/orders/lookup/invoice"),
+];
+
+/// The pages and their assets (HTML, CSS, JavaScript: not API operations, so not in
+/// `docs/openapi.json`), served by the same function as the API.
+pub const PAGES: &[(&str, &str)] = &[
+    ("GET", "/dashboard"),
+    ("GET", "/track"),
+    ("GET", "/assets/{name}"),
 ];
 
 /// The largest request body accepted (an order of `MAX_LINES` lines is far smaller).

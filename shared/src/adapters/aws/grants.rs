@@ -24,6 +24,9 @@ pub const DYNAMODB_RUNTIME: &[&str] = &[
 /// by `sqs:SendMessage`).
 pub const SQS_SEND: &[&str] = &["sqs:SendMessage", "sqs:GetQueueUrl"];
 
+/// What a function needs on a dead-letter queue to count its messages (`GET /dead-letters`).
+pub const SQS_DEPTH: &[&str] = &["sqs:GetQueueAttributes", "sqs:GetQueueUrl"];
+
 /// Calls only `oms-local provision` and the operator commands make (never a function).
 pub const OPERATOR_ONLY: &[&str] = &[
     "dynamodb:CreateTable",
@@ -31,7 +34,6 @@ pub const OPERATOR_ONLY: &[&str] = &[
     "dynamodb:DescribeTimeToLive",
     "sqs:CreateQueue",
     "sqs:SetQueueAttributes",
-    "sqs:GetQueueAttributes",
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
 ];
@@ -68,6 +70,8 @@ pub struct Function {
     pub binary: &'static str,
     pub resource: &'static str,
     pub sends_to: &'static [&'static str],
+    /// Counts the step queues' dead-letter queues (needs [`SQS_DEPTH`] on them).
+    pub counts_dead_letters: bool,
 }
 
 /// Every step commits its next step's message and the outbox's notifications; stock changes can
@@ -98,56 +102,73 @@ pub const FUNCTIONS: &[Function] = &[
         binary: "intake",
         resource: "IntakeFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "orders-api",
         resource: "OrdersApiFunction",
         sends_to: STEPS_NOTIFICATIONS_AND_ALERTS,
+        counts_dead_letters: true,
     },
     Function {
         binary: "payment-webhook",
         resource: "PaymentWebhookFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "logistics-webhook",
         resource: "LogisticsWebhookFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "numbering",
         resource: "NumberingFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "review",
         resource: "ReviewFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "inventory",
         resource: "InventoryFunction",
         sends_to: STEPS_NOTIFICATIONS_AND_ALERTS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "dispatch",
         resource: "DispatchFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "effects",
         resource: "EffectsFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
     Function {
         binary: "webhooks",
         resource: "WebhooksFunction",
         sends_to: &["webhooks", "alerts"],
+        counts_dead_letters: false,
+    },
+    Function {
+        binary: "reports",
+        resource: "ReportsFunction",
+        sends_to: &[],
+        counts_dead_letters: false,
     },
     Function {
         binary: "sweeper",
         resource: "SweeperFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
+        counts_dead_letters: false,
     },
 ];
 

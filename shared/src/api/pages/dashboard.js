@@ -65,20 +65,38 @@
 
   // ---------- formatting ----------
 
-  /** Minor units as major units with two decimals and the currency code: "CNY 1,234.50". */
+  /** Digits after the decimal point of a currency (2 for CNY, 0 for JPY; 2 when unknown). */
+  const digitsCache = new Map();
+  function minorDigits(currency) {
+    if (!currency) return 2;
+    if (!digitsCache.has(currency)) {
+      let digits = 2;
+      try {
+        digits = new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+      } catch {
+        digits = 2;
+      }
+      digitsCache.set(currency, digits);
+    }
+    return digitsCache.get(currency);
+  }
+
+  /** Minor units as major units with the currency code: "CNY 1,234.50" (two decimals; JPY none). */
   function money(minor, currency) {
     const n = Number(minor);
     if (minor == null || !Number.isFinite(n)) return '—';
+    const digits = minorDigits(currency);
+    const unit = 10 ** digits;
     const abs = Math.abs(Math.round(n));
-    const whole = String(Math.floor(abs / 100)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-    const cents = String(abs % 100).padStart(2, '0');
-    return `${currency ? currency + ' ' : ''}${n < 0 ? '-' : ''}${whole}.${cents}`;
+    const whole = String(Math.floor(abs / unit)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    const frac = digits ? `.${String(abs % unit).padStart(digits, '0')}` : '';
+    return `${currency ? currency + ' ' : ''}${n < 0 ? '-' : ''}${whole}${frac}`;
   }
   const moneyOf = (m) => (m && typeof m === 'object' ? money(m.minor, m.currency) : '—');
   const moneyLines = (map) => Object.entries(map || {}).map(([cur, minor]) => money(minor, cur));
   /** Money map as one line per currency, the code set small: for the KPI tiles. */
   const moneyTiles = (map) => Object.entries(map || {}).map(([cur, minor]) =>
-    el('span', { class: 'line' }, el('span', { class: 'cur', text: cur }), money(minor)));
+    el('span', { class: 'line' }, el('span', { class: 'cur', text: cur }), money(minor, cur).slice(cur.length + 1)));
   const percent = (rate) => (rate == null || !Number.isFinite(Number(rate)) ? '—' : `${(rate * 100).toFixed(1)}%`);
   const hours = (min) => (min == null || !Number.isFinite(Number(min)) ? '—' : `${(min / 60).toFixed(1)} h`);
   const mins = (m) => (m == null || !Number.isFinite(Number(m)) ? '—' : Number(m).toLocaleString('en-US', { maximumFractionDigits: 1 }));
@@ -358,7 +376,8 @@
       ...currencies.map((cur, i) => ({
         type: 'line',
         label: `Revenue ${cur}`,
-        data: points.map((p) => ((p.amount || {})[cur] || 0) / 100),
+        data: points.map((p) => ((p.amount || {})[cur] || 0) / 10 ** minorDigits(cur)),
+        currency: cur,
         borderColor: PALETTE[(i + 2) % PALETTE.length],
         backgroundColor: PALETTE[(i + 2) % PALETTE.length],
         pointRadius: points.length > 40 ? 0 : 2,
@@ -376,7 +395,7 @@
           tooltip: {
             callbacks: {
               label: (item) => (item.dataset.yAxisID === 'y1'
-                ? `${item.dataset.label.replace('Revenue ', 'Revenue: ')} ${money(Math.round(item.raw * 100))}`
+                ? `Revenue: ${money(Math.round(item.raw * 10 ** minorDigits(item.dataset.currency)), item.dataset.currency)}`
                 : `Orders: ${count(item.raw)}`),
             },
           },

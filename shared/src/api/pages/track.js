@@ -53,14 +53,32 @@
 
   // ---------- formatting ----------
 
-  /** Minor units as major units with two decimals and the currency code: "CNY 1,234.50". */
+  /** Digits after the decimal point of a currency (2 for CNY, 0 for JPY; 2 when unknown). */
+  const digitsCache = new Map();
+  function minorDigits(currency) {
+    if (!currency) return 2;
+    if (!digitsCache.has(currency)) {
+      let digits = 2;
+      try {
+        digits = new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+      } catch {
+        digits = 2;
+      }
+      digitsCache.set(currency, digits);
+    }
+    return digitsCache.get(currency);
+  }
+
+  /** Minor units as major units with the currency code: "CNY 1,234.50" (two decimals; JPY none). */
   function money(minor, currency) {
     const n = Number(minor);
     if (minor == null || !Number.isFinite(n)) return '—';
+    const digits = minorDigits(currency);
+    const unit = 10 ** digits;
     const abs = Math.abs(Math.round(n));
-    const whole = String(Math.floor(abs / 100)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-    const cents = String(abs % 100).padStart(2, '0');
-    return `${currency ? currency + ' ' : ''}${n < 0 ? '-' : ''}${whole}.${cents}`;
+    const whole = String(Math.floor(abs / unit)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    const frac = digits ? `.${String(abs % unit).padStart(digits, '0')}` : '';
+    return `${currency ? currency + ' ' : ''}${n < 0 ? '-' : ''}${whole}${frac}`;
   }
   /** A time in the customer's own time zone. */
   function when(s) {
