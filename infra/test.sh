@@ -9,7 +9,9 @@
 #      (cargo-nextest if installed, else cargo test) with the AWS suite required, not skipped,
 #   4. runs Schemathesis against a live oms-local (infra/api_fuzz.sh: every check, stateful
 #      sequences, at least 10,000 requests, zero failures), and prints the request count,
-#   5. stops moto, whatever happened.
+#   5. drives the staff dashboard and the customer order page in headless Chromium against a live
+#      oms-local with the demo's orders (infra/browser.sh; screenshots in target/browser/),
+#   6. stops moto, whatever happened.
 # Environment: OMS_VENV (venv directory, default .venv at the workspace root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,3 +62,5 @@ else
 fi
 echo "==> API fuzz (Schemathesis against a live oms-local)"
 OMS_VENV="$venv" ./infra/api_fuzz.sh
+echo "==> pages in a browser (headless Chromium against a live oms-local)"
+OMS_VENV="$venv" ./infra/browser.sh

@@ -227,10 +227,10 @@ async fn run(app: &App, n: usize, seed: u64, from_log: bool) {
         }
     }
     // Everything to its end.
-    for i in 0..orders.len() {
-        while let Some(c) = next(&orders[i], &mut rng) {
+    for order in orders.iter_mut() {
+        while let Some(c) = next(order, &mut rng) {
             app.store.save_change(&c).await.expect("save");
-            orders[i] = c.order.clone();
+            *order = c.order.clone();
             if !from_log {
                 oms::flow::reports::count(app, &c.order)
                     .await

@@ -53,6 +53,10 @@ pub struct Summary {
     /// Step name → latencies in milliseconds.
     pub latencies: BTreeMap<&'static str, Vec<i64>>,
     pub elapsed: Duration,
+    /// The KPI line from the report API, once the reports step caught up.
+    pub kpis: Option<String>,
+    /// The dashboard of the runtime the demo drove (`--url`); none for its own, stopped one.
+    pub dashboard: Option<String>,
 }
 
 impl Summary {
@@ -117,6 +121,16 @@ impl fmt::Display for Summary {
                 v.last().copied().unwrap_or(0),
                 v.len()
             )?;
+        }
+        if let Some(k) = &self.kpis {
+            writeln!(f, "{k}")?;
+        }
+        match &self.dashboard {
+            Some(url) => writeln!(f, "dashboard: {url} (sign in with the staff token)")?,
+            None => writeln!(
+                f,
+                "dashboard: this run's runtime has stopped; start `oms-local`, run `oms-local demo --url http://127.0.0.1:3000` and open http://127.0.0.1:3000/dashboard"
+            )?,
         }
         if !self.errors.is_empty() {
             writeln!(f, "errors ({}):", self.errors.len())?;
@@ -536,11 +550,18 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
             .await?;
         } else {
             let returning = rng.u8(0..10) == 0;
+            // About one order in eight is delivered today and stays in its return window (the
+            // customer page can return it); chosen by its id so the seed's choices stay as they were.
+            let recent = id.ends_with(['0', '1']);
             deliver(
                 ctx,
                 &mut rng,
                 &order,
-                if returning { 0 } else { DELIVERED_DAYS_AGO },
+                if returning || recent {
+                    0
+                } else {
+                    DELIVERED_DAYS_AGO
+                },
                 &mut played,
             )
             .await?;
@@ -562,7 +583,7 @@ async fn play(ctx: &Ctx, seed: u64, i: usize) -> Res<Played> {
                 )
                 .await?;
                 played.returned = true;
-            } else {
+            } else if !recent {
                 ctx.until(&id, &["completed"]).await?;
             }
         }
@@ -721,6 +742,43 @@ async fn prepare(ctx: &Ctx, orders: usize) -> Res<Vec<String>> {
 }
 
 /// Runs the demo and returns its summary.
+/// The KPI line of the summary: today's figures from `GET /reports/kpis`, once the reports
+/// step has counted the run (it trails the orders by a moment).
+async fn kpi_line(ctx: &Ctx) -> Option<String> {
+    let pct = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0))
+    };
+    let mut last = None;
+    for _ in 0..50 {
+        let r = ctx
+            .http
+            .get(format!("{}/reports/kpis", ctx.base))
+            .bearer_auth(&ctx.token)
+            .send()
+            .await
+            .ok()?;
+        let k: serde_json::Value = r.json().await.ok()?;
+        let settled = last.as_ref() == Some(&k);
+        last = Some(k);
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let k = last?;
+    Some(format!(
+        "KPIs (last 30 days): {} orders, processing {} on average, on-time delivery {}, manual review {}, returns {}",
+        k["orders"],
+        k["average_processing_minutes"]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |m| format!("{:.0} min", m)),
+        pct(&k["on_time_delivery_rate"]),
+        pct(&k["manual_review_share"]),
+        pct(&k["return_rate"]),
+    ))
+}
+
 pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut own = None;
@@ -818,6 +876,8 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
     }
     s.elapsed = started.elapsed();
     s.polls = ctx.polls.load(std::sync::atomic::Ordering::Relaxed);
+    s.kpis = kpi_line(&ctx).await;
+    s.dashboard = opts.url.as_ref().map(|_| format!("{}/dashboard", ctx.base));
     if let Some((running, _dir)) = own {
         running.stop().await;
     }

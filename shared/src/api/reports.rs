@@ -464,7 +464,7 @@ async fn search(app: &App, req: &Request) -> Reply {
     }
     let mut seen = BTreeSet::new();
     found.retain(|o| seen.insert(o.id));
-    found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    found.sort_by_key(|o| std::cmp::Reverse(o.created_at));
     found.truncate(SEARCH_LIMIT);
     json(
         StatusCode::OK,

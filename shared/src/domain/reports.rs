@@ -288,7 +288,7 @@ pub fn contribution(order: &Order, class: &CustomerClass, promise_days: u32) -> 
         }
     }
     for l in &order.lines {
-        let qty = i64::try_from(l.quantity.get()).unwrap_or(i64::MAX);
+        let qty = i64::from(l.quantity.get());
         let net = l.unit_price.get().saturating_mul(qty) - l.discount;
         add(&i, format!("{r}|sku|{}|units", l.sku), qty);
         add(&i, format!("{r}|sku|{}|revenue|{cur}", l.sku), net);
