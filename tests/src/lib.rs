@@ -679,3 +679,16 @@ pub mod fake_kuaidi100 {
         }
     }
 }
+
+/// Sends `req` and checks it is answered with `status` as a problem (`application/problem+json`);
+/// returns the problem.
+pub async fn problem(req: reqwest::RequestBuilder, status: u16, what: &str) -> serde_json::Value {
+    let r = req.send().await.expect("request");
+    assert_eq!(r.status().as_u16(), status, "{what}");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    r.json().await.expect("problem json")
+}

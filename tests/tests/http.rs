@@ -1,7 +1,7 @@
 //! The order pipeline over real HTTP, against the local runtime: every case runs on the embedded
 //! default (`sqlite::...`); the cases listed for `dynamodb` also run on DynamoDB + SQS (moto).
 
-use oms_tests::{Local, native_order};
+use oms_tests::{Local, native_order, problem};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -33,18 +33,6 @@ oms_tests::backend_cases!(
         edge_errors_are_problems_too,
     ]
 );
-
-/// Sends a request that must fail: checks its status and that it is a problem, returns it.
-async fn problem(req: reqwest::RequestBuilder, status: u16, what: &str) -> Value {
-    let r = req.send().await.unwrap();
-    assert_eq!(r.status().as_u16(), status, "{what}");
-    assert_eq!(
-        r.headers()["content-type"],
-        "application/problem+json",
-        "{what}"
-    );
-    r.json().await.unwrap()
-}
 
 async fn id_of(body: &Value) -> String {
     body["order_id"]

@@ -176,10 +176,213 @@ async fn stored(app: &App) -> BTreeMap<(Cell, String), i64> {
     out
 }
 
-/// Runs the random life of `n` orders. `feed` counts what the backend delivers: on SQLite the
-/// change log is drained now and then; on DynamoDB each new version is counted as the stream
-/// would deliver it. Old versions are replayed, shuffled and twice, all along.
-async fn run(app: &App, n: usize, seed: u64, from_log: bool) {
+/// How changes reach the reports step in a run.
+enum Feed {
+    /// The SQLite change log, drained now and then (as the local runtime does).
+    Log,
+    /// Each new version counted as soon as it is written.
+    Direct,
+    /// The table's DynamoDB Stream, read with the real SDK and handed to the reports
+    /// function's handler as Lambda events; every batch is handed over a second time later.
+    Stream(Box<StreamReader>),
+}
+
+impl Feed {
+    async fn written(&mut self, app: &App, order: &Order) {
+        match self {
+            Feed::Log => {}
+            Feed::Direct => {
+                oms::flow::reports::count(app, order).await.expect("count");
+            }
+            Feed::Stream(r) => r.deliver(app).await,
+        }
+    }
+
+    async fn catch_up(&mut self, app: &App) {
+        match self {
+            Feed::Log => {
+                while oms::flow::reports::drain_change_log(app)
+                    .await
+                    .expect("drain")
+                    > 0
+                {}
+            }
+            Feed::Direct => {}
+            Feed::Stream(r) => r.deliver(app).await,
+        }
+    }
+}
+
+/// Reads a table's stream from the start, shard by shard, as Lambda's event source mapping does.
+struct StreamReader {
+    client: aws_sdk_dynamodbstreams::Client,
+    arn: String,
+    iterators: BTreeMap<String, Option<String>>,
+    batches: Vec<serde_json::Value>,
+    records: usize,
+}
+
+/// A stream attribute value in DynamoDB's JSON (what Lambda's event carries).
+fn wire(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> serde_json::Value {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    use base64::Engine;
+    use serde_json::json;
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
+    match v {
+        A::S(s) => json!({"S": s}),
+        A::N(n) => json!({"N": n}),
+        A::Bool(b) => json!({"BOOL": b}),
+        A::Null(b) => json!({"NULL": b}),
+        A::B(b) => json!({"B": b64(b)}),
+        A::M(m) => {
+            json!({"M": m.iter().map(|(k, v)| (k.clone(), wire(v))).collect::<serde_json::Map<_, _>>()})
+        }
+        A::L(l) => json!({"L": l.iter().map(wire).collect::<Vec<_>>()}),
+        A::Ss(v) => json!({"SS": v}),
+        A::Ns(v) => json!({"NS": v}),
+        A::Bs(v) => json!({"BS": v.iter().map(b64).collect::<Vec<_>>()}),
+        other => panic!("an attribute type the stream test does not know: {other:?}"),
+    }
+}
+
+fn image(
+    m: Option<&std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>,
+) -> serde_json::Value {
+    serde_json::Value::Object(
+        m.map(|m| m.iter().map(|(k, v)| (k.clone(), wire(v))).collect())
+            .unwrap_or_default(),
+    )
+}
+
+impl StreamReader {
+    async fn new(endpoint: &str, table: &str) -> Self {
+        let config = oms::adapters::aws::sdk_config(&oms::adapters::aws::AwsSettings {
+            endpoint_url: Some(endpoint.to_owned()),
+            region: None,
+        })
+        .await;
+        let arn = aws_sdk_dynamodb::Client::new(&config)
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .expect("describe table")
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .expect("the table has a stream (ensure_table enables it)")
+            .to_owned();
+        StreamReader {
+            client: aws_sdk_dynamodbstreams::Client::new(&config),
+            arn,
+            iterators: BTreeMap::new(),
+            batches: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// Reads what is new on every shard and hands it to the handler in one event.
+    async fn deliver(&mut self, app: &App) {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let desc = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.arn)
+            .send()
+            .await
+            .expect("describe stream");
+        let shards: Vec<String> = desc
+            .stream_description()
+            .map(|d| {
+                d.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut batch = Vec::new();
+        for shard in shards {
+            if !self.iterators.contains_key(&shard) {
+                let it = self
+                    .client
+                    .get_shard_iterator()
+                    .stream_arn(&self.arn)
+                    .shard_id(&shard)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .expect("shard iterator")
+                    .shard_iterator
+                    .clone();
+                self.iterators.insert(shard.clone(), it);
+            }
+            while let Some(Some(it)) = self.iterators.get(&shard).cloned() {
+                let out = self
+                    .client
+                    .get_records()
+                    .shard_iterator(it)
+                    .send()
+                    .await
+                    .expect("get records");
+                let records = out.records();
+                for r in records {
+                    let d = r.dynamodb().expect("a stream record");
+                    batch.push(serde_json::json!({
+                        "eventID": r.event_id().unwrap_or_default(),
+                        "eventName": r.event_name().map(|n| n.as_str()).unwrap_or_default(),
+                        "eventVersion": "1.1",
+                        "eventSource": "aws:dynamodb",
+                        "awsRegion": "us-east-1",
+                        "eventSourceARN": self.arn,
+                        "dynamodb": {
+                            "ApproximateCreationDateTime": d.approximate_creation_date_time().map_or(0.0, |t| t.as_secs_f64()),
+                            "Keys": image(d.keys.as_ref()),
+                            "NewImage": image(d.new_image.as_ref()),
+                            "SequenceNumber": d.sequence_number(),
+                            "SizeBytes": d.size_bytes().unwrap_or(0),
+                            "StreamViewType": "NEW_IMAGE",
+                        }
+                    }));
+                }
+                let empty = records.is_empty();
+                self.iterators
+                    .insert(shard.clone(), out.next_shard_iterator.clone());
+                if empty {
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.records += batch.len();
+        let event = serde_json::json!({ "Records": batch });
+        self.batches.push(event.clone());
+        let response = oms::flow::reports::handle_stream(
+            app,
+            serde_json::from_value(event).expect("a Lambda DynamoDB event"),
+        )
+        .await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+
+    /// Hands an earlier batch over again, as Lambda does after a retry.
+    async fn replay(&self, app: &App, rng: &mut fastrand::Rng) {
+        if self.batches.is_empty() {
+            return;
+        }
+        let event = self.batches[rng.usize(0..self.batches.len())].clone();
+        let response =
+            oms::flow::reports::handle_stream(app, serde_json::from_value(event).expect("event"))
+                .await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+}
+
+/// Runs the random life of `n` orders, feeding the reports step as `feed` says. Old versions
+/// are replayed, shuffled and twice, all along.
+async fn run(app: &App, n: usize, seed: u64, mut feed: Feed) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut orders = Vec::new();
     let mut versions: Vec<Order> = Vec::new();
@@ -190,40 +393,29 @@ async fn run(app: &App, n: usize, seed: u64, from_log: bool) {
             .create_order(&o, &entry, &[])
             .await
             .expect("create");
-        if !from_log {
-            oms::flow::reports::count(app, &o).await.expect("count");
-        }
+        feed.written(app, &o).await;
         versions.push(o.clone());
         orders.push(o);
     }
-    if from_log {
-        while oms::flow::reports::drain_change_log(app)
-            .await
-            .expect("drain")
-            > 0
-        {}
-    }
+    feed.catch_up(app).await;
     for round in 0..40 {
         let i = rng.usize(0..orders.len());
         if let Some(c) = next(&orders[i], &mut rng) {
             app.store.save_change(&c).await.expect("save");
             orders[i] = c.order.clone();
             versions.push(c.order.clone());
-            if !from_log {
-                oms::flow::reports::count(app, &c.order)
-                    .await
-                    .expect("count");
-            }
+            feed.written(app, &c.order).await;
         }
         // Replays: old versions, in any order, some twice.
         for _ in 0..2 {
             let v = versions[rng.usize(0..versions.len())].clone();
             oms::flow::reports::count(app, &v).await.expect("replay");
         }
-        if from_log && round % 7 == 0 {
-            oms::flow::reports::drain_change_log(app)
-                .await
-                .expect("drain");
+        if let Feed::Stream(r) = &feed {
+            r.replay(app, &mut rng).await;
+        }
+        if round % 7 == 0 {
+            feed.catch_up(app).await;
         }
     }
     // Everything to its end.
@@ -231,27 +423,24 @@ async fn run(app: &App, n: usize, seed: u64, from_log: bool) {
         while let Some(c) = next(order, &mut rng) {
             app.store.save_change(&c).await.expect("save");
             *order = c.order.clone();
-            if !from_log {
-                oms::flow::reports::count(app, &c.order)
-                    .await
-                    .expect("count");
-            }
+            versions.push(c.order.clone());
+            feed.written(app, &c.order).await;
         }
     }
-    if from_log {
-        while oms::flow::reports::drain_change_log(app)
-            .await
-            .expect("drain")
-            > 0
-        {}
-        assert!(
+    feed.catch_up(app).await;
+    match &feed {
+        Feed::Log => assert!(
             app.store
                 .changes_after(0, 10)
                 .await
                 .expect("log")
                 .is_empty(),
             "the change log is trimmed once counted"
-        );
+        ),
+        // Every order write came through the stream (with the timeline items, which the
+        // handler skips).
+        Feed::Stream(r) => assert!(r.records >= versions.len(), "{} stream records", r.records),
+        Feed::Direct => {}
     }
     // A last replay of every version: nothing changes.
     let before = stored(app).await;
@@ -316,7 +505,7 @@ async fn rollups_equal_a_recount_after_a_random_run_with_replays_on_sqlite() {
         path: dir.path().join("oms.sqlite"),
     })
     .await;
-    run(&app, 24, 7, true).await;
+    run(&app, 24, 7, Feed::Log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,5 +523,25 @@ async fn rollups_equal_a_recount_after_a_random_run_with_replays_on_dynamodb() {
         queue_prefix: format!("r{}-", &id[..10]),
     })
     .await;
-    run(&app, 12, 11, false).await;
+    run(&app, 12, 11, Feed::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_fed_by_the_tables_stream_equal_a_recount() {
+    let Some(endpoint) = oms_tests::aws_endpoint() else {
+        return;
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let table = format!("oms-rps-{}", &id[..12]);
+    let app = app(Backend::Aws {
+        settings: oms::adapters::aws::AwsSettings {
+            endpoint_url: Some(endpoint.clone()),
+            region: None,
+        },
+        table: table.clone(),
+        queue_prefix: format!("s{}-", &id[..10]),
+    })
+    .await;
+    let reader = StreamReader::new(&endpoint, &table).await;
+    run(&app, 10, 13, Feed::Stream(Box::new(reader))).await;
 }
