@@ -241,8 +241,14 @@ async fn a_refund_that_fails_for_now_is_tried_again_with_backoff_and_made_once(o
     // and after the second backoff (20 s) it is made
     w.clock.advance(Duration::seconds(21));
     assert_eq!(w.local.sweep().await.effects, 1);
+    // (its notification is carried out just after the change that made it: wait for both)
     let done = w
-        .until(id, "the refund is made", |o| o["status"] == "refunded")
+        .until(id, "the refund is made and nothing is pending", |o| {
+            o["status"] == "refunded"
+                && o["pending_effects"]
+                    .as_array()
+                    .is_some_and(|p| p.is_empty())
+        })
         .await;
 
     // Then: three calls, all with our refund id as the idempotency key, one refund made

@@ -141,7 +141,7 @@ impl Lambdas {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
+async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_into_the_reports() {
     let Ok(endpoint) = std::env::var(oms_tests::AWS_ENDPOINT_VAR) else {
         return skip("no OMS_TEST_AWS_ENDPOINT");
     };
@@ -191,6 +191,8 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
     )
     .await
     .unwrap();
+    // The table's stream, as the template's table has it (for the reports function)
+    oms_tests::stream::enable(&endpoint, &table).await;
     // The catalogue, as staff would load it with PUT /catalogue/{sku}
     for item in app.config.catalogue_items().unwrap() {
         app.store.put_item(&item).await.unwrap();
@@ -371,6 +373,32 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch() {
             .collect::<Vec<_>>(),
         vec![ready.shipments[0].tracking_number.clone()]
     );
+    // And the reports function, fed the table's stream as its event source mapping feeds it,
+    // counts the order as the report API (the orders-api function) reads it back
+    let mut stream = oms_tests::stream::Reader::new(&endpoint, &table).await;
+    let records = stream.read().await;
+    assert!(
+        records.len() >= 6,
+        "the order's writes are on the stream: {records:?}"
+    );
+    let answer = lambdas
+        .invoke("reports", &json!({ "Records": records }))
+        .await;
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let summary = lambdas
+        .invoke(
+            "orders-api",
+            &http_event("GET", "/reports/summary", auth.clone(), ""),
+        )
+        .await;
+    assert_eq!(summary["statusCode"], 200, "{summary}");
+    let summary: Value = serde_json::from_str(summary["body"].as_str().unwrap()).unwrap();
+    assert_eq!(summary["orders"], 1, "{summary}");
+    assert_eq!(
+        summary["by_status"][0]["status"], "ready_to_ship",
+        "{summary}"
+    );
+    assert_eq!(summary["amount"]["CNY"], ready.total.minor, "{summary}");
     let _ = writeln!(
         std::io::stderr(),
         "smoke: order {order_id} reached {} with waybill {} through the real binaries",

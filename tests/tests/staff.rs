@@ -186,6 +186,33 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
+
+        // A named key that happens to be called "staff" is still a named key: it cannot act
+        // under another name the way the shared token may.
+        let (_, namesake) = make_key(local, "staff", "operator").await;
+        let r = with_key(
+            local,
+            Method::POST,
+            &format!("/orders/{id}/cancel"),
+            &namesake,
+        )
+        .json(&json!({"reason": "test", "by": "someone else"}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let order = local.get_order(&id).await;
+        let cancelled = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["to"] == "cancelled")
+            .cloned()
+            .expect("cancelled on the timeline");
+        assert_eq!(
+            cancelled["actor"],
+            json!({"kind": "staff", "name": "staff"})
+        );
     }
 
     /// Every staff route of the API, called with each role's key: a role below the route's

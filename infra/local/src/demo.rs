@@ -768,6 +768,12 @@ async fn kpi_line(ctx: &Ctx) -> Option<String> {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let k = last?;
+    if k["orders"].as_i64().unwrap_or(0) == 0 {
+        return Some(
+            "KPIs: no orders counted yet (on DynamoDB the deployed reports function counts them; this runtime does not)"
+                .into(),
+        );
+    }
     Some(format!(
         "KPIs (last 30 days): {} orders, processing {} on average, on-time delivery {}, manual review {}, returns {}",
         k["orders"],

@@ -1009,7 +1009,7 @@ struct CancelBody {
 /// The name a staff action is recorded under: a named key's (or the JWT's) person; with the
 /// shared token, the name the request gives (`by`, `reviewer`), else "staff".
 fn acting_as(user: &crate::domain::staff::StaffUser, given: Option<String>) -> String {
-    if user.name == staff::SHARED_TOKEN_NAME {
+    if user.shared {
         given.unwrap_or_else(|| user.name.clone())
     } else {
         user.name.clone()

@@ -56,6 +56,7 @@ pub async fn identify(
         return Ok(StaffUser {
             name: SHARED_TOKEN_NAME.into(),
             role: Role::Admin,
+            shared: true,
         });
     }
     flow::staff::identify(app, given)
@@ -82,6 +83,7 @@ fn jwt_user(
     Some(StaffUser {
         name: name.clone(),
         role,
+        shared: false,
     })
 }
 

@@ -61,6 +61,9 @@ impl std::fmt::Display for Role {
 pub struct StaffUser {
     pub name: String,
     pub role: Role,
+    /// The shared `OMS_STAFF_TOKEN` (not a named key or a person): its actions may name who
+    /// acted (`by`, `reviewer`).
+    pub shared: bool,
 }
 
 /// A named staff key as stored: no secret, only its hash.
@@ -107,6 +110,7 @@ impl StaffKey {
         (matches && self.revoked_at.is_none()).then(|| StaffUser {
             name: self.name.clone(),
             role: self.role,
+            shared: false,
         })
     }
 }
@@ -160,7 +164,8 @@ mod tests {
             stored.admits(&key),
             Some(StaffUser {
                 name: "Wang Fang".into(),
-                role: Role::Operator
+                role: Role::Operator,
+                shared: false,
             })
         );
         assert_eq!(stored.admits(&key_text(id, &"e".repeat(64))), None);

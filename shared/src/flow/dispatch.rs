@@ -55,25 +55,14 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
         .channel(&order.channel)
         .map_or(5, |c| c.promise_days);
     let region = order.shipping_address.region.as_str();
-    // Parcel weights come from the catalogue, not from the channel.
     let skus: Vec<_> = order.lines.iter().map(|l| l.sku.clone()).collect();
-    let catalogue = app.store.items(&skus).await?;
-    let weight_of = |sku: &crate::domain::Sku| {
-        catalogue
-            .iter()
-            .find(|i| i.sku == *sku)
-            .map_or(app.config.default_weight_grams, |i| i.weight_grams)
-    };
+    let weights = Weights::of_skus(app, &skus).await?;
     let mut shipments = Vec::new();
     for r in app.store.reservations(order.id).await? {
         if r.state != ReservationState::Held {
             continue;
         }
-        let weight: u64 = r
-            .lines
-            .iter()
-            .map(|(sku, q)| weight_of(sku).saturating_mul(*q))
-            .sum();
+        let weight = weights.grams(&r.lines);
         let Some((carrier, cost)) = choose_carrier(&app.config.carriers, region, weight, promise)
         else {
             let reason = format!(
@@ -86,47 +75,7 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
             )
             .await;
         };
-        let warehouse = app
-            .config
-            .warehouses
-            .iter()
-            .find(|w| w.id == r.warehouse.as_str());
-        let a = &order.shipping_address;
-        let request = WaybillRequest {
-            carrier: carrier.to_owned(),
-            prefix: app.config.carriers[carrier].waybill_prefix.clone(),
-            order: order.id,
-            warehouse: r.warehouse.clone(),
-            sender: Party {
-                name: warehouse.map_or_else(|| r.warehouse.to_string(), |w| w.name.clone()),
-                mobile: warehouse.and_then(|w| w.phone.clone()).unwrap_or_default(),
-                address: warehouse
-                    .and_then(|w| w.address.clone())
-                    .unwrap_or_default(),
-            },
-            recipient: Party {
-                name: a.name.to_string(),
-                mobile: a
-                    .phone
-                    .as_ref()
-                    .or(order.customer.phone.as_ref())
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_default(),
-                address: [a.region.as_str(), a.city.as_str(), a.line1.as_str()]
-                    .into_iter()
-                    .chain(a.line2.as_ref().map(|l| l.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            },
-            cargo: r
-                .lines
-                .iter()
-                .map(|(sku, q)| format!("{sku} x{q}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            count: r.lines.iter().map(|(_, q)| *q).sum(),
-            weight_grams: weight,
-        };
+        let request = waybill_request(app, &order, carrier, &r.warehouse, &r.lines, weight);
         let tracking = match app.carriers.waybill(&request).await {
             Ok(t) => t,
             Err(e) if e.retryable => return Err(StepError::Transient(e.to_string())),
@@ -167,6 +116,84 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
         .await;
     }
     commit_if(app, decide::dispatched(&order, shipments, &p, now)).await
+}
+
+/// Parcel weights from the catalogue (not from the channel), the configuration's default for
+/// a SKU the catalogue does not weigh.
+struct Weights {
+    catalogue: Vec<crate::domain::CatalogueItem>,
+    default_grams: u64,
+}
+
+impl Weights {
+    async fn of_skus(app: &App, skus: &[crate::domain::Sku]) -> Result<Self, StepError> {
+        Ok(Weights {
+            catalogue: app.store.items(skus).await?,
+            default_grams: app.config.default_weight_grams,
+        })
+    }
+
+    fn grams(&self, lines: &[(crate::domain::Sku, u64)]) -> u64 {
+        lines
+            .iter()
+            .map(|(sku, q)| {
+                self.catalogue
+                    .iter()
+                    .find(|i| i.sku == *sku)
+                    .map_or(self.default_grams, |i| i.weight_grams)
+                    .saturating_mul(*q)
+            })
+            .sum()
+    }
+}
+
+/// What the carrier's waybill API is asked for one parcel of `order` from `warehouse`.
+fn waybill_request(
+    app: &App,
+    order: &Order,
+    carrier: &str,
+    warehouse: &crate::domain::WarehouseId,
+    lines: &[(crate::domain::Sku, u64)],
+    weight_grams: u64,
+) -> WaybillRequest {
+    let wh = app
+        .config
+        .warehouses
+        .iter()
+        .find(|w| w.id == warehouse.as_str());
+    let a = &order.shipping_address;
+    WaybillRequest {
+        carrier: carrier.to_owned(),
+        prefix: app.config.carriers[carrier].waybill_prefix.clone(),
+        order: order.id,
+        warehouse: warehouse.clone(),
+        sender: Party {
+            name: wh.map_or_else(|| warehouse.to_string(), |w| w.name.clone()),
+            mobile: wh.and_then(|w| w.phone.clone()).unwrap_or_default(),
+            address: wh.and_then(|w| w.address.clone()).unwrap_or_default(),
+        },
+        recipient: Party {
+            name: a.name.to_string(),
+            mobile: a
+                .phone
+                .as_ref()
+                .or(order.customer.phone.as_ref())
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            address: [a.region.as_str(), a.city.as_str(), a.line1.as_str()]
+                .into_iter()
+                .chain(a.line2.as_ref().map(|l| l.as_str()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+        cargo: lines
+            .iter()
+            .map(|(sku, q)| format!("{sku} x{q}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        count: lines.iter().map(|(_, q)| *q).sum(),
+        weight_grams,
+    }
 }
 
 async fn held(app: &App, order: OrderId) -> Result<Vec<Reservation>, StepError> {
@@ -242,19 +269,7 @@ async fn ship_merged(app: &App, order: &Order) -> Result<bool, StepError> {
                 .flat_map(|s| s.lines.iter().map(|(k, _)| k.clone()))
         }))
         .collect();
-    let catalogue = app.store.items(&skus).await?;
-    let weight_of = |lines: &[(crate::domain::Sku, u64)]| -> u64 {
-        lines
-            .iter()
-            .map(|(sku, q)| {
-                catalogue
-                    .iter()
-                    .find(|i| i.sku == *sku)
-                    .map_or(app.config.default_weight_grams, |i| i.weight_grams)
-                    .saturating_mul(*q)
-            })
-            .sum()
-    };
+    let weights = Weights::of_skus(app, &skus).await?;
     let mut all_lines = mine.lines.clone();
     all_lines.extend(joining.iter().flat_map(|(_, r)| r.lines.clone()));
     all_lines.extend(
@@ -262,7 +277,7 @@ async fn ship_merged(app: &App, order: &Order) -> Result<bool, StepError> {
             .iter()
             .flat_map(|o| o.shipments.iter().flat_map(|s| s.lines.clone())),
     );
-    let weight = weight_of(&all_lines);
+    let weight = weights.grams(&all_lines);
     let region = order.shipping_address.region.as_str();
     let promise = app
         .config
@@ -273,46 +288,7 @@ async fn ship_merged(app: &App, order: &Order) -> Result<bool, StepError> {
         // Too heavy together: each ships on its own.
         return Ok(false);
     };
-    let warehouse = app
-        .config
-        .warehouses
-        .iter()
-        .find(|w| w.id == mine.warehouse.as_str());
-    let a = &order.shipping_address;
-    let request = WaybillRequest {
-        carrier: carrier.to_owned(),
-        prefix: app.config.carriers[carrier].waybill_prefix.clone(),
-        order: order.id,
-        warehouse: mine.warehouse.clone(),
-        sender: Party {
-            name: warehouse.map_or_else(|| mine.warehouse.to_string(), |w| w.name.clone()),
-            mobile: warehouse.and_then(|w| w.phone.clone()).unwrap_or_default(),
-            address: warehouse
-                .and_then(|w| w.address.clone())
-                .unwrap_or_default(),
-        },
-        recipient: Party {
-            name: a.name.to_string(),
-            mobile: a
-                .phone
-                .as_ref()
-                .or(order.customer.phone.as_ref())
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-            address: [a.region.as_str(), a.city.as_str(), a.line1.as_str()]
-                .into_iter()
-                .chain(a.line2.as_ref().map(|l| l.as_str()))
-                .collect::<Vec<_>>()
-                .join(" "),
-        },
-        cargo: all_lines
-            .iter()
-            .map(|(sku, q)| format!("{sku} x{q}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        count: all_lines.iter().map(|(_, q)| *q).sum(),
-        weight_grams: weight,
-    };
+    let request = waybill_request(app, order, carrier, &mine.warehouse, &all_lines, weight);
     let tracking = match app.carriers.waybill(&request).await {
         Ok(t) => t,
         Err(e) if e.retryable => return Err(StepError::Transient(e.to_string())),
@@ -326,7 +302,7 @@ async fn ship_merged(app: &App, order: &Order) -> Result<bool, StepError> {
         warehouse: mine.warehouse.clone(),
         carrier: carrier.to_owned(),
         tracking_number: tracking.clone(),
-        weight_grams: weight_of(&lines),
+        weight_grams: weights.grams(&lines),
         lines,
         cost,
         status: TrackingStatus::Pending,

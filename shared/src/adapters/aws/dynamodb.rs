@@ -48,8 +48,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
-    Update,
+    TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
@@ -314,13 +313,6 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema("pk", "sk")?))
-        // The reports step reads the orders' new images (the template's table has the same).
-        .stream_specification(build(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewImage)
-                .build(),
-        )?)
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?);
     for (index, pk, sk) in GSIS {
