@@ -489,6 +489,10 @@ pub trait RecordStore: Send + Sync {
     async fn put_record(&self, record: &Record) -> Result<(), StoreError>;
     /// Creates the record unless `(kind, id)` exists: `false` (and nothing written) if it does.
     async fn create_record(&self, record: &Record) -> Result<bool, StoreError>;
+    /// Replaces the record `(kind, id)` only if its stored document is still `expected`: `false`
+    /// (and nothing written) if it changed or is gone. A compare-and-set for records that
+    /// several workers may take at once.
+    async fn replace_record(&self, record: &Record, expected: &str) -> Result<bool, StoreError>;
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
     /// The records of one kind, largest id first, at most `limit`.
     async fn records(&self, kind: &str, limit: usize) -> Result<Vec<Record>, StoreError>;

@@ -182,7 +182,30 @@ mod cases {
         assert!(!b.store.create_record(&second).await.unwrap());
         assert_eq!(
             b.store.record("delivery#ep_c", "msg_5").await.unwrap(),
-            Some(first)
+            Some(first.clone())
+        );
+        // Compare-and-set: replaced only while the stored document is the one expected.
+        let mut taken = first.clone();
+        taken.doc = "{\"taken\":1}".into();
+        taken.due = Some(t0() + Span::hours(1));
+        assert!(
+            b.store.replace_record(&taken, &first.doc).await.unwrap(),
+            "{}",
+            b.name
+        );
+        let mut late = first.clone();
+        late.doc = "{\"taken\":2}".into();
+        assert!(!b.store.replace_record(&late, &first.doc).await.unwrap());
+        assert_eq!(
+            b.store.record("delivery#ep_c", "msg_5").await.unwrap(),
+            Some(taken)
+        );
+        let mut ghost = first.clone();
+        ghost.id = "msg_none".into();
+        assert!(!b.store.replace_record(&ghost, &first.doc).await.unwrap());
+        assert_eq!(
+            b.store.record("delivery#ep_c", "msg_none").await.unwrap(),
+            None
         );
     }
 

@@ -357,3 +357,96 @@ async fn an_endpoint_that_answers_410_is_disabled_with_an_alert_and_bad_endpoint
     assert_eq!(r.status(), 403);
     local.running.stop().await;
 }
+
+/// Copies of a delivery's message handled at once (SQS delivers at least once; the sweeper's
+/// relay may send one while an attempt is slow): the endpoint gets the event once per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_delivery_handled_at_once_post_it_once() {
+    let local = Local::sqlite().await;
+    let posts = Arc::new(Mutex::new(Vec::<String>::new()));
+    // An endpoint that takes its time to answer.
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::post(
+            async |axum::extract::State(posts): axum::extract::State<Arc<Mutex<Vec<String>>>>,
+                   headers: axum::http::HeaderMap| {
+                let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                posts.lock().unwrap().push(id);
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                axum::http::StatusCode::OK
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = posts.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app.with_state(state)).await.unwrap();
+    });
+    let ep = subscribe(
+        &local,
+        &format!("http://{addr}/slow"),
+        json!(["order.created"]),
+    )
+    .await;
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+    local
+        .place(&native_order("C1001", &[("TEA-001", 1)]), None)
+        .await;
+    // While the first attempt waits for its answer, four more copies of its message arrive.
+    let mut delivery = None;
+    for _ in 0..200 {
+        let log: Value = local
+            .staff(
+                Method::GET,
+                &format!("/webhook-endpoints/{ep_id}/deliveries"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = log[0]["id"].as_str() {
+            delivery = Some(id.to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let delivery = delivery.expect("a delivery was made");
+    let copy =
+        json!({"kind": "deliver", "endpoint_id": ep_id, "delivery_id": delivery}).to_string();
+    let queue = oms::app::queues::name(oms::app::queues::WEBHOOKS);
+    for _ in 0..4 {
+        local.running.app.queue.send(&queue, &copy).await.unwrap();
+    }
+    // Wait until every copy was handled (the queue is empty and nothing is in flight) and
+    // the delivery is recorded.
+    let mut log = Value::Null;
+    for _ in 0..300 {
+        log = local
+            .staff(
+                Method::GET,
+                &format!("/webhook-endpoints/{ep_id}/deliveries"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let depth = local.running.app.queue.depth(&queue).await.unwrap();
+        if log[0]["state"] == "delivered" && depth == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(log[0]["state"], "delivered", "{log}");
+    assert_eq!(log[0]["attempts"].as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(
+        posts.lock().unwrap().clone(),
+        vec![delivery.clone()],
+        "one attempt, one POST"
+    );
+    local.running.stop().await;
+}

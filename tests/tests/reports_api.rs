@@ -117,6 +117,7 @@ async fn reports_answer_json_and_csv_and_search_finds_orders_by_what_staff_know(
         ("/reports/summary?from=yesterday", "from"),
         ("/reports/summary?from=2026-12-02&to=2026-11-01", "from"),
         ("/reports/summary?from=2020-01-01&to=2026-01-01", "from"),
+        ("/reports/summary?to=2099-01-01", "to"),
         ("/reports/timeseries?interval=hour", "interval"),
         ("/reports/top-skus?limit=0", "limit"),
         ("/reports/kpis?format=xml", "format"),

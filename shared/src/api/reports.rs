@@ -83,13 +83,17 @@ fn filter(app: &App, q: &[(String, String)]) -> Result<Filter, ApiError> {
     let today = app.clock.now().date_naive();
     let (dfrom, dto) = reports::default_range(today);
     let to = day_param(q, "to")?.unwrap_or(dto);
-    let from = day_param(q, "from")?.unwrap_or(if to < dto { to - (dto - dfrom) } else { dfrom });
+    let given_from = day_param(q, "from")?;
+    // Without `from`, the 30 days up to `to` (or up to today, when `to` is later).
+    let from = given_from.unwrap_or(if to < dto { to - (dto - dfrom) } else { dfrom });
+    // The field to name when the range is wrong: the one the caller gave.
+    let culprit = if given_from.is_some() { "from" } else { "to" };
     if from > to {
-        return Err(ApiError::field("from", "must not be after to"));
+        return Err(ApiError::field(culprit, "from must not be after to"));
     }
     if (to - from).num_days() >= MAX_DAYS {
         return Err(ApiError::field(
-            "from",
+            culprit,
             format!("a report covers at most {MAX_DAYS} days"),
         ));
     }

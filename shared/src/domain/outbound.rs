@@ -158,6 +158,10 @@ pub struct Delivery {
     pub attempts: Vec<Attempt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// A worker is making an attempt until then (taken with a compare-and-set on the record):
+    /// another copy of the message waits instead of posting the same event again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempting_until: Option<DateTime<Utc>>,
 }
 
 /// The `webhook-signature` header: one `v1,<base64>` per signing secret, space-separated.
@@ -201,6 +205,7 @@ pub fn after_attempt(
     error: Option<String>,
     now: DateTime<Utc>,
 ) -> AfterAttempt {
+    delivery.attempting_until = None;
     delivery.attempts.push(Attempt {
         at: now,
         status,
@@ -328,6 +333,7 @@ mod tests {
             state: DeliveryState::Pending,
             attempts: vec![],
             next_attempt_at: Some(t(0)),
+            attempting_until: None,
         }
     }
 

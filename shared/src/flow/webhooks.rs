@@ -35,6 +35,10 @@ pub const MAX_ENDPOINTS: usize = 100;
 /// A new delivery is attempted at once through the queue; the sweeper sends it again only if
 /// it is still untried this long after.
 pub const FIRST_ATTEMPT_GRACE_SECONDS: i64 = 60;
+/// How long one worker holds an attempt: longer than the endpoint's answer may take
+/// (`outbound::TIMEOUT_SECONDS`) and the function's own timeout (30 s). If the worker dies, the
+/// sweeper's relay finds the delivery due after it.
+pub const ATTEMPT_LEASE_SECONDS: i64 = 60;
 
 pub fn delivery_kind(endpoint: &str) -> String {
     format!("{DELIVERY_FAMILY}#{endpoint}")
@@ -242,7 +246,7 @@ fn delivery_record(d: &Delivery) -> Result<Record, StoreError> {
         id: d.id.clone(),
         doc: json(d)?,
         due: (d.state == DeliveryState::Pending)
-            .then_some(d.next_attempt_at)
+            .then_some(d.next_attempt_at.max(d.attempting_until))
             .flatten(),
         expires: Some(d.created_at + Duration::days(outbound::DELIVERY_LOG_DAYS)),
     })
@@ -295,6 +299,7 @@ async fn fan_out(app: &App, event: &Event) -> Result<(), StepError> {
                 state: DeliveryState::Pending,
                 attempts: Vec::new(),
                 next_attempt_at: Some(now + Duration::seconds(FIRST_ATTEMPT_GRACE_SECONDS)),
+                attempting_until: None,
             };
             if app.store.create_record(&delivery_record(&d)?).await? {
                 send_deliver(app, &d.endpoint_id, &d.id).await?;
@@ -335,11 +340,26 @@ async fn deliver(app: &App, endpoint_id: &str, delivery_id: &str) -> Result<(), 
     if !d.attempts.is_empty() && d.next_attempt_at.is_some_and(|at| at > now) {
         return Ok(());
     }
+    // Another worker is making this attempt (a copy of the message, or the sweeper's relay).
+    if d.attempting_until.is_some_and(|until| until > now) {
+        return Ok(());
+    }
+    // Take the attempt: a compare-and-set on the record as read, so that of two workers that
+    // read it at once only one posts; the other finds the record changed and leaves it.
+    d.attempting_until = Some(now + Duration::seconds(ATTEMPT_LEASE_SECONDS));
+    if !app
+        .store
+        .replace_record(&delivery_record(&d)?, &record.doc)
+        .await?
+    {
+        return Ok(());
+    }
     let ep = endpoint(app, endpoint_id).await?;
     let h = health(app, endpoint_id).await?;
     let Some(ep) = ep.filter(|e| e.removed_at.is_none() && h.disabled_at.is_none()) else {
         d.state = DeliveryState::Failed;
         d.next_attempt_at = None;
+        d.attempting_until = None;
         d.attempts.push(outbound::Attempt {
             at: now,
             status: None,

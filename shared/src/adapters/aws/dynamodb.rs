@@ -1660,6 +1660,15 @@ impl RecordStore for DynamoStore {
             .await
     }
 
+    async fn replace_record(&self, record: &Record, expected: &str) -> Result<bool, StoreError> {
+        self.put_if(
+            record_item(record),
+            "doc = :expected",
+            Some((":expected", s(expected.to_owned()))),
+        )
+        .await
+    }
+
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         self.get_item(keys::record(kind, id))
             .await?

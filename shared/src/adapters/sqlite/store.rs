@@ -1124,6 +1124,28 @@ impl RecordStore for SqliteStore {
             .await
     }
 
+    async fn replace_record(&self, record: &Record, expected: &str) -> Result<bool, StoreError> {
+        let (r, expected) = (record.clone(), expected.to_owned());
+        self.db
+            .call(move |conn| {
+                let n = conn.exec(
+                    "UPDATE records SET family = ?3, doc = ?4, due = ?5, expires = ?6
+                     WHERE kind = ?1 AND id = ?2 AND doc = ?7",
+                    params![
+                        r.kind,
+                        r.id,
+                        Record::family(&r.kind),
+                        r.doc,
+                        r.due.map(timestamp_key),
+                        r.expires.map(timestamp_key),
+                        expected
+                    ],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         let (kind, id) = (kind.to_owned(), id.to_owned());
         self.db
