@@ -115,9 +115,6 @@ async fn reports_answer_json_and_csv_and_search_finds_orders_by_what_staff_know(
     // Bad input names the field and changes nothing.
     for (path, field) in [
         ("/reports/summary?from=yesterday", "from"),
-        ("/reports/summary?from=2026-12-02&to=2026-11-01", "from"),
-        ("/reports/summary?from=2020-01-01&to=2026-01-01", "from"),
-        ("/reports/summary?to=2099-01-01", "to"),
         ("/reports/timeseries?interval=hour", "interval"),
         ("/reports/top-skus?limit=0", "limit"),
         ("/reports/kpis?format=xml", "format"),
@@ -125,6 +122,16 @@ async fn reports_answer_json_and_csv_and_search_finds_orders_by_what_staff_know(
         ("/orders/search?q=", "q"),
     ] {
         let p = problem(local.staff(Method::GET, path), 400, path).await;
+        assert_eq!(p["errors"][0]["field"], field, "{path}: {p}");
+    }
+    // A range of well-formed days that is not a range, or too long: refused, naming the field
+    // the caller gave.
+    for (path, field) in [
+        ("/reports/summary?from=2026-12-02&to=2026-11-01", "from"),
+        ("/reports/summary?from=2020-01-01&to=2026-01-01", "from"),
+        ("/reports/summary?to=2099-01-01", "to"),
+    ] {
+        let p = problem(local.staff(Method::GET, path), 422, path).await;
         assert_eq!(p["errors"][0]["field"], field, "{path}: {p}");
     }
     // Staff only.
@@ -230,6 +237,26 @@ async fn a_customer_changes_the_address_reads_the_invoice_and_cancels_by_number_
         .await;
         assert_eq!(p["detail"], "no order with this number and contact");
     }
+    // A body that is not an object is refused, even where every field is optional.
+    for (req, what) in [
+        (
+            local.http.post(local.url("/orders/lookup/cancel")),
+            "customer cancel",
+        ),
+        (
+            local.staff(Method::POST, &format!("/orders/{id}/cancel")),
+            "staff cancel",
+        ),
+    ] {
+        let p = problem(
+            req.header("content-type", "application/json").body("[]"),
+            400,
+            what,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "body", "{what}: {p}");
+    }
+    assert_eq!(local.get_order(&id).await["status"], "awaiting_payment");
     // A new address: checked as an order's, errors named as sent.
     let p = problem(
         local

@@ -517,6 +517,10 @@ fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiErr
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     strict::repeated_key(bytes).map_err(|path| ApiError::field(&path, "is given twice"))?;
+    // Every body is an object (serde would also read a struct from an array, by position).
+    if !value.is_object() {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     if let Some(path) = strict::first_null(&value) {
         let field = if path.is_empty() { "body" } else { &path };
         return Err(ApiError::field(field, "must not be null"));

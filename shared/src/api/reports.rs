@@ -88,14 +88,19 @@ fn filter(app: &App, q: &[(String, String)]) -> Result<Filter, ApiError> {
     let from = given_from.unwrap_or(if to < dto { to - (dto - dfrom) } else { dfrom });
     // The field to name when the range is wrong: the one the caller gave.
     let culprit = if given_from.is_some() { "from" } else { "to" };
+    // Each day is well-formed; the range they make is refused as a business rule (422), which
+    // the description states in words.
+    let refuse = |reason: String| {
+        ApiError::Refused(vec![crate::domain::FieldError {
+            field: culprit.to_owned(),
+            reason,
+        }])
+    };
     if from > to {
-        return Err(ApiError::field(culprit, "from must not be after to"));
+        return Err(refuse("from must not be after to".into()));
     }
     if (to - from).num_days() >= MAX_DAYS {
-        return Err(ApiError::field(
-            culprit,
-            format!("a report covers at most {MAX_DAYS} days"),
-        ));
+        return Err(refuse(format!("a report covers at most {MAX_DAYS} days")));
     }
     let channel = param(q, "channel")
         .filter(|c| !c.is_empty())
@@ -416,13 +421,14 @@ struct Found {
 /// step has counted an order with it), or an external id of any configured channel.
 async fn search(app: &App, req: &Request) -> Reply {
     let q = query(req);
-    let text = param(&q, "q")
-        .map(str::trim)
+    let raw = param(&q, "q")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::field("q", "is required"))?;
-    if text.chars().count() > 254 {
+    if raw.chars().count() > 254 {
         return Err(ApiError::field("q", "must be at most 254 characters"));
     }
+    // Spaces around what was typed or pasted are not part of it (only spaces: nothing).
+    let text = raw.trim();
     let mut found = Vec::new();
     if let Ok(id) = OrderId::parse(text) {
         found.extend(app.store.get_order(id).await?);
