@@ -119,6 +119,7 @@ async fn reports_answer_json_and_csv_and_search_finds_orders_by_what_staff_know(
         ("/reports/top-skus?limit=0", "limit"),
         ("/reports/kpis?format=xml", "format"),
         ("/reports/summary?channel=Not%20a%20channel", "channel"),
+        ("/reports/kpis?channel=", "channel"),
         ("/orders/search?q=", "q"),
     ] {
         let p = problem(local.staff(Method::GET, path), 400, path).await;

@@ -103,7 +103,6 @@ fn filter(app: &App, q: &[(String, String)]) -> Result<Filter, ApiError> {
         return Err(refuse(format!("a report covers at most {MAX_DAYS} days")));
     }
     let channel = param(q, "channel")
-        .filter(|c| !c.is_empty())
         .map(|c| {
             ChannelId::parse(c)
                 .map(|c| c.to_string())
