@@ -189,7 +189,6 @@ pub(super) async fn view(app: &App, order: Order) -> Result<CustomerView, ApiErr
         shipments: order
             .shipments
             .iter()
-            .filter(|s| s.merged_into.is_none() || !s.tracking_number.is_empty())
             .map(|s| ShipmentView {
                 carrier: s.carrier.clone(),
                 tracking_number: s.tracking_number.clone(),
