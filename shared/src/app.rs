@@ -2,14 +2,12 @@
 //! function's init, or when the local runtime starts): the store, the queue, the clock, the
 //! configuration and secrets.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::aws::meter::Meter;
 use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
 use crate::adapters::https::HttpsClient;
-use crate::adapters::sqlite::SqliteDb;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -70,8 +68,9 @@ pub mod queues {
 /// Where state lives.
 #[derive(Debug, Clone)]
 pub enum Backend {
-    /// The embedded default: one SQLite file.
-    Sqlite { path: PathBuf },
+    /// The embedded default: one SQLite file (with the `local` feature; not in Lambda builds).
+    #[cfg(feature = "local")]
+    Sqlite { path: std::path::PathBuf },
     /// DynamoDB and SQS (AWS, or a wire-compatible endpoint such as moto).
     Aws {
         settings: AwsSettings,
@@ -220,8 +219,9 @@ impl App {
     ) -> Result<Self, StartError> {
         let meter = Arc::new(Meter::default());
         let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = match backend {
+            #[cfg(feature = "local")]
             Backend::Sqlite { path } => {
-                let db = SqliteDb::open(path)?;
+                let db = crate::adapters::sqlite::SqliteDb::open(path)?;
                 // The queue's visibility timeouts run on real time, whatever clock the orders
                 // run on (tests drive a manual one).
                 (

@@ -11,9 +11,33 @@ use crate::api::{self, Surface};
 use crate::app::App;
 use crate::flow::{Step, handle_batch};
 
+/// Logs to stdout as Lambda's advanced logging controls ask: JSON when `AWS_LAMBDA_LOG_FORMAT`
+/// is `JSON` (the template sets it), at the level `AWS_LAMBDA_LOG_LEVEL` names, else `RUST_LOG`,
+/// else `INFO`. A level only: per-module directives would need tracing-subscriber's env-filter,
+/// which links a regex engine into every function.
+pub fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let level = var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|| var("RUST_LOG"))
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let fmt = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    // `try_init`: a second call (tests start several handlers in one process) keeps the first.
+    let _ = if json {
+        fmt.json().try_init()
+    } else {
+        fmt.try_init()
+    };
+}
+
 /// An SQS-triggered step function (`ReportBatchItemFailures` on its event source mapping).
 pub async fn serve_queue(step: Step) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     // Each step's function is named after its queue (`functions/numbering`, ...).
     let app = Arc::new(App::from_env(step.queue()).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -25,7 +49,7 @@ pub async fn serve_queue(step: Step) -> Result<(), Error> {
 
 /// The scheduled sweeper (an EventBridge schedule invokes it; the event's content is ignored).
 pub async fn serve_sweeper() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     let app = Arc::new(App::from_env("sweeper").await?);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);
@@ -40,7 +64,7 @@ pub async fn serve_sweeper() -> Result<(), Error> {
 /// The reports function, fed by the table's DynamoDB Stream (`ReportBatchItemFailures` on its
 /// event source mapping).
 pub async fn serve_stream() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     let app = Arc::new(App::from_env("reports").await?);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
@@ -56,7 +80,7 @@ pub async fn serve_stream() -> Result<(), Error> {
 /// An HTTP API function serving one surface: the same axum router the local runtime serves
 /// (`lambda_http` runs tower services).
 pub async fn serve_http(surface: Surface) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     let binary = match surface {
         Surface::Intake => "intake",
         Surface::Orders => "orders-api",

@@ -195,7 +195,14 @@ async fn main() -> std::process::ExitCode {
         cli.command,
         Some(Command::Demo { .. } | Command::Bench { .. })
     ) {
-        lambda_runtime::tracing::init_default_subscriber();
+        // `RUST_LOG` as tracing's env-filter reads it (`info`, `oms=debug,warn`, ...).
+        let filter = tracing_subscriber::EnvFilter::builder()
+            .with_default_directive(tracing_subscriber::filter::LevelFilter::INFO.into())
+            .from_env_lossy();
+        tracing_subscriber::fmt()
+            .with_target(false)
+            .with_env_filter(filter)
+            .init();
     }
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

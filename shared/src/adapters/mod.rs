@@ -2,4 +2,5 @@
 
 pub mod aws;
 pub mod https;
+#[cfg(feature = "local")]
 pub mod sqlite;
