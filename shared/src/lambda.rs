@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-use crate::api::{self, Surface};
+use crate::api;
 use crate::app::App;
 use crate::flow::{Step, handle_batch};
 
@@ -77,17 +77,12 @@ pub async fn serve_stream() -> Result<(), Error> {
     .await
 }
 
-/// An HTTP API function serving one surface: the same axum router the local runtime serves
-/// (`lambda_http` runs tower services).
-pub async fn serve_http(surface: Surface) -> Result<(), Error> {
+/// An HTTP API function serving one surface's routes (`functions/<binary>` passes its own, one
+/// of [`api::surfaces`]): the same axum handlers the local runtime serves (`lambda_http` runs
+/// tower services).
+pub async fn serve_http(binary: &str, routes: api::surfaces::Routes) -> Result<(), Error> {
     init_logging();
-    let binary = match surface {
-        Surface::Intake => "intake",
-        Surface::Orders => "orders-api",
-        Surface::PaymentWebhook => "payment-webhook",
-        Surface::LogisticsWebhook => "logistics-webhook",
-        Surface::All => "all",
-    };
     let app = Arc::new(App::from_env(binary).await?);
-    lambda_http::run(api::router(app, surface)).await
+    let routes = routes(&app);
+    lambda_http::run(api::serve(app, routes)).await
 }

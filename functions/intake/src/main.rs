@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    oms::lambda::serve_http(oms::api::Surface::Intake).await
+    oms::lambda::serve_http("intake", oms::api::surfaces::intake).await
 }

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    oms::lambda::serve_http(oms::api::Surface::LogisticsWebhook).await
+    oms::lambda::serve_http("logistics-webhook", oms::api::surfaces::logistics_webhook).await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    oms::lambda::serve_http(oms::api::Surface::Orders).await
+    oms::lambda::serve_http("orders-api", oms::api::surfaces::orders).await
 }

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    oms::lambda::serve_http(oms::api::Surface::PaymentWebhook).await
+    oms::lambda::serve_http("payment-webhook", oms::api::surfaces::payment_webhook).await
 }

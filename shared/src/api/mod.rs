@@ -408,24 +408,57 @@ fn logistics_webhook_routes() -> axum::Router<Arc<App>> {
 /// The router of one surface (a Lambda function's routes), or of all of them (the local
 /// runtime). Unknown paths are 404 and undeclared methods 405 (with `Allow`), as problems.
 pub fn router(app: Arc<App>, surface: Surface) -> axum::Router {
-    let all = surface == Surface::All;
-    let mut r = axum::Router::new();
-    if all || surface == Surface::Intake {
-        r = r.merge(channel_routes());
-    }
-    if all || surface == Surface::Orders {
-        r = r.merge(customer_routes()).merge(staff_routes(&app));
-    }
-    if all || surface == Surface::PaymentWebhook {
-        r = r.merge(payment_webhook_routes());
-    }
-    if all || surface == Surface::LogisticsWebhook {
-        r = r.merge(logistics_webhook_routes());
-    }
-    r.fallback(async || ApiError::NoRoute.to_response())
+    let routes = match surface {
+        Surface::Intake => surfaces::intake(&app),
+        Surface::Orders => surfaces::orders(&app),
+        Surface::PaymentWebhook => surfaces::payment_webhook(&app),
+        Surface::LogisticsWebhook => surfaces::logistics_webhook(&app),
+        Surface::All => surfaces::intake(&app)
+            .merge(surfaces::orders(&app))
+            .merge(surfaces::payment_webhook(&app))
+            .merge(surfaces::logistics_webhook(&app)),
+    };
+    serve(app, routes)
+}
+
+/// A surface's routes with the fallbacks and the request log every surface has.
+pub fn serve(app: Arc<App>, routes: axum::Router<Arc<App>>) -> axum::Router {
+    routes
+        .fallback(async || ApiError::NoRoute.to_response())
         .method_not_allowed_fallback(async || ApiError::MethodNotAllowed.to_response())
         .layer(axum::middleware::from_fn(log_request))
         .with_state(app)
+}
+
+/// Each [`Surface`]'s routes as a function of its own. A Lambda binary passes its surface's
+/// function to [`crate::lambda::serve_http`], so it links only the handlers those routes reach:
+/// a `Surface` matched at run time would link every surface's (the staff pages and reports in
+/// the intake function).
+pub mod surfaces {
+    use super::*;
+
+    /// The routes of one surface.
+    pub type Routes = fn(&Arc<App>) -> axum::Router<Arc<App>>;
+
+    /// `POST /orders` and `POST /channels/{channel}/orders`.
+    pub fn intake(_: &Arc<App>) -> axum::Router<Arc<App>> {
+        channel_routes()
+    }
+
+    /// Everything else a person or a channel calls, and the pages.
+    pub fn orders(app: &Arc<App>) -> axum::Router<Arc<App>> {
+        customer_routes().merge(staff_routes(app))
+    }
+
+    /// `POST /webhooks/payment/{provider}`.
+    pub fn payment_webhook(_: &Arc<App>) -> axum::Router<Arc<App>> {
+        payment_webhook_routes()
+    }
+
+    /// `POST /webhooks/logistics/{carrier}`.
+    pub fn logistics_webhook(_: &Arc<App>) -> axum::Router<Arc<App>> {
+        logistics_webhook_routes()
+    }
 }
 
 /// Every request runs in a `request` span (method, path and, once known, `order_id`), so each

@@ -27,31 +27,67 @@ pub struct AwsSettings {
 }
 
 /// Loads the SDK configuration once (at a function's init, outside the handler).
+///
+/// With the `local` feature (the local runtime, the tests): the SDK's whole default chain, so a
+/// laptop's profiles and SSO sign-in work. Without it (the Lambda functions): what Lambda gives a
+/// function, read from its environment (`AWS_REGION`, the role's `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL` if set); the rest of
+/// the chain (profile files, STS, SSO, instance metadata) would add about 300 KB to every zip
+/// for nothing a function uses.
 pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     // rustls with ring: a much smaller binary than the SDK's default aws-lc-rs, same protocol.
     let https = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
-    if let Some(region) = &settings.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(url) = &settings.endpoint_url {
-        loader = loader
-            .endpoint_url(url)
-            .credentials_provider(Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "local-endpoint",
-            ));
-        if settings.region.is_none() {
-            loader = loader.region(Region::new("us-east-1"));
+    let local_endpoint = || Credentials::new("test", "test", None, None, "local-endpoint");
+    #[cfg(feature = "local")]
+    {
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
         }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader
+                .endpoint_url(url)
+                .credentials_provider(local_endpoint());
+            if settings.region.is_none() {
+                loader = loader.region(Region::new("us-east-1"));
+            }
+        }
+        loader.load().await
     }
-    loader.load().await
+    #[cfg(not(feature = "local"))]
+    {
+        use aws_config::environment::EnvironmentVariableCredentialsProvider;
+        use aws_sdk_dynamodb::config::SharedCredentialsProvider;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .http_client(https);
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"));
+        if let Some(url) = &settings.endpoint_url {
+            config = config
+                .endpoint_url(url)
+                .credentials_provider(SharedCredentialsProvider::new(local_endpoint()))
+                .region(Region::new(region.unwrap_or_else(|| "us-east-1".into())));
+        } else {
+            if let Some(url) = env("AWS_ENDPOINT_URL") {
+                config = config.endpoint_url(url);
+            }
+            config = config
+                .credentials_provider(SharedCredentialsProvider::new(
+                    EnvironmentVariableCredentialsProvider::new(),
+                ))
+                .region(region.map(Region::new));
+        }
+        config.build()
+    }
 }
 
 /// Error codes after which the same request may succeed.
