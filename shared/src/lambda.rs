@@ -86,3 +86,10 @@ pub async fn serve_http(binary: &str, routes: api::surfaces::Routes) -> Result<(
     let routes = routes(&app);
     lambda_http::run(api::serve(app, routes)).await
 }
+
+/// The pages function: `/dashboard`, `/track` and their assets, static and compiled in. It reads
+/// no environment but the log level and builds no [`App`], so it links no AWS client.
+pub async fn serve_pages() -> Result<(), Error> {
+    init_logging();
+    lambda_http::run(api::pages_router()).await
+}

@@ -399,6 +399,27 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
         "{summary}"
     );
     assert_eq!(summary["amount"]["CNY"], ready.total.minor, "{summary}");
+    // And the pages come from the pages function, which builds no AWS client, and from no other
+    let page = lambdas
+        .invoke(
+            "pages",
+            &http_event("GET", "/dashboard", json!({"accept": "text/html"}), ""),
+        )
+        .await;
+    assert_eq!(page["statusCode"], 200, "{page}");
+    assert!(
+        page["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("<title>OMS dashboard</title>")),
+        "{page}"
+    );
+    let elsewhere = lambdas
+        .invoke(
+            "orders-api",
+            &http_event("GET", "/dashboard", auth.clone(), ""),
+        )
+        .await;
+    assert_eq!(elsewhere["statusCode"], 404, "{elsewhere}");
     let _ = writeln!(
         std::io::stderr(),
         "smoke: order {order_id} reached {} with waybill {} through the real binaries",

@@ -58,13 +58,28 @@ fn every_queue_the_code_uses_exists_with_its_dead_letter_queue() {
 #[test]
 fn every_route_is_routed() {
     let t = template();
-    for (method, path) in oms::api::ROUTES.iter().chain(oms::api::PAGES) {
-        let routed = t.contains(&format!(
+    let routed = |block: &str, method: &str, path: &str| {
+        block.contains(&format!(
             "            Path: {path}\n            Method: {method}\n"
-        ));
+        ))
+    };
+    for (method, path) in oms::api::ROUTES {
         assert!(
-            routed,
+            routed(&t, method, path),
             "{method} {path} has no HttpApi event in infra/template.yaml"
+        );
+    }
+    // The pages go to the pages function, and to no other.
+    let pages = resource(&t, "PagesFunction");
+    for (method, path) in oms::api::PAGES {
+        assert!(
+            routed(pages, method, path),
+            "{method} {path} is not routed to PagesFunction"
+        );
+        assert_eq!(
+            t.matches(&format!("Path: {path}\n")).count(),
+            1,
+            "{path} is routed once"
         );
     }
 }
@@ -158,9 +173,17 @@ fn each_function_policy_covers_every_call_its_code_makes() {
         );
         let policy = block.split("      Events:").next().unwrap_or(block);
         for action in grants::DYNAMODB_RUNTIME {
-            assert!(
+            assert_eq!(
                 policy.contains(&format!("- {action}\n")),
-                "{} lacks {action} (its code calls it)",
+                f.store,
+                "{}: {action} is granted exactly when the function uses the table",
+                f.resource
+            );
+        }
+        if !f.store {
+            assert!(
+                !policy.contains("Policies:"),
+                "{} uses nothing on AWS and is granted nothing",
                 f.resource
             );
         }

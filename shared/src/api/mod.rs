@@ -110,7 +110,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// The pages and their assets (HTML, CSS, JavaScript: not API operations, so not in
-/// `docs/openapi.json`), served by the same function as the API.
+/// `docs/openapi.json`), served on AWS by a function of their own (`functions/pages`).
 pub const PAGES: &[(&str, &str)] = &[
     ("GET", "/dashboard"),
     ("GET", "/track"),
@@ -138,7 +138,9 @@ pub enum Surface {
     PaymentWebhook,
     /// `POST /webhooks/logistics/{carrier}`.
     LogisticsWebhook,
-    /// Both (the local runtime).
+    /// The pages ([`PAGES`]): static, no state.
+    Pages,
+    /// All of them (the local runtime).
     All,
 }
 
@@ -413,10 +415,12 @@ pub fn router(app: Arc<App>, surface: Surface) -> axum::Router {
         Surface::Orders => surfaces::orders(&app),
         Surface::PaymentWebhook => surfaces::payment_webhook(&app),
         Surface::LogisticsWebhook => surfaces::logistics_webhook(&app),
+        Surface::Pages => track::page_routes(),
         Surface::All => surfaces::intake(&app)
             .merge(surfaces::orders(&app))
             .merge(surfaces::payment_webhook(&app))
-            .merge(surfaces::logistics_webhook(&app)),
+            .merge(surfaces::logistics_webhook(&app))
+            .merge(track::page_routes()),
     };
     serve(app, routes)
 }
@@ -428,6 +432,15 @@ pub fn serve(app: Arc<App>, routes: axum::Router<Arc<App>>) -> axum::Router {
         .method_not_allowed_fallback(async || ApiError::MethodNotAllowed.to_response())
         .layer(axum::middleware::from_fn(log_request))
         .with_state(app)
+}
+
+/// The pages alone, with no state: what the `pages` function serves (it builds no [`App`]:
+/// no configuration, no table, no AWS client).
+pub fn pages_router() -> axum::Router {
+    track::page_routes()
+        .fallback(async || ApiError::NoRoute.to_response())
+        .method_not_allowed_fallback(async || ApiError::MethodNotAllowed.to_response())
+        .layer(axum::middleware::from_fn(log_request))
 }
 
 /// Each [`Surface`]'s routes as a function of its own. A Lambda binary passes its surface's
@@ -445,7 +458,7 @@ pub mod surfaces {
         channel_routes()
     }
 
-    /// Everything else a person or a channel calls, and the pages.
+    /// Everything else a person or a channel calls (the pages are [`super::pages_router`]'s).
     pub fn orders(app: &Arc<App>) -> axum::Router<Arc<App>> {
         customer_routes().merge(staff_routes(app))
     }

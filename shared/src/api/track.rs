@@ -4,8 +4,8 @@
 //! the order through the same oracle-free look-up as `GET /orders/lookup` ([`super::lookup`]),
 //! so a wrong number and a wrong contact answer alike, and each is rate limited with it.
 //!
-//! The staff dashboard (`/dashboard`) and both pages' assets are served from here too: static
-//! files compiled into the binary (Chart.js is vendored; nothing is fetched at run time).
+//! The staff dashboard (`/dashboard`) and both pages' assets are here too ([`page_routes`]):
+//! static files compiled into the binary (Chart.js is vendored; nothing is fetched at run time).
 
 use std::sync::Arc;
 
@@ -67,6 +67,13 @@ pub fn routes() -> axum::Router<Arc<App>> {
                 respond(invoice(&app, &req).await)
             }),
         )
+}
+
+/// The pages ([`super::PAGES`]): `/track`, `/dashboard` and their assets. Static files
+/// compiled into the binary, with no state: on AWS they are their own function (`pages`), which
+/// reads no table and links no AWS client.
+pub fn page_routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    axum::Router::new()
         .route("/track", get(async || page(TRACK_HTML)))
         .route("/dashboard", get(async || page(DASHBOARD_HTML)))
         .route(

@@ -72,6 +72,9 @@ pub struct Function {
     pub sends_to: &'static [&'static str],
     /// Counts the step queues' dead-letter queues (needs [`SQS_DEPTH`] on them).
     pub counts_dead_letters: bool,
+    /// Reads and writes the table (needs [`DYNAMODB_RUNTIME`]). Only the pages function does
+    /// not: it serves static files and is granted nothing.
+    pub store: bool,
 }
 
 /// Every step commits its next step's message and the outbox's notifications; stock changes can
@@ -103,72 +106,91 @@ pub const FUNCTIONS: &[Function] = &[
         resource: "IntakeFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "orders-api",
         resource: "OrdersApiFunction",
         sends_to: STEPS_NOTIFICATIONS_AND_ALERTS,
         counts_dead_letters: true,
+        store: true,
     },
     Function {
         binary: "payment-webhook",
         resource: "PaymentWebhookFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "logistics-webhook",
         resource: "LogisticsWebhookFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "numbering",
         resource: "NumberingFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "review",
         resource: "ReviewFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "inventory",
         resource: "InventoryFunction",
         sends_to: STEPS_NOTIFICATIONS_AND_ALERTS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "dispatch",
         resource: "DispatchFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "effects",
         resource: "EffectsFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "webhooks",
         resource: "WebhooksFunction",
         sends_to: &["webhooks", "alerts"],
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "reports",
         resource: "ReportsFunction",
         sends_to: &[],
         counts_dead_letters: false,
+        store: true,
     },
     Function {
         binary: "sweeper",
         resource: "SweeperFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,
         counts_dead_letters: false,
+        store: true,
+    },
+    Function {
+        binary: "pages",
+        resource: "PagesFunction",
+        sends_to: &[],
+        counts_dead_letters: false,
+        store: false,
     },
 ];
 
