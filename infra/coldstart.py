@@ -4,7 +4,7 @@ A stub runtime API on 127.0.0.1 records when a process first asks for an invocat
 (GET /2018-06-01/runtime/invocation/next); the process is then stopped. Each binary is started
 RUNS times with the environment a deployed function has (dummy credentials; nothing is called
 at init), and the median is printed. Run after `cargo lambda build --release` (infra/sizes.sh),
-or point BIN_DIR at other builds.
+(which puts the x86_64 zips in target/lambda/x86_64), or point BIN_DIR at other builds.
 
 Usage: python3 infra/coldstart.py [RUNS]   (OMS_COLDSTART_ENDPOINT: a moto server to warm against)
 """
@@ -21,7 +21,7 @@ import zipfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN_DIR = pathlib.Path(os.environ.get("BIN_DIR", ROOT / "target" / "lambda"))
+BIN_DIR = pathlib.Path(os.environ.get("BIN_DIR", ROOT / "target" / "lambda" / "x86_64"))
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 11
 
 first_poll = {}

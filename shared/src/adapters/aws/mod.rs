@@ -35,23 +35,23 @@ pub struct AwsSettings {
 /// the chain (profile files, STS, SSO, instance metadata) would add about 300 KB to every zip
 /// for nothing a function uses.
 pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    // rustls with ring: a much smaller binary than the SDK's default aws-lc-rs, same protocol.
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let local_endpoint = || Credentials::new("test", "test", None, None, "local-endpoint");
     #[cfg(feature = "local")]
     {
         let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https());
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
         if let Some(url) = &settings.endpoint_url {
             loader = loader
                 .endpoint_url(url)
-                .credentials_provider(local_endpoint());
+                .credentials_provider(Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "local-endpoint",
+                ));
             if settings.region.is_none() {
                 loader = loader.region(Region::new("us-east-1"));
             }
@@ -60,34 +60,76 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
     }
     #[cfg(not(feature = "local"))]
     {
-        use aws_config::environment::EnvironmentVariableCredentialsProvider;
-        use aws_sdk_dynamodb::config::SharedCredentialsProvider;
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let mut config = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .http_client(https);
-        let region = settings
-            .region
-            .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"));
-        if let Some(url) = &settings.endpoint_url {
-            config = config
-                .endpoint_url(url)
-                .credentials_provider(SharedCredentialsProvider::new(local_endpoint()))
-                .region(Region::new(region.unwrap_or_else(|| "us-east-1".into())));
-        } else {
-            if let Some(url) = env("AWS_ENDPOINT_URL") {
-                config = config.endpoint_url(url);
-            }
-            config = config
-                .credentials_provider(SharedCredentialsProvider::new(
-                    EnvironmentVariableCredentialsProvider::new(),
-                ))
-                .region(region.map(Region::new));
-        }
-        config.build()
+        lambda_sdk_config(settings, |k| std::env::var(k).ok())
     }
+}
+
+/// The SDK configuration of a deployed function, from what Lambda puts in its environment
+/// (`env` reads it; a parameter so that a test can hand one over): the region from `AWS_REGION`
+/// (or `AWS_DEFAULT_REGION`), the execution role's credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (fixed for the life of the process), and
+/// `AWS_ENDPOINT_URL` if set. `settings.endpoint_url` (moto, DynamoDB Local) takes dummy
+/// credentials instead, as in the `local` build.
+pub fn lambda_sdk_config(
+    settings: &AwsSettings,
+    env: impl Fn(&str) -> Option<String>,
+) -> aws_config::SdkConfig {
+    use aws_sdk_dynamodb::config::SharedCredentialsProvider;
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .http_client(https());
+    let region = settings
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"));
+    let credentials = if let Some(url) = &settings.endpoint_url {
+        config = config.endpoint_url(url);
+        Some(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "local-endpoint",
+        ))
+    } else {
+        if let Some(url) = env("AWS_ENDPOINT_URL") {
+            config = config.endpoint_url(url);
+        }
+        match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Some(Credentials::new(
+                id,
+                secret,
+                env("AWS_SESSION_TOKEN"),
+                None,
+                "environment",
+            )),
+            _ => {
+                tracing::error!(
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set: every AWS call will be refused"
+                );
+                None
+            }
+        }
+    };
+    if let Some(c) = credentials {
+        config = config.credentials_provider(SharedCredentialsProvider::new(c));
+    }
+    let region = match (&settings.endpoint_url, region) {
+        (Some(_), None) => Some("us-east-1".to_owned()),
+        (_, r) => r,
+    };
+    config.region(region.map(Region::new)).build()
+}
+
+/// One HTTPS client for every SDK client: rustls with ring, a much smaller binary than the SDK's
+/// default aws-lc-rs, same protocol.
+fn https() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Error codes after which the same request may succeed.
