@@ -2,6 +2,9 @@
 //! against DynamoDB and SQS on moto: an order goes in through the intake function, every queue's
 //! messages are fed to their function as SQS events (as the event source mapping does), the order
 //! reaches `awaiting_payment` in DynamoDB, and a signed payment webhook moves it through dispatch.
+//! `cargo lambda watch` builds each one with `cargo run --bin <function>` at the workspace root,
+//! which selects the `default-members` (the function crates) as `sam build` does: the binaries
+//! are built without oms's `local` feature, with the SDK configuration a deployed function uses.
 //!
 //! Needs the moto endpoint (`OMS_TEST_AWS_ENDPOINT`) and cargo-lambda (the README's test command
 //! installs it into `.venv`); without them it says so loudly and passes, unless
