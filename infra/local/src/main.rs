@@ -90,7 +90,7 @@ enum Command {
         url: Option<String>,
     },
     /// Measure the embedded pipeline over real HTTP on a fresh SQLite file (build with
-    /// --release): orders/s to awaiting_payment with step latencies and the rate per tenth of
+    /// --profile fast: release at full speed): orders/s to awaiting_payment with step latencies and the rate per tenth of
     /// the run, payment to ready_to_ship, intake latency at a fixed offered rate, and the raw
     /// SQLite transaction ceiling. Prints a table and writes the figures as JSON.
     Bench {
