@@ -138,9 +138,7 @@ pub enum Surface {
     PaymentWebhook,
     /// `POST /webhooks/logistics/{carrier}`.
     LogisticsWebhook,
-    /// The pages ([`PAGES`]): static, no state.
-    Pages,
-    /// All of them (the local runtime).
+    /// All of them, and the pages (the local runtime).
     All,
 }
 
@@ -415,7 +413,6 @@ pub fn router(app: Arc<App>, surface: Surface) -> axum::Router {
         Surface::Orders => surfaces::orders(&app),
         Surface::PaymentWebhook => surfaces::payment_webhook(&app),
         Surface::LogisticsWebhook => surfaces::logistics_webhook(&app),
-        Surface::Pages => track::page_routes(),
         Surface::All => surfaces::intake(&app)
             .merge(surfaces::orders(&app))
             .merge(surfaces::payment_webhook(&app))
@@ -427,17 +424,18 @@ pub fn router(app: Arc<App>, surface: Surface) -> axum::Router {
 
 /// A surface's routes with the fallbacks and the request log every surface has.
 pub fn serve(app: Arc<App>, routes: axum::Router<Arc<App>>) -> axum::Router {
-    routes
-        .fallback(async || ApiError::NoRoute.to_response())
-        .method_not_allowed_fallback(async || ApiError::MethodNotAllowed.to_response())
-        .layer(axum::middleware::from_fn(log_request))
-        .with_state(app)
+    finish(routes).with_state(app)
 }
 
 /// The pages alone, with no state: what the `pages` function serves (it builds no [`App`]:
 /// no configuration, no table, no AWS client).
 pub fn pages_router() -> axum::Router {
-    track::page_routes()
+    finish(track::page_routes())
+}
+
+/// Unknown paths are 404 and undeclared methods 405, as problems; one log line per request.
+fn finish<S: Clone + Send + Sync + 'static>(routes: axum::Router<S>) -> axum::Router<S> {
+    routes
         .fallback(async || ApiError::NoRoute.to_response())
         .method_not_allowed_fallback(async || ApiError::MethodNotAllowed.to_response())
         .layer(axum::middleware::from_fn(log_request))

@@ -45,15 +45,9 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
         if let Some(url) = &settings.endpoint_url {
             loader = loader
                 .endpoint_url(url)
-                .credentials_provider(Credentials::new(
-                    "test",
-                    "test",
-                    None,
-                    None,
-                    "local-endpoint",
-                ));
+                .credentials_provider(emulator_credentials());
             if settings.region.is_none() {
-                loader = loader.region(Region::new("us-east-1"));
+                loader = loader.region(Region::new(EMULATOR_REGION));
             }
         }
         loader.load().await
@@ -86,13 +80,7 @@ pub fn lambda_sdk_config(
         .or_else(|| env("AWS_DEFAULT_REGION"));
     let credentials = if let Some(url) = &settings.endpoint_url {
         config = config.endpoint_url(url);
-        Some(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "local-endpoint",
-        ))
+        Some(emulator_credentials())
     } else {
         if let Some(url) = env("AWS_ENDPOINT_URL") {
             config = config.endpoint_url(url);
@@ -117,10 +105,16 @@ pub fn lambda_sdk_config(
         config = config.credentials_provider(SharedCredentialsProvider::new(c));
     }
     let region = match (&settings.endpoint_url, region) {
-        (Some(_), None) => Some("us-east-1".to_owned()),
+        (Some(_), None) => Some(EMULATOR_REGION.to_owned()),
         (_, r) => r,
     };
     config.region(region.map(Region::new)).build()
+}
+
+/// What an emulator (moto, DynamoDB Local) is called with: it accepts any credentials and region.
+const EMULATOR_REGION: &str = "us-east-1";
+fn emulator_credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "local-endpoint")
 }
 
 /// One HTTPS client for every SDK client: rustls with ring, a much smaller binary than the SDK's
