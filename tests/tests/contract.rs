@@ -45,6 +45,7 @@ contract!(
     order_lists_filter_and_page_without_gaps_or_repeats,
     low_stock_alerts_are_raised_once_and_cleared,
     a_change_carrying_an_event_applies_once,
+    concurrent_calls_that_fail_midway_write_nothing_and_the_rest_land,
     an_alias_belongs_to_one_order,
     the_timeline_keeps_every_change_in_order,
     a_claimed_number_cannot_be_claimed_by_another_order,
@@ -478,6 +479,68 @@ mod cases {
         replay.event = Some("stripe:evt_2".into());
         b.store.save_change(&replay).await.unwrap();
         assert_eq!(b.store.get_order(o.id).await.unwrap().unwrap().version(), 3);
+    }
+
+    /// Many calls at once, half of which write and then fail (a replayed event is found only
+    /// after the order row is updated): on SQLite they share group commits, and a failing call
+    /// must roll back alone.
+    pub async fn concurrent_calls_that_fail_midway_write_nothing_and_the_rest_land(b: &Backend) {
+        const N: usize = 24;
+        let mut changed = Vec::new();
+        for i in 0..N {
+            let (o, e) = order("C1", None, &[("TEA-001", 1)]);
+            b.store.create_order(&o, &e, &[]).await.unwrap();
+            let mut first = o.revise(
+                Actor::Provider("stripe".into()),
+                "payment recorded".into(),
+                t0(),
+            );
+            first.event = Some(format!("stripe:evt_{i}"));
+            b.store.save_change(&first).await.unwrap();
+            changed.push(first.order);
+        }
+        let results = futures::future::join_all(changed.iter().enumerate().map(|(i, o)| {
+            let mut next = o.revise(
+                Actor::Provider("stripe".into()),
+                "payment recorded".into(),
+                t0(),
+            );
+            // Even orders replay their first event (refused after the row is written); odd
+            // orders bring a new one.
+            next.event = Some(if i % 2 == 0 {
+                format!("stripe:evt_{i}")
+            } else {
+                format!("stripe:evt_{i}_b")
+            });
+            let store = Arc::clone(&b.store);
+            async move { store.save_change(&next).await }
+        }))
+        .await;
+        for (i, (o, r)) in changed.iter().zip(results).enumerate() {
+            let stored = b.store.get_order(o.id).await.unwrap().unwrap();
+            let timeline = b.store.timeline(o.id).await.unwrap().len();
+            if i % 2 == 0 {
+                assert!(
+                    matches!(r, Err(StoreError::Duplicate(_))),
+                    "{}: order {i}: {r:?}",
+                    b.name
+                );
+                assert_eq!(
+                    (stored.version(), timeline),
+                    (2, 2),
+                    "{}: order {i}",
+                    b.name
+                );
+            } else {
+                assert!(r.is_ok(), "{}: order {i}: {r:?}", b.name);
+                assert_eq!(
+                    (stored.version(), timeline),
+                    (3, 3),
+                    "{}: order {i}",
+                    b.name
+                );
+            }
+        }
     }
 
     pub async fn an_alias_belongs_to_one_order(b: &Backend) {

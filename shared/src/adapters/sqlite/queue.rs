@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{Cached, SqliteDb};
@@ -44,7 +44,7 @@ impl SqliteQueue {
         let max = i64::from(opts.max_messages.clamp(1, 10));
         self.db
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 let (max_receives, dead_letter) = queue_settings(&tx, &name)?;
                 // Candidates first, then each is moved or delivered once: one call never hands
                 // out the same message twice, whatever the visibility timeout (as SQS).
@@ -113,7 +113,7 @@ impl Queue for SqliteQueue {
         let specs = specs.to_vec();
         self.db
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 for s in &specs {
                     let dlq = s.name.dead_letter();
                     let vis = i64::try_from(s.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
@@ -143,9 +143,10 @@ impl Queue for SqliteQueue {
     async fn send_batch(&self, queue: &QueueName, bodies: &[String]) -> Result<(), QueueError> {
         check_message_sizes(bodies.iter().map(String::as_str))?;
         let (name, bodies, now) = (queue.clone(), bodies.to_vec(), self.now_ms());
+        let (name_of_sent, count) = (queue.clone(), bodies.len());
         self.db
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 queue_settings(&tx, &name)?;
                 for body in &bodies {
                     tx.exec(
@@ -157,7 +158,12 @@ impl Queue for SqliteQueue {
                 Ok::<_, QueueError>(())
             })
             .await?;
-        self.db.sent.notify_waiters();
+        // A receive takes up to ten: wake as many waiting receives of this queue as that needs,
+        // not every poller of every queue.
+        let waker = self.db.sent(name_of_sent.as_str());
+        for _ in 0..count.div_ceil(10) {
+            waker.notify_one();
+        }
         Ok(())
     }
 
@@ -165,7 +171,8 @@ impl Queue for SqliteQueue {
         let deadline = tokio::time::Instant::now() + opts.wait;
         loop {
             // Listen before looking, so that a send between the look and the wait still wakes us.
-            let sent = self.db.sent.notified();
+            let waker = self.db.sent(queue.as_str());
+            let sent = waker.notified();
             tokio::pin!(sent);
             sent.as_mut().enable();
             let got = self.receive_once(queue, opts).await?;
@@ -201,7 +208,7 @@ impl Queue for SqliteQueue {
         let (name, receipts) = (queue.clone(), receipts.to_vec());
         self.db
             .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 for receipt in &receipts {
                     tx.exec(
                         "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",

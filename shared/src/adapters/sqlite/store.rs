@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Savepoint, params};
 
 use super::{Cached, SqliteDb, to_sql_int};
 use crate::domain::{
@@ -37,12 +37,14 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, St
     serde_json::from_str(s).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-pub(super) fn immediate(conn: &mut rusqlite::Connection) -> Result<Transaction<'_>, StoreError> {
-    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+/// A nested, all-or-nothing part of a call (every call already runs in a savepoint of its own
+/// inside the group's `BEGIN IMMEDIATE` transaction: see [`SqliteDb`]).
+pub(super) fn immediate(conn: &mut rusqlite::Connection) -> Result<Savepoint<'_>, StoreError> {
+    Ok(conn.savepoint()?)
 }
 
 fn insert_entry(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     id: OrderId,
     entry: &TimelineEntry,
 ) -> Result<(), StoreError> {
@@ -53,7 +55,7 @@ fn insert_entry(
     Ok(())
 }
 
-fn insert_effects(tx: &Transaction<'_>, effects: &[Effect]) -> Result<(), StoreError> {
+fn insert_effects(tx: &rusqlite::Connection, effects: &[Effect]) -> Result<(), StoreError> {
     for e in effects {
         tx.exec(
             "INSERT INTO outbox (order_id, effect_id, due_at, doc) VALUES (?1, ?2, ?3, ?4)
@@ -658,7 +660,7 @@ const STOCK_COLUMNS: &str = "sku, warehouse, on_hand, reserved, safety";
 /// Applies `delta_on_hand` and `delta_reserved` to every line of the order's held reservations
 /// (all of them, or the one in `warehouse`) and moves them to `to`. Returns how many moved.
 fn settle(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     order: OrderId,
     warehouse: Option<&WarehouseId>,
     to: ReservationState,
