@@ -254,6 +254,9 @@ fn pragmas(conn: &Connection) -> Result<(), rusqlite::Error> {
     // lose at most the last transactions, never corrupt the file.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Every call runs in a savepoint, which copies each page it changes to a statement journal
+    // first: in memory, not a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
 }
@@ -335,22 +338,38 @@ fn run_calls(mut conn: Connection, calls: std::sync::mpsc::Receiver<Job>) {
         }
         let mut answers = Vec::with_capacity(16);
         answers.push(first(&mut conn));
-        while answers.len() < MAX_GROUP {
+        // Some errors (a full disk, an I/O error) make SQLite roll the whole transaction back:
+        // then the group is over, and none of its calls is reported done.
+        let mut lost = conn.is_autocommit();
+        while !lost && answers.len() < MAX_GROUP {
             match calls.try_recv() {
-                Ok(call) => answers.push(call(&mut conn)),
+                Ok(call) => {
+                    answers.push(call(&mut conn));
+                    lost = conn.is_autocommit();
+                }
                 Err(_) => break,
             }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| {
-            tracing::error!(error = %e, calls = answers.len(), "group commit failed; its calls are rolled back");
-            let failed = Failed::of(&e);
-            if !conn.is_autocommit() {
-                if let Err(e) = conn.execute_batch("ROLLBACK") {
-                    tracing::error!(error = %e, "rollback after a failed commit failed");
+        let committed = if lost {
+            tracing::error!(
+                calls = answers.len(),
+                "the group's transaction was rolled back by an error"
+            );
+            Err(Failed::Commit(
+                "the transaction was rolled back by an error".into(),
+            ))
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                tracing::error!(error = %e, calls = answers.len(), "group commit failed; its calls are rolled back");
+                let failed = Failed::of(&e);
+                if !conn.is_autocommit() {
+                    if let Err(e) = conn.execute_batch("ROLLBACK") {
+                        tracing::error!(error = %e, "rollback after a failed commit failed");
+                    }
                 }
-            }
-            failed
-        });
+                failed
+            })
+        };
         GROUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for answer in answers {
             answer(committed.as_ref().map(|_| ()));
@@ -367,15 +386,13 @@ fn in_savepoint<T, E>(
 where
     E: From<rusqlite::Error> + From<Failed>,
 {
-    conn.execute_batch("SAVEPOINT call")?;
+    conn.exec("SAVEPOINT call", [])?;
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(E::from(Failed::Panicked)));
-    let end = if out.is_ok() {
-        "RELEASE call"
-    } else {
-        "ROLLBACK TO call; RELEASE call"
-    };
-    conn.execute_batch(end)?;
+    if out.is_err() {
+        conn.exec("ROLLBACK TO call", [])?;
+    }
+    conn.exec("RELEASE call", [])?;
     out
 }
 

@@ -15,6 +15,11 @@ use crate::ports::{
     Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
 };
 
+/// `receipt IS NOT NULL` is spelled out so the planner can use the partial receipt index without
+/// looking at the bound value: otherwise SQLite prepares the statement again on every run.
+const DELETE_BY_RECEIPT: &str =
+    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2 AND receipt IS NOT NULL";
+
 /// How often a long poll looks again while its queue is empty and nothing was sent (messages
 /// also become visible when their visibility timeout or delay ends, which sends nothing).
 const POLL_EVERY: Duration = Duration::from_millis(50);
@@ -44,8 +49,8 @@ impl SqliteQueue {
         let max = i64::from(opts.max_messages.clamp(1, 10));
         self.db
             .call(move |conn| {
-                let tx = conn.savepoint()?;
-                let (max_receives, dead_letter) = queue_settings(&tx, &name)?;
+                let tx = &*conn;
+                let (max_receives, dead_letter) = queue_settings(tx, &name)?;
                 // Candidates first, then each is moved or delivered once: one call never hands
                 // out the same message twice, whatever the visibility timeout (as SQS).
                 let mut stmt = tx.prepare_cached(
@@ -86,7 +91,6 @@ impl SqliteQueue {
                         receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
                     });
                 }
-                tx.commit()?;
                 Ok(out)
             })
             .await
@@ -113,7 +117,7 @@ impl Queue for SqliteQueue {
         let specs = specs.to_vec();
         self.db
             .call(move |conn| {
-                let tx = conn.savepoint()?;
+                let tx = &*conn;
                 for s in &specs {
                     let dlq = s.name.dead_letter();
                     let vis = i64::try_from(s.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
@@ -130,7 +134,6 @@ impl Queue for SqliteQueue {
                         params![s.name.as_str(), vis, i64::from(s.max_receives), dlq.as_str()],
                     )?;
                 }
-                tx.commit()?;
                 Ok(())
             })
             .await
@@ -146,15 +149,14 @@ impl Queue for SqliteQueue {
         let (name_of_sent, count) = (queue.clone(), bodies.len());
         self.db
             .call(move |conn| {
-                let tx = conn.savepoint()?;
-                queue_settings(&tx, &name)?;
+                let tx = &*conn;
+                queue_settings(tx, &name)?;
                 for body in &bodies {
                     tx.exec(
                         "INSERT INTO messages (id, queue, body, sent_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
                         params![Uuid::now_v7().to_string(), name.as_str(), body, now],
                     )?;
                 }
-                tx.commit()?;
                 Ok::<_, QueueError>(())
             })
             .await?;
@@ -192,10 +194,7 @@ impl Queue for SqliteQueue {
         let (name, receipt) = (queue.clone(), receipt.to_owned());
         self.db
             .call(move |conn| {
-                conn.exec(
-                    "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
-                    params![name.as_str(), receipt],
-                )?;
+                conn.exec(DELETE_BY_RECEIPT, params![name.as_str(), receipt])?;
                 Ok(())
             })
             .await
@@ -208,14 +207,10 @@ impl Queue for SqliteQueue {
         let (name, receipts) = (queue.clone(), receipts.to_vec());
         self.db
             .call(move |conn| {
-                let tx = conn.savepoint()?;
+                let tx = &*conn;
                 for receipt in &receipts {
-                    tx.exec(
-                        "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
-                        params![name.as_str(), receipt],
-                    )?;
+                    tx.exec(DELETE_BY_RECEIPT, params![name.as_str(), receipt])?;
                 }
-                tx.commit()?;
                 Ok(())
             })
             .await

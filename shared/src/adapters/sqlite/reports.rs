@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use rusqlite::{OptionalExtension, params};
 
-use super::store::{SqliteStore, from_json, immediate, json};
+use super::store::{SqliteStore, from_json, json};
 use super::to_sql_int;
 use crate::domain::OrderId;
 use crate::domain::reports::{Cell, CountWrite, Counted, CustomerSeen, CustomerWrite};
@@ -51,7 +51,7 @@ impl ReportStore for SqliteStore {
         let w = w.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let id = w.counted.order.to_string();
                 let stored: Option<i64> = tx
                     .query_row(
@@ -117,7 +117,6 @@ impl ReportStore for SqliteStore {
                         ])?;
                     }
                 }
-                tx.commit()?;
                 Ok(true)
             })
             .await

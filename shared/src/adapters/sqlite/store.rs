@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Savepoint, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Cached, SqliteDb, to_sql_int};
 use crate::domain::{
@@ -37,11 +37,9 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, St
     serde_json::from_str(s).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-/// A nested, all-or-nothing part of a call (every call already runs in a savepoint of its own
-/// inside the group's `BEGIN IMMEDIATE` transaction: see [`SqliteDb`]).
-pub(super) fn immediate(conn: &mut rusqlite::Connection) -> Result<Savepoint<'_>, StoreError> {
-    Ok(conn.savepoint()?)
-}
+/// `external_id IS NOT NULL` is spelled out so the planner can use the partial index without
+/// looking at the bound value: otherwise SQLite prepares the statement again on every run.
+const BY_EXTERNAL: &str = "channel = ?1 AND external_id = ?2 AND external_id IS NOT NULL";
 
 fn insert_entry(
     tx: &rusqlite::Connection,
@@ -140,15 +138,15 @@ impl OrderStore for SqliteStore {
         let (order, entry, effects) = (order.clone(), entry.clone(), effects.to_vec());
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let id = order.id.to_string();
-                if let Some(existing) = order_where(&tx, "id = ?1", [&id])? {
+                if let Some(existing) = order_where(tx, "id = ?1", [&id])? {
                     return Ok(Created::Existing(Box::new(existing)));
                 }
                 if let Some(ext) = &order.external_id {
                     let found = order_where(
-                        &tx,
-                        "channel = ?1 AND external_id = ?2",
+                        tx,
+                        BY_EXTERNAL,
                         [order.channel.as_str(), ext.as_str()],
                     )?;
                     if let Some(existing) = found {
@@ -174,9 +172,8 @@ impl OrderStore for SqliteStore {
                         !order.attention.is_empty(),
                     ],
                 )?;
-                insert_entry(&tx, order.id, &entry)?;
-                insert_effects(&tx, &effects)?;
-                tx.commit()?;
+                insert_entry(tx, order.id, &entry)?;
+                insert_effects(tx, &effects)?;
                 Ok(Created::New)
             })
             .await
@@ -202,7 +199,7 @@ impl OrderStore for SqliteStore {
     ) -> Result<Option<Order>, StoreError> {
         let (c, e) = (channel.to_string(), external.to_string());
         self.db
-            .call(move |conn| order_where(conn, "channel = ?1 AND external_id = ?2", [c, e]))
+            .call(move |conn| order_where(conn, BY_EXTERNAL, [c, e]))
             .await
     }
 
@@ -278,7 +275,7 @@ impl OrderStore for SqliteStore {
         let change = change.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let o = &change.order;
                 let id = o.id.to_string();
                 let updated = tx.exec(
@@ -316,21 +313,20 @@ impl OrderStore for SqliteStore {
                         [event.as_str(), &id],
                     )?;
                     if new == 0 {
-                        // Dropping the transaction rolls the order update back.
+                        // The error rolls the call back to its savepoint: the order update goes too.
                         return Err(StoreError::Duplicate(event.clone()));
                     }
                 }
                 for entry in change.entries() {
-                    insert_entry(&tx, o.id, entry)?;
+                    insert_entry(tx, o.id, entry)?;
                 }
-                insert_effects(&tx, &change.effects)?;
+                insert_effects(tx, &change.effects)?;
                 for done in &change.done {
                     tx.exec(
                         "DELETE FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
                         [&id, done],
                     )?;
                 }
-                tx.commit()?;
                 Ok(())
             })
             .await
@@ -367,7 +363,7 @@ impl OrderStore for SqliteStore {
         let entry = entry.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let exists = tx
                     .row(
                         "SELECT 1 FROM orders WHERE id = ?1",
@@ -379,8 +375,7 @@ impl OrderStore for SqliteStore {
                 if !exists {
                     return Err(StoreError::NotFound(id));
                 }
-                insert_entry(&tx, id, &entry)?;
-                tx.commit()?;
+                insert_entry(tx, id, &entry)?;
                 Ok(())
             })
             .await
@@ -413,7 +408,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 tx.exec(
                     &format!("INSERT INTO {table} ({column}, order_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"),
                     [key.as_str(), &order.to_string()],
@@ -423,7 +418,6 @@ impl SqliteStore {
                     [key.as_str()],
                     |r| r.get(0),
                 )?;
-                tx.commit()?;
                 Ok(holder == order.to_string())
             })
             .await
@@ -621,7 +615,7 @@ impl NumberStore for SqliteStore {
         let step = to_sql_int(size)?;
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 // The counter holds the last value handed out (its high-water mark).
                 let high: i64 = tx.row(
                     "INSERT INTO counters (key, value) VALUES (?1, ?2)
@@ -630,7 +624,6 @@ impl NumberStore for SqliteStore {
                     params![counter, step],
                     |r| r.get(0),
                 )?;
-                tx.commit()?;
                 let high = high as u64;
                 Ok(high + 1 - size..high + 1)
             })
@@ -712,7 +705,7 @@ impl StockStore for SqliteStore {
         let (oh, sf) = (to_sql_int(on_hand)?, to_sql_int(safety)?);
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let reserved: i64 = tx
                     .row(
                         "SELECT reserved FROM stock WHERE sku = ?1 AND warehouse = ?2",
@@ -738,7 +731,6 @@ impl StockStore for SqliteStore {
                     params![sku.as_str(), warehouse.as_str(), oh, sf],
                     stock_row,
                 )?;
-                tx.commit()?;
                 to_level(row)
             })
             .await
@@ -767,7 +759,7 @@ impl StockStore for SqliteStore {
         let sums = sum_allocations(allocations);
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let held: i64 = tx.row(
                     "SELECT count(*) FROM reservations WHERE order_id = ?1",
                     [order.to_string()],
@@ -796,7 +788,7 @@ impl StockStore for SqliteStore {
                     }
                 }
                 if !shortages.is_empty() {
-                    // Dropping the transaction rolls it back: nothing was written anyway.
+                    // Nothing was written, and the error rolls the call back to its savepoint anyway.
                     return Err(StoreError::InsufficientStock(shortages));
                 }
                 let mut per_warehouse: std::collections::BTreeMap<&WarehouseId, Vec<(Sku, u64)>> =
@@ -814,7 +806,6 @@ impl StockStore for SqliteStore {
                         params![order.to_string(), wh.as_str(), json(&lines)?],
                     )?;
                 }
-                tx.commit()?;
                 Ok(Reserved::New)
             })
             .await
@@ -823,9 +814,8 @@ impl StockStore for SqliteStore {
     async fn release(&self, order: OrderId) -> Result<usize, StoreError> {
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
-                let n = settle(&tx, order, None, ReservationState::Released)?;
-                tx.commit()?;
+                let tx = &*conn;
+                let n = settle(tx, order, None, ReservationState::Released)?;
                 Ok(n)
             })
             .await
@@ -839,9 +829,8 @@ impl StockStore for SqliteStore {
         let warehouse = warehouse.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
-                let n = settle(&tx, order, Some(&warehouse), ReservationState::Released)?;
-                tx.commit()?;
+                let tx = &*conn;
+                let n = settle(tx, order, Some(&warehouse), ReservationState::Released)?;
                 Ok(n > 0)
             })
             .await
@@ -851,9 +840,8 @@ impl StockStore for SqliteStore {
         let warehouse = warehouse.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
-                let n = settle(&tx, order, Some(&warehouse), ReservationState::Committed)?;
-                tx.commit()?;
+                let tx = &*conn;
+                let n = settle(tx, order, Some(&warehouse), ReservationState::Committed)?;
                 Ok(n > 0)
             })
             .await
@@ -868,7 +856,7 @@ impl StockStore for SqliteStore {
         let (key, warehouse, lines) = (key.to_owned(), warehouse.clone(), lines.to_vec());
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let new = tx.exec(
                     "INSERT INTO restocks (key) VALUES (?1) ON CONFLICT DO NOTHING",
                     [&key],
@@ -883,7 +871,6 @@ impl StockStore for SqliteStore {
                         params![sku.as_str(), warehouse.as_str(), to_sql_int(*q)?],
                     )?;
                 }
-                tx.commit()?;
                 Ok(true)
             })
             .await
@@ -893,7 +880,7 @@ impl StockStore for SqliteStore {
         let alert = alert.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let (sku, wh) = (alert.sku.as_str(), alert.warehouse.as_str());
                 let open: Option<String> = tx
                     .row(
@@ -920,7 +907,6 @@ impl StockStore for SqliteStore {
                     "INSERT OR REPLACE INTO alerts (sku, warehouse, doc) VALUES (?1, ?2, ?3)",
                     params![sku, wh, json(&doc)?],
                 )?;
-                tx.commit()?;
                 Ok(new)
             })
             .await
@@ -1005,7 +991,7 @@ impl IdempotencyStore for SqliteStore {
         let rec = record.clone();
         self.db
             .call(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = &*conn;
                 let existing = tx
                     .row(
                         "SELECT key, request_hash, response, expires_at FROM idempotency
@@ -1029,7 +1015,6 @@ impl IdempotencyStore for SqliteStore {
                         rec.expires_at.timestamp_millis()
                     ],
                 )?;
-                tx.commit()?;
                 Ok(None)
             })
             .await
