@@ -463,11 +463,12 @@ async fn serve(
             .max_buf_size(CONNECTION_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        // A client waits on each request: its database calls go ahead of the queue steps'.
+        tokio::spawn(oms::adapters::sqlite::answering_requests(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended");
             }
-        });
+        }));
     }
     if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
         .await

@@ -4,6 +4,7 @@
 //! groups (see [`SqliteDb`]): each operation is atomic and writers are serialised (what
 //! DynamoDB's conditional writes and transactions give the AWS adapter).
 
+mod calls;
 mod queue;
 mod reports;
 mod store;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, ErrorCode};
 
+pub use calls::{Failed, answering_requests, commits_so_far};
 pub use queue::SqliteQueue;
 pub use store::SqliteStore;
 
@@ -276,7 +278,7 @@ pub fn record_statements() -> Arc<Mutex<std::collections::BTreeSet<String>>> {
 ///
 /// The connection lives on its own thread, which runs every call (a closure over the
 /// connection) and commits them in groups: it begins one `BEGIN IMMEDIATE` transaction, runs the
-/// first waiting call and every call that arrived meanwhile (up to [`MAX_GROUP`]), each inside
+/// first waiting call and every call that arrived meanwhile (within a time budget), each inside
 /// its own savepoint, commits once, and only then answers each caller. A call that fails is
 /// rolled back to its savepoint and changes nothing; a failed commit fails every call of its
 /// group, so no caller is ever told a write happened that is not on disk.
@@ -285,115 +287,15 @@ pub fn record_statements() -> Arc<Mutex<std::collections::BTreeSet<String>>> {
 /// lock hand-over between tasks for each of the ~30 calls an order makes, and the file sat idle
 /// while the next task was scheduled. Grouped, the pages an order's calls share are written once
 /// per group, and the thread goes from one call to the next without waiting on the scheduler.
+///
+/// Calls made while answering an HTTP request ([`answering_requests`]) go ahead of queue steps'
+/// calls: a client waits on the one, a queued message can wait.
 #[derive(Clone)]
 pub struct SqliteDb {
-    calls: std::sync::mpsc::Sender<Job>,
+    calls: Arc<calls::Handle>,
     /// Woken whenever messages are sent to a queue, so a waiting receive of that queue takes
     /// them at once instead of at its next look.
     sent: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
-}
-
-/// Calls committed together at most: a bound on how long the first of them waits for its answer.
-const MAX_GROUP: usize = 256;
-
-/// A call on the database thread: runs its closure (inside its savepoint) and returns what
-/// answers the caller once the group's commit is known.
-type Job = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
-type Answer = Box<dyn FnOnce(Result<(), &Failed>) + Send>;
-
-/// Why a call could not be answered with its own result.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Failed {
-    /// Worth retrying: the call itself succeeded, the file could not take the group.
-    #[error("committing the group of calls failed: {0}")]
-    Commit(String),
-    #[error("the database call panicked and was rolled back")]
-    Panicked,
-    #[error("the database thread has stopped")]
-    Stopped,
-}
-
-impl Failed {
-    fn of(e: &rusqlite::Error) -> Self {
-        Failed::Commit(e.to_string())
-    }
-}
-
-/// Calls committed in groups by this process, for the benchmark's calls-per-commit figure.
-static GROUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How many group commits this process has made so far.
-pub fn commits_so_far() -> u64 {
-    GROUPS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The database thread: takes calls until every [`SqliteDb`] handle is gone, then closes the
-/// connection.
-fn run_calls(mut conn: Connection, calls: std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = calls.recv() {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!(error = %e, "could not begin a transaction");
-            first(&mut conn)(Err(&Failed::of(&e)));
-            continue;
-        }
-        let mut answers = Vec::with_capacity(16);
-        answers.push(first(&mut conn));
-        // Some errors (a full disk, an I/O error) make SQLite roll the whole transaction back:
-        // then the group is over, and none of its calls is reported done.
-        let mut lost = conn.is_autocommit();
-        while !lost && answers.len() < MAX_GROUP {
-            match calls.try_recv() {
-                Ok(call) => {
-                    answers.push(call(&mut conn));
-                    lost = conn.is_autocommit();
-                }
-                Err(_) => break,
-            }
-        }
-        let committed = if lost {
-            tracing::error!(
-                calls = answers.len(),
-                "the group's transaction was rolled back by an error"
-            );
-            Err(Failed::Commit(
-                "the transaction was rolled back by an error".into(),
-            ))
-        } else {
-            conn.execute_batch("COMMIT").map_err(|e| {
-                tracing::error!(error = %e, calls = answers.len(), "group commit failed; its calls are rolled back");
-                let failed = Failed::of(&e);
-                if !conn.is_autocommit() {
-                    if let Err(e) = conn.execute_batch("ROLLBACK") {
-                        tracing::error!(error = %e, "rollback after a failed commit failed");
-                    }
-                }
-                failed
-            })
-        };
-        GROUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for answer in answers {
-            answer(committed.as_ref().map(|_| ()));
-        }
-    }
-}
-
-/// Runs `f` inside a savepoint named for the call, releasing it when `f` succeeds and rolling
-/// back to it when `f` fails or panics, so a call's writes land whole or not at all.
-fn in_savepoint<T, E>(
-    conn: &mut Connection,
-    f: impl FnOnce(&mut Connection) -> Result<T, E>,
-) -> Result<T, E>
-where
-    E: From<rusqlite::Error> + From<Failed>,
-{
-    conn.exec("SAVEPOINT call", [])?;
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(E::from(Failed::Panicked)));
-    if out.is_err() {
-        conn.exec("ROLLBACK TO call", [])?;
-    }
-    conn.exec("RELEASE call", [])?;
-    out
 }
 
 impl SqliteDb {
@@ -442,13 +344,9 @@ impl SqliteDb {
                 }),
             )?;
         }
-        let (calls, jobs) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("oms-sqlite".into())
-            .spawn(move || run_calls(conn, jobs))
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let calls = calls::start(conn).map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self {
-            calls,
+            calls: Arc::new(calls),
             sent: Arc::default(),
         })
     }
@@ -479,22 +377,7 @@ impl SqliteDb {
         E: From<rusqlite::Error> + From<Failed> + Send + 'static,
     {
         CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let job: Job = Box::new(move |conn: &mut Connection| {
-            let out = in_savepoint(conn, f);
-            Box::new(move |committed: Result<(), &Failed>| {
-                let out = match committed {
-                    Ok(()) => out,
-                    Err(failed) => Err(E::from(failed.clone())),
-                };
-                // The caller may have gone (its request was dropped); the work stands.
-                let _ = reply.send(out);
-            })
-        });
-        self.calls.send(job).map_err(|_| E::from(Failed::Stopped))?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(E::from(Failed::Stopped)))
+        self.calls.call(f).await
     }
 }
 

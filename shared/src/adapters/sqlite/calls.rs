@@ -1,0 +1,244 @@
+//! The database thread and its two lanes of calls (see [`super::SqliteDb`]).
+//!
+//! Hand-written rather than a channel crate's: the thread must take from two queues in order of
+//! priority, waiting on both at once, which `std::sync::mpsc` cannot do; a mutex, two deques and
+//! a condition variable do it in a few lines.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::Cached;
+
+/// A group takes queue steps' calls for this long at most (requests' calls always join it), so a
+/// request's call waits at most about this long for the group ahead of it.
+const GROUP_BUDGET: Duration = Duration::from_millis(1);
+
+/// Calls committed together at most.
+const MAX_GROUP: usize = 512;
+
+/// A call on the database thread: runs its closure (inside its savepoint) and returns what
+/// answers the caller once the group's commit is known.
+type Job = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Result<(), &Failed>) + Send>;
+
+/// Why a call could not be answered with its own result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failed {
+    /// Worth retrying: the call itself succeeded, the file could not take the group.
+    #[error("committing the group of calls failed: {0}")]
+    Commit(String),
+    #[error("the database call panicked and was rolled back")]
+    Panicked,
+    #[error("the database thread has stopped")]
+    Stopped,
+}
+
+impl Failed {
+    fn of(e: &rusqlite::Error) -> Self {
+        Failed::Commit(e.to_string())
+    }
+}
+
+/// Group commits made by this process, for the benchmark's commits-per-order figure.
+static GROUPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many group commits this process has made so far.
+pub fn commits_so_far() -> u64 {
+    GROUPS.load(Ordering::Relaxed)
+}
+
+tokio::task_local! {
+    static ANSWERING: ();
+}
+
+/// Runs `f` (an HTTP connection, say) with its database calls ahead of the queue steps' calls.
+pub async fn answering_requests<F: std::future::Future>(f: F) -> F::Output {
+    ANSWERING.scope((), f).await
+}
+
+#[derive(Default)]
+struct Lanes {
+    requests: VecDeque<Job>,
+    steps: VecDeque<Job>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    lanes: Mutex<Lanes>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        // A job never runs under this lock, so a poisoned lock holds consistent deques.
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next call, waiting for one; `None` once closed and empty.
+    fn next(&self) -> Option<Job> {
+        let mut lanes = self.lanes();
+        loop {
+            if let Some(job) = lanes
+                .requests
+                .pop_front()
+                .or_else(|| lanes.steps.pop_front())
+            {
+                return Some(job);
+            }
+            if lanes.closed {
+                return None;
+            }
+            lanes = self.ready.wait(lanes).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A waiting call, if any: a request's always, a step's only if `steps_too`.
+    fn waiting(&self, steps_too: bool) -> Option<Job> {
+        let mut lanes = self.lanes();
+        lanes.requests.pop_front().or_else(|| {
+            if steps_too {
+                lanes.steps.pop_front()
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// The callers' side: closes the queue when the last [`super::SqliteDb`] goes, and the thread
+/// then finishes what is queued and closes the connection.
+pub(super) struct Handle {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.queue.lanes().closed = true;
+        self.queue.ready.notify_one();
+    }
+}
+
+/// Starts the database thread on `conn`.
+pub(super) fn start(conn: Connection) -> std::io::Result<Handle> {
+    let queue = Arc::new(Queue::default());
+    let theirs = Arc::clone(&queue);
+    std::thread::Builder::new()
+        .name("oms-sqlite".into())
+        .spawn(move || run(conn, &theirs))?;
+    Ok(Handle { queue })
+}
+
+impl Handle {
+    /// Runs `f` on the database thread in its own savepoint and answers once its group is
+    /// committed. Waiting is async: a waiting caller holds no thread.
+    pub(super) async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + From<Failed> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |conn: &mut Connection| {
+            let out = in_savepoint(conn, f);
+            Box::new(move |committed: Result<(), &Failed>| {
+                let out = match committed {
+                    Ok(()) => out,
+                    Err(failed) => Err(E::from(failed.clone())),
+                };
+                // The caller may have gone (its request was dropped); the work stands.
+                let _ = reply.send(out);
+            })
+        });
+        let request = ANSWERING.try_with(|()| ()).is_ok();
+        {
+            let mut lanes = self.queue.lanes();
+            if lanes.closed {
+                return Err(E::from(Failed::Stopped));
+            }
+            if request {
+                lanes.requests.push_back(job);
+            } else {
+                lanes.steps.push_back(job);
+            }
+        }
+        self.queue.ready.notify_one();
+        answer
+            .await
+            .unwrap_or_else(|_| Err(E::from(Failed::Stopped)))
+    }
+}
+
+/// The database thread: one group after another until the queue is closed and empty.
+fn run(mut conn: Connection, queue: &Queue) {
+    while let Some(first) = queue.next() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "could not begin a transaction");
+            first(&mut conn)(Err(&Failed::of(&e)));
+            continue;
+        }
+        let started = Instant::now();
+        let mut answers = Vec::with_capacity(16);
+        answers.push(first(&mut conn));
+        // Some errors (a full disk, an I/O error) make SQLite roll the whole transaction back:
+        // then the group is over, and none of its calls is reported done.
+        let mut lost = conn.is_autocommit();
+        while !lost && answers.len() < MAX_GROUP {
+            let steps_too = started.elapsed() < GROUP_BUDGET;
+            let Some(call) = queue.waiting(steps_too) else {
+                break;
+            };
+            answers.push(call(&mut conn));
+            lost = conn.is_autocommit();
+        }
+        let committed = if lost {
+            tracing::error!(
+                calls = answers.len(),
+                "the group's transaction was rolled back by an error"
+            );
+            Err(Failed::Commit(
+                "the transaction was rolled back by an error".into(),
+            ))
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                tracing::error!(error = %e, calls = answers.len(), "group commit failed; its calls are rolled back");
+                let failed = Failed::of(&e);
+                if !conn.is_autocommit()
+                    && let Err(e) = conn.execute_batch("ROLLBACK")
+                {
+                    tracing::error!(error = %e, "rollback after a failed commit failed");
+                }
+                failed
+            })
+        };
+        GROUPS.fetch_add(1, Ordering::Relaxed);
+        for answer in answers {
+            answer(committed.as_ref().map(|_| ()));
+        }
+    }
+}
+
+/// Runs `f` inside a savepoint named for the call, releasing it when `f` succeeds and rolling
+/// back to it when `f` fails or panics, so a call's writes land whole or not at all.
+fn in_savepoint<T, E>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<rusqlite::Error> + From<Failed>,
+{
+    conn.exec("SAVEPOINT call", [])?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(E::from(Failed::Panicked)));
+    if out.is_err() {
+        conn.exec("ROLLBACK TO call", [])?;
+    }
+    conn.exec("RELEASE call", [])?;
+    out
+}
