@@ -17,6 +17,14 @@ use super::Cached;
 /// request's call waits at most about this long for the group ahead of it.
 const GROUP_BUDGET: Duration = Duration::from_millis(1);
 
+/// The WAL is copied back into the database file by a thread of its own, this often, so the
+/// database thread does not stop for it (a twentieth of its time when it did).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Pages in the WAL past which the database thread checkpoints itself (SQLite's automatic
+/// checkpoint), should the checkpoint thread fall behind: 16 MiB at 4 KiB pages.
+pub(super) const BACKSTOP_CHECKPOINT_PAGES: i64 = 4096;
+
 /// Calls committed together at most.
 const MAX_GROUP: usize = 512;
 
@@ -111,26 +119,51 @@ impl Queue {
 }
 
 /// The callers' side: closes the queue when the last [`super::SqliteDb`] goes, and the thread
-/// then finishes what is queued and closes the connection.
+/// then finishes what is queued and closes the connection; the checkpoint thread stops too.
 pub(super) struct Handle {
     queue: Arc<Queue>,
+    checkpointer: std::thread::Thread,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.queue.lanes().closed = true;
         self.queue.ready.notify_one();
+        self.checkpointer.unpark();
     }
 }
 
-/// Starts the database thread on `conn`.
-pub(super) fn start(conn: Connection) -> std::io::Result<Handle> {
+/// Starts the database thread on `conn` and the checkpoint thread on `checkpoints` (a second
+/// connection to the same file).
+pub(super) fn start(conn: Connection, checkpoints: Connection) -> std::io::Result<Handle> {
     let queue = Arc::new(Queue::default());
     let theirs = Arc::clone(&queue);
     std::thread::Builder::new()
         .name("oms-sqlite".into())
         .spawn(move || run(conn, &theirs))?;
-    Ok(Handle { queue })
+    let watched = Arc::downgrade(&queue);
+    let checkpointer = std::thread::Builder::new()
+        .name("oms-sqlite-checkpoint".into())
+        .spawn(move || checkpoint(&checkpoints, &watched))?;
+    Ok(Handle {
+        queue,
+        checkpointer: checkpointer.thread().clone(),
+    })
+}
+
+/// The checkpoint thread: a passive checkpoint (it never waits for the writer, and the writer
+/// never waits for it) every [`CHECKPOINT_EVERY`], until the database is closed.
+fn checkpoint(conn: &Connection, queue: &std::sync::Weak<Queue>) {
+    loop {
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+        match queue.upgrade() {
+            Some(q) if !q.lanes().closed => {}
+            _ => return,
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed; the next one tries again");
+        }
+    }
 }
 
 impl Handle {

@@ -236,7 +236,7 @@ impl Queue for SqliteQueue {
                 queue_settings(conn, &name)?;
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, body, receive_count FROM messages
-                     WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT ?3",
+                     WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, seq LIMIT (?3 + 0)",
                 )?;
                 let rows = stmt
                     .query_map(params![name.as_str(), now, max], |r| {

@@ -197,7 +197,7 @@ impl ReportStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT seq, order_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, order_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT (?2 + 0)",
                 )?;
                 let rows = stmt
                     .query_map(params![after, limit], |r| {
