@@ -12,8 +12,9 @@
 //!    on a timer whether or not earlier ones were answered: intake p50/p99, received →
 //!    awaiting_payment p50/p99 and the deepest backlog seen.
 //! 4. **The ceiling.** With the same pragmas, the raw rate of a small read-modify-write
-//!    transaction on one connection; the design's transactions per order; and the ratio of the
-//!    measured rate to the ceiling they allow.
+//!    transaction on one connection; the design's database calls per order and the rate they
+//!    allow at one transaction per call; the measured rate as a share of it; and the group
+//!    commits per order (the store commits many calls at once, so the share can pass 100 %).
 //!
 //! Full lives to `completed` (delivery, then the end of the return window) are not part of it
 //! yet: the return window runs on the system clock here.
