@@ -7,7 +7,7 @@
 //!    latencies and the throughput per tenth of the run (does it fall as the table grows?) come
 //!    from the orders themselves, not from polling.
 //! 2. **Payment to `ready_to_ship`.** Each order is paid with a signed Stripe-style webhook;
-//!    the dispatch step books its waybill (simulated carrier).
+//!    the dispatch step books its waybill (simulated carrier). (2b follows, below.)
 //! 3. **Intake at a fixed offered rate.** `--rate` orders per second for `--rate-seconds`, sent
 //!    on a timer whether or not earlier ones were answered: intake p50/p99, received →
 //!    awaiting_payment p50/p99 and the deepest backlog seen.
@@ -16,8 +16,12 @@
 //!    allow at one transaction per call; the measured rate as a share of it; and the group
 //!    commits per order (the store commits many calls at once, so the share can pass 100 %).
 //!
-//! Full lives to `completed` (delivery, then the end of the return window) are not part of it
-//! yet: the return window runs on the system clock here.
+//!
+//! Phase 2b, **delivery to `completed`:** each ready order's parcels get the carrier's signed
+//! "collected" and "delivered" webhooks, dated 60 days back so that the return window is over,
+//! and the sweep (every 250 ms here) completes them. Full lives per second are the completed
+//! orders over the spans of phases 1, 2 and 2b added up: placed, paid, delivered and completed
+//! phase after phase, not overlapping as a real day's orders would.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -93,6 +97,13 @@ pub struct Report {
     pub paid_to_ready_to_ship_per_s: f64,
     pub paid_to_ready_to_ship: Latency,
     pub not_ready_to_ship: BTreeMap<String, usize>,
+    /// Phase 2b: delivery webhooks to `completed`.
+    pub delivered_to_completed_per_s: f64,
+    pub delivered_to_completed: Latency,
+    pub not_completed: BTreeMap<String, usize>,
+    /// Orders completed over the spans of phases 1, 2 and 2b added up (each from its first
+    /// request to its last order's arrival), the benchmark's reading between them left out.
+    pub full_lives_per_s: f64,
     /// Phase 3.
     pub offered_per_s: u32,
     pub offered_seconds: u64,
@@ -109,6 +120,9 @@ pub struct Report {
     pub measured_over_ceiling: f64,
     pub elapsed_s: f64,
 }
+
+/// How often the benchmark's runtime sweeps: completions wait for it.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -164,6 +178,48 @@ impl Ctx {
         Ok((id, ms))
     }
 
+    /// The carrier's "collected" then "delivered" webhooks for each of the order's parcels,
+    /// dated far enough back that the return window is over (the sweep then completes it).
+    async fn deliver(&self, id: OrderId) -> Res<()> {
+        let order = self
+            .app
+            .store
+            .get_order(id)
+            .await?
+            .ok_or_else(|| format!("order {id} is missing"))?;
+        let delivered = Utc::now() - chrono::Duration::days(60);
+        for parcel in &order.shipments {
+            let path = format!("{}/webhooks/logistics/{}", self.base, parcel.carrier);
+            for (step, at) in [(0, delivered - chrono::Duration::days(1)), (1, delivered)] {
+                let request = if parcel.carrier == "sf" {
+                    let tag = ["InTransit", "Delivered"][step];
+                    let (body, header) = sign::aftership(&parcel.tracking_number, tag, at);
+                    self.http
+                        .post(&path)
+                        .header("content-type", "application/json")
+                        .header("aftership-hmac-sha256", header)
+                        .body(body)
+                } else {
+                    let state = ["1", "3"][step];
+                    self.http
+                        .post(&path)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(sign::kuaidi100(
+                            &parcel.carrier,
+                            &parcel.tracking_number,
+                            state,
+                            at,
+                        ))
+                };
+                let r = request.send().await?;
+                if !r.status().is_success() {
+                    return Err(format!("logistics webhook answered {}", r.status()).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn pay(&self, id: OrderId, amount: i64) -> Res<()> {
         let body = sign::stripe_paid(&format!("evt_bench_{id}"), &id.to_string(), amount, "cny");
         let raw = body.to_string();
@@ -195,6 +251,30 @@ impl Ctx {
                 .await?;
         }
         Ok(n)
+    }
+
+    /// Waits until every order has reached `to` (the ones that have are not read again).
+    async fn finished(&self, ids: &[OrderId], to: Status) -> Res<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut left = ids.to_vec();
+        while !left.is_empty() {
+            let mut still = Vec::new();
+            for id in left {
+                if self.app.store.get_order(id).await?.map(|o| o.status()) != Some(to) {
+                    still.push(id);
+                }
+            }
+            left = still;
+            if Instant::now() > deadline {
+                return Err(
+                    format!("{} orders did not reach {to} within 10 minutes", left.len()).into(),
+                );
+            }
+            if !left.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the queues stay empty for a moment and every order has left `from`.
@@ -278,7 +358,7 @@ pub async fn run(opts: BenchOptions) -> Res<Report> {
         numbering_key: b"bench".to_vec(),
         visibility_timeout: Duration::from_secs(30),
         poll_wait: Duration::from_millis(100),
-        sweep_every: Duration::from_secs(5),
+        sweep_every: SWEEP_EVERY,
         clock: Arc::new(oms::clock::SystemClock),
         gateway: Arc::new(oms::payments::SimulatedGateway),
         http: oms::adapters::https::HttpsClient::new(Duration::from_secs(10))?,
@@ -363,7 +443,10 @@ pub async fn run(opts: BenchOptions) -> Res<Report> {
         .collect();
     report.received_to_awaiting_payment = Latency::of(to_awaiting);
     awaiting_at.sort();
+    // Each phase's own span, without the benchmark's reading between phases.
+    let mut phases_ms = 0.0;
     if let (Some(start), Some(end)) = (first_placed, awaiting_at.last()) {
+        phases_ms += ms(start, *end);
         report.to_awaiting_payment_per_s =
             awaiting_at.len() as f64 / (ms(start, *end) / 1000.0).max(1e-9);
         let n = awaiting_at.len();
@@ -425,10 +508,58 @@ pub async fn run(opts: BenchOptions) -> Res<Report> {
         }
     }
     if let Some(end) = ready_at.iter().max() {
+        phases_ms += ms(pay_started, *end);
         report.paid_to_ready_to_ship_per_s =
             ready_at.len() as f64 / (ms(pay_started, *end) / 1000.0).max(1e-9);
     }
     report.paid_to_ready_to_ship = Latency::of(paid_to_ready);
+
+    // 2b. Delivery to completed: the sweep completes each order once its return window is over.
+    let deliverable: Vec<OrderId> = payable
+        .iter()
+        .zip(&shipped)
+        .filter(|(_, (s, _))| *s == Status::ReadyToShip)
+        .map(|(id, _)| *id)
+        .collect();
+    let b = bar(opts.progress, deliverable.len(), "orders delivered")?;
+    let deliver_started = Utc::now();
+    let delivered: Vec<Res<()>> = futures::stream::iter(deliverable.iter().copied())
+        .map(|id| {
+            let (ctx, b) = (&ctx, &b);
+            async move {
+                let r = ctx.deliver(id).await;
+                b.inc(1);
+                r
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    b.finish_and_clear();
+    delivered.into_iter().collect::<Res<Vec<()>>>()?;
+    ctx.finished(&deliverable, Status::Completed).await?;
+    let ended = ctx.reached(&deliverable).await?;
+    let mut delivered_to_completed = Vec::new();
+    let mut completed_at = Vec::new();
+    for (status, at) in &ended {
+        if *status != Status::Completed {
+            *report
+                .not_completed
+                .entry(status.as_str().to_owned())
+                .or_default() += 1;
+        }
+        if let (Some(d), Some(c)) = (at.get(&Status::Delivered), at.get(&Status::Completed)) {
+            delivered_to_completed.push(ms(*d, *c));
+            completed_at.push(*c);
+        }
+    }
+    if let Some(end) = completed_at.iter().max() {
+        report.delivered_to_completed_per_s =
+            completed_at.len() as f64 / (ms(deliver_started, *end) / 1000.0).max(1e-9);
+        phases_ms += ms(deliver_started, *end);
+        report.full_lives_per_s = completed_at.len() as f64 / (phases_ms / 1000.0).max(1e-9);
+    }
+    report.delivered_to_completed = Latency::of(delivered_to_completed);
 
     // 3. Intake at a fixed offered rate.
     let total = (u64::from(opts.rate) * opts.rate_seconds) as usize;
@@ -533,6 +664,21 @@ impl std::fmt::Display for Report {
         if !self.not_ready_to_ship.is_empty() {
             writeln!(f, "  not ready to ship: {:?}", self.not_ready_to_ship)?;
         }
+        writeln!(
+            f,
+            "delivered → completed   {:>8.0} orders/s   {} (the sweep runs every {} ms)",
+            self.delivered_to_completed_per_s,
+            l(&self.delivered_to_completed),
+            SWEEP_EVERY.as_millis()
+        )?;
+        if !self.not_completed.is_empty() {
+            writeln!(f, "  not completed: {:?}", self.not_completed)?;
+        }
+        writeln!(
+            f,
+            "full lives              {:>8.0} orders/s   placed, paid, delivered and completed, phase after phase",
+            self.full_lives_per_s
+        )?;
         writeln!(
             f,
             "at {}/s offered for {} s: intake {}, received → awaiting_payment {}, deepest backlog {}",

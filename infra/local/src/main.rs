@@ -91,8 +91,9 @@ enum Command {
     },
     /// Measure the embedded pipeline over real HTTP on a fresh SQLite file (build with
     /// --profile fast: release at full speed): orders/s to awaiting_payment with step latencies
-    /// and the rate per tenth of the run, payment to ready_to_ship, intake latency at a fixed
-    /// offered rate, and the raw SQLite transaction ceiling. Prints a table and writes the figures as JSON.
+    /// and the rate per tenth of the run, payment to ready_to_ship, delivery to completed and
+    /// full lives/s, intake latency at a fixed offered rate, and the raw SQLite transaction
+    /// ceiling. Prints a table and writes the figures as JSON.
     Bench {
         /// How many orders to place in the throughput phase.
         #[arg(long, default_value_t = 10_000)]

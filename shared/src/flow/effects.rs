@@ -18,8 +18,11 @@ use crate::ports::{QueueName, StoreError};
 
 /// Carries out the effects a commit just wrote, as far as it can now. Failures are logged: the
 /// records stay in the outbox for the sweeper.
+///
+/// They run at once, not one after another: each record stands alone (the sweeper may redo any
+/// of them, in any order), and a request or a step waits for the slowest, not for their sum.
 pub async fn kick(app: &App, effects: &[Effect]) {
-    for fx in effects {
+    futures::future::join_all(effects.iter().map(|fx| async move {
         let result = match fx.kind {
             EffectKind::Refund { .. } => enqueue(app, fx).await.map_err(StepError::from),
             _ => carry_out(app, fx.clone()).await,
@@ -27,7 +30,8 @@ pub async fn kick(app: &App, effects: &[Effect]) {
         if let Err(e) = result {
             tracing::warn!(order_id = %fx.order_id, effect = fx.kind.name(), effect_id = %fx.id, error = %e, "effect left to the outbox");
         }
-    }
+    }))
+    .await;
 }
 
 async fn enqueue(app: &App, fx: &Effect) -> Result<(), crate::ports::QueueError> {

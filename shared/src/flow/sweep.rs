@@ -7,6 +7,7 @@
 //! Every action is a conditional write, so two sweeps at once (or a sweep racing a payment)
 //! cannot do anything twice: the loser sees `Conflict` and leaves the order to the winner.
 
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::{StepError, commit, policy};
@@ -19,6 +20,9 @@ pub const PAGE: usize = 200;
 /// Pages per sweep: a larger backlog goes on at the next sweep (each order handled here moves
 /// its due time on, so the next page starts after it).
 pub const MAX_PAGES: usize = 50;
+
+/// Commits of one page in flight at once.
+pub const SWEEP_AT_ONCE: usize = 16;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Sweep {
@@ -38,23 +42,39 @@ pub async fn sweep(app: &App) -> Result<Sweep, StepError> {
     for _ in 0..MAX_PAGES {
         let now = app.clock.now();
         let due = app.store.due_orders(now, PAGE).await?;
+        // A page's orders are independent: their commits go a few at a time, so a sweep after a
+        // busy day is not one store round trip per order end to end.
+        let changes: Vec<_> = due
+            .iter()
+            .filter_map(|order| decide::sweep(order, &policy(app, order), now))
+            .collect();
+        let outcomes: Vec<Result<Option<(Status, bool)>, StoreError>> =
+            futures::stream::iter(changes)
+                .map(|change| async move {
+                    match commit(app, &change).await {
+                        Ok(()) => Ok(Some((
+                            change.order.status(),
+                            !change.order.attention.is_empty(),
+                        ))),
+                        // Another sweep or step moved it first.
+                        Err(StoreError::Conflict(_) | StoreError::Duplicate(_)) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(SWEEP_AT_ONCE)
+                .collect()
+                .await;
         let mut moved = 0;
-        for order in &due {
-            let Some(change) = decide::sweep(order, &policy(app, order), now) else {
+        for outcome in outcomes {
+            let Some((status, attention)) = outcome? else {
                 continue;
             };
-            match commit(app, &change).await {
-                Ok(()) => {
-                    moved += 1;
-                    match change.order.status() {
-                        Status::Expired => report.expired += 1,
-                        Status::Completed => report.completed += 1,
-                        _ if !change.order.attention.is_empty() => report.stuck += 1,
-                        _ => report.redriven += 1,
-                    }
-                }
-                Err(StoreError::Conflict(_) | StoreError::Duplicate(_)) => {}
-                Err(e) => return Err(e.into()),
+            moved += 1;
+            match status {
+                Status::Expired => report.expired += 1,
+                Status::Completed => report.completed += 1,
+                _ if attention => report.stuck += 1,
+                _ => report.redriven += 1,
             }
         }
         if due.len() < PAGE || moved == 0 {
