@@ -13,9 +13,11 @@ use rusqlite::Connection;
 
 use super::Cached;
 
-/// A group takes queue steps' calls for this long at most (requests' calls always join it), so a
-/// request's call waits at most about this long for the group ahead of it.
-const GROUP_BUDGET: Duration = Duration::from_millis(1);
+/// A group of queue steps' calls is closed after this long: the longer a group, the fewer times
+/// the pages its calls share are written, and the longer its first call waits for its answer.
+/// A group that has taken a request's call closes as soon as no other request's call is waiting,
+/// so a request waits for one step's call at most, not for a group.
+const GROUP_BUDGET: Duration = Duration::from_millis(4);
 
 /// The WAL is copied back into the database file by a thread of its own, this often, so the
 /// database thread does not stop for it (a twentieth of its time when it did).
@@ -87,16 +89,16 @@ impl Queue {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next call, waiting for one; `None` once closed and empty.
-    fn next(&self) -> Option<Job> {
+    /// The next call and whether it is a request's, waiting for one; `None` once closed and
+    /// empty.
+    fn next(&self) -> Option<(Job, bool)> {
         let mut lanes = self.lanes();
         loop {
-            if let Some(job) = lanes
-                .requests
-                .pop_front()
-                .or_else(|| lanes.steps.pop_front())
-            {
-                return Some(job);
+            if let Some(job) = lanes.requests.pop_front() {
+                return Some((job, true));
+            }
+            if let Some(job) = lanes.steps.pop_front() {
+                return Some((job, false));
             }
             if lanes.closed {
                 return None;
@@ -105,16 +107,17 @@ impl Queue {
         }
     }
 
-    /// A waiting call, if any: a request's always, a step's only if `steps_too`.
-    fn waiting(&self, steps_too: bool) -> Option<Job> {
+    /// A waiting call and whether it is a request's, if any: a request's always, a step's only
+    /// if `steps_too`.
+    fn waiting(&self, steps_too: bool) -> Option<(Job, bool)> {
         let mut lanes = self.lanes();
-        lanes.requests.pop_front().or_else(|| {
-            if steps_too {
-                lanes.steps.pop_front()
-            } else {
-                None
-            }
-        })
+        if let Some(job) = lanes.requests.pop_front() {
+            return Some((job, true));
+        }
+        if steps_too {
+            return lanes.steps.pop_front().map(|job| (job, false));
+        }
+        None
     }
 }
 
@@ -210,7 +213,7 @@ impl Handle {
 
 /// The database thread: one group after another until the queue is closed and empty.
 fn run(mut conn: Connection, queue: &Queue) {
-    while let Some(first) = queue.next() {
+    while let Some((first, mut answering)) = queue.next() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "could not begin a transaction");
             first(&mut conn)(Err(&Failed::of(&e)));
@@ -223,10 +226,11 @@ fn run(mut conn: Connection, queue: &Queue) {
         // then the group is over, and none of its calls is reported done.
         let mut lost = conn.is_autocommit();
         while !lost && answers.len() < MAX_GROUP {
-            let steps_too = started.elapsed() < GROUP_BUDGET;
-            let Some(call) = queue.waiting(steps_too) else {
+            let steps_too = !answering && started.elapsed() < GROUP_BUDGET;
+            let Some((call, request)) = queue.waiting(steps_too) else {
                 break;
             };
+            answering |= request;
             answers.push(call(&mut conn));
             lost = conn.is_autocommit();
         }
