@@ -372,6 +372,10 @@ impl SqliteDb {
     /// The waker of `queue`'s receives.
     fn sent(&self, queue: &str) -> Arc<tokio::sync::Notify> {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked up before it is made: every send and every look of a receive asks.
+        if let Some(waker) = sent.get(queue) {
+            return Arc::clone(waker);
+        }
         Arc::clone(sent.entry(queue.to_owned()).or_default())
     }
 

@@ -146,7 +146,7 @@ impl Queue for SqliteQueue {
     async fn send_batch(&self, queue: &QueueName, bodies: &[String]) -> Result<(), QueueError> {
         check_message_sizes(bodies.iter().map(String::as_str))?;
         let (name, bodies, now) = (queue.clone(), bodies.to_vec(), self.now_ms());
-        let (name_of_sent, count) = (queue.clone(), bodies.len());
+        let count = bodies.len();
         self.db
             .call(move |conn| {
                 let tx = &*conn;
@@ -162,7 +162,7 @@ impl Queue for SqliteQueue {
             .await?;
         // A receive takes up to ten: wake as many waiting receives of this queue as that needs,
         // not every poller of every queue.
-        let waker = self.db.sent(name_of_sent.as_str());
+        let waker = self.db.sent(queue.as_str());
         for _ in 0..count.div_ceil(10) {
             waker.notify_one();
         }
