@@ -22,6 +22,7 @@ pub mod demo;
 pub mod operator;
 pub mod sign;
 
+use oms::adapters::aws::meter::in_step;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -274,7 +275,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                 visibility_timeout: opts.visibility_timeout,
                 wait: opts.poll_wait,
             };
-            tasks.spawn(poll(app, step, receive, stopped));
+            tasks.spawn(in_step(step.queue(), poll(app, step, receive, stopped)));
         }
     }
     {
@@ -287,8 +288,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                     _ = tokio::time::sleep(every) => {}
                     _ = stopped.changed() => return,
                 }
-                app.meter.invocation();
-                if let Err(e) = oms::flow::sweep::sweep(&app).await {
+                let sweep = in_step("sweep", async {
+                    app.meter.invocation();
+                    oms::flow::sweep::sweep(&app).await
+                });
+                if let Err(e) = sweep.await {
                     tracing::error!(error = %e, "sweep failed");
                 }
             }
@@ -301,13 +305,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         let mut stopped = stopped.clone();
         tasks.spawn(async move {
             loop {
-                let handled = match oms::flow::reports::drain_change_log(&app).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!(error = %e, "counting reports failed");
-                        0
-                    }
-                };
+                let handled =
+                    match in_step("reports", oms::flow::reports::drain_change_log(&app)).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::error!(error = %e, "counting reports failed");
+                            0
+                        }
+                    };
                 if handled == oms::flow::reports::CHANGES_PER_DRAIN {
                     continue;
                 }
@@ -478,14 +483,33 @@ async fn serve(
     }
 }
 
-/// Counts each request as the invocation API Gateway would make.
+/// Counts each request as the invocation API Gateway would make, and what it spends under the
+/// surface it called (see [`http_step`]).
 async fn count_invocations(
     State(app): State<Arc<App>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    app.meter.invocation();
-    next.run(req).await
+    let step = http_step(req.method(), req.uri().path());
+    in_step(step, async {
+        app.meter.invocation();
+        next.run(req).await
+    })
+    .await
+}
+
+/// The name a request's spending is metered under: `intake` for new orders, `payment webhook`,
+/// `logistics webhook`, and `http` for the rest (staff, customers, pages).
+pub fn http_step(method: &axum::http::Method, path: &str) -> &'static str {
+    if method == axum::http::Method::POST && path == "/orders" {
+        "intake"
+    } else if path.starts_with("/webhooks/payment/") {
+        "payment webhook"
+    } else if path.starts_with("/webhooks/logistics/") {
+        "logistics webhook"
+    } else {
+        "http"
+    }
 }
 
 /// Feeds one queue to its step, as the SQS event source mapping does.

@@ -399,6 +399,7 @@ pub fn accepted(mut order: Order, policy: &Policy, now: DateTime<Utc>) -> OrderC
         event: None,
         effects: Vec::new(),
         done: Vec::new(),
+        before: None,
     };
     to_step(&mut change, steps::NUMBERING, now);
     // Accepted: integrators hear of it (`order.created`).

@@ -655,6 +655,9 @@ pub struct OrderChange {
     pub effects: Vec<Effect>,
     /// Outbox records (ids) this change completes: deleted with it.
     pub done: Vec<String>,
+    /// The order as it was loaded (`None` for a new order): what the store replaces. The AWS
+    /// store meters the index entries the write moves from it.
+    pub before: Option<Box<Order>>,
 }
 
 impl OrderChange {
@@ -779,6 +782,7 @@ impl Order {
             event: None,
             effects: Vec::new(),
             done: Vec::new(),
+            before: Some(Box::new(self.clone())),
         }
     }
 

@@ -54,7 +54,7 @@ use chrono::{DateTime, Utc};
 
 use std::sync::Arc;
 
-use super::meter::{Meter, item_size};
+use super::meter::{INDEX_ENTRY_OVERHEAD, Meter, item_size};
 use super::{boxed, is_retryable};
 use crate::domain::{
     CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
@@ -186,14 +186,73 @@ struct IndexQuery {
     forward: bool,
 }
 
-/// Index names and their key attributes.
-const GSIS: [(&str, &str, &str); 5] = [
-    ("by_number", "gsi1pk", "gsi1sk"),
-    ("by_customer", "gsi2pk", "gsi2sk"),
-    ("by_status", "gsi3pk", "gsi3sk"),
-    ("by_channel", "gsi4pk", "gsi4sk"),
-    ("by_due", "gsi5pk", "gsi5sk"),
+/// What an index holds of each item besides the keys.
+#[derive(Clone, Copy)]
+enum Projected {
+    All,
+}
+
+/// Index names, their key attributes and what they project.
+const GSIS: [(&str, &str, &str, Projected); 5] = [
+    ("by_number", "gsi1pk", "gsi1sk", Projected::All),
+    ("by_customer", "gsi2pk", "gsi2sk", Projected::All),
+    ("by_status", "gsi3pk", "gsi3sk", Projected::All),
+    ("by_channel", "gsi4pk", "gsi4sk", Projected::All),
+    ("by_due", "gsi5pk", "gsi5sk", Projected::All),
 ];
+
+/// The entry an item has in an index (`None` if it lacks a key of the index): its size as
+/// DynamoDB bills it, and the attributes it holds.
+fn index_entry<'a>(
+    item: &'a Item,
+    (_, hash, range, projected): (&str, &str, &str, Projected),
+) -> Option<(usize, Vec<(&'a String, &'a AttributeValue)>)> {
+    if !item.contains_key(hash) || !item.contains_key(range) {
+        return None;
+    }
+    let mut held: Vec<(&String, &AttributeValue)> = match projected {
+        Projected::All => item.iter().collect(),
+    };
+    held.sort_by(|a, b| a.0.cmp(b.0));
+    let size = held
+        .iter()
+        .map(|(k, v)| item_size(&HashMap::from([((*k).clone(), (*v).clone())])))
+        .sum::<usize>()
+        + INDEX_ENTRY_OVERHEAD;
+    Some((size, held))
+}
+
+/// What an item's table partition says it is, for the meter's table of write units.
+fn kind_of(item: &Item) -> &'static str {
+    let sk = item
+        .get("sk")
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str);
+    let pk = item
+        .get("pk")
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str);
+    match sk {
+        "ORDER" => "order",
+        "EXT" => "external id",
+        "NUMBER" => "order number",
+        "COUNTER" => "counter",
+        "ALIAS" => "alias",
+        "EVENT" => "provider event",
+        "IDEM" => "idempotency record",
+        "RESTOCK" => "restock guard",
+        "CATALOGUE" => "catalogue",
+        _ if sk.starts_with("TL#") => "timeline",
+        _ if sk.starts_with("RES#") => "reservation",
+        _ if sk.starts_with("FX#") => "effect",
+        _ if sk.starts_with("WH#") => "stock",
+        _ if pk.starts_with("REC#") => "record",
+        _ if pk == "ALERTS" => "alert",
+        "RPT" | "CONTACT" => "report",
+        _ if pk.starts_with("RPT#") => "report",
+        _ => "other",
+    }
+}
 /// The TTL attribute (epoch seconds). DynamoDB deletes expired items lazily (within days), so
 /// reads still compare `expires_ms` with the clock.
 const TTL_ATTRIBUTE: &str = "expires_at";
@@ -315,7 +374,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         .set_key_schema(Some(key_schema("pk", "sk")?))
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?);
-    for (index, pk, sk) in GSIS {
+    for (index, pk, sk, projected) in GSIS {
         req = req
             .attribute_definitions(attr(pk)?)
             .attribute_definitions(attr(sk)?)
@@ -323,11 +382,11 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
                 GlobalSecondaryIndex::builder()
                     .index_name(index)
                     .set_key_schema(Some(key_schema(pk, sk)?))
-                    .projection(
-                        Projection::builder()
+                    .projection(match projected {
+                        Projected::All => Projection::builder()
                             .projection_type(ProjectionType::All)
                             .build(),
-                    )
+                    })
                     .build(),
             )?);
     }
@@ -436,20 +495,62 @@ impl DynamoStore {
         condition: &str,
         value: Option<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        self.meter.write(item_size(&item), false);
         let mut req = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition);
+            .set_item(Some(item.clone()))
+            .condition_expression(condition)
+            // The item it replaced, for the meter (returned values cost nothing).
+            .return_values(ReturnValue::AllOld);
         if let Some((name, v)) = value {
             req = req.expression_attribute_values(name, v);
         }
         match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Ok(out) => {
+                self.meter_put(out.attributes.as_ref(), &item);
+                Ok(true)
+            }
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                // A failed condition is billed as a write of the item.
+                self.meter.write(kind_of(&item), item_size(&item), false);
+                Ok(false)
+            }
             Err(e) => Err(sdk(e)),
+        }
+    }
+
+    /// Meters a single-item put that replaced `old` (if there was one): the larger of the two,
+    /// and the index entries it wrote.
+    fn meter_put(&self, old: Option<&Item>, new: &Item) {
+        let old = old.filter(|o| !o.is_empty());
+        let bytes = item_size(new).max(old.map_or(0, item_size));
+        self.meter.write(kind_of(new), bytes, false);
+        self.meter_indexes(old, Some(new));
+    }
+
+    /// Meters the index writes of one item going from `old` to `new` (`None`: no item).
+    fn meter_indexes(&self, old: Option<&Item>, new: Option<&Item>) {
+        for gsi in GSIS {
+            let before = old.and_then(|o| index_entry(o, gsi));
+            let after = new.and_then(|n| index_entry(n, gsi));
+            let key_of =
+                |i: Option<&Item>| i.map(|i| (i.get(gsi.1).cloned(), i.get(gsi.2).cloned()));
+            match (before, after) {
+                (None, None) => {}
+                (Some((size, _)), None) | (None, Some((size, _))) => {
+                    self.meter.index_write(gsi.0, size);
+                }
+                (Some((was, old_held)), Some((is, new_held))) => {
+                    if key_of(old) != key_of(new) {
+                        // A new key: the entry is deleted and put again.
+                        self.meter.index_write(gsi.0, was);
+                        self.meter.index_write(gsi.0, is);
+                    } else if old_held != new_held {
+                        self.meter.index_write(gsi.0, was.max(is));
+                    }
+                }
+            }
         }
     }
 
@@ -466,14 +567,20 @@ impl DynamoStore {
         }
     }
 
-    /// Counts one attempt of a transaction: every write item twice, condition checks as
-    /// transactional reads. Cancelled transactions are billed too.
+    /// Counts one attempt of a transaction's table writes: every write item twice, condition
+    /// checks as transactional reads. Cancelled transactions are billed too. Updates and
+    /// deletes here touch small items (stock, reservations, effects), counted as 1 KB. Index
+    /// writes are metered by the caller once the transaction went through
+    /// ([`DynamoStore::meter_indexes`]): it knows the items the puts replace.
     fn meter_transaction(&self, items: &[TransactWriteItem]) {
         for i in items {
             if let Some(p) = i.put() {
-                self.meter.write(item_size(p.item()), true);
-            } else if i.update().is_some() || i.delete().is_some() {
-                self.meter.write(1, true);
+                self.meter
+                    .write(kind_of(p.item()), item_size(p.item()), true);
+            } else if let Some(u) = i.update() {
+                self.meter.write(kind_of(u.key()), 1, true);
+            } else if let Some(d) = i.delete() {
+                self.meter.write(kind_of(d.key()), 1, true);
             } else if i.condition_check().is_some() {
                 self.meter.read(1, true, true);
             }
@@ -597,7 +704,7 @@ impl DynamoStore {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        let (name, pk, _) = GSIS[index];
+        let (name, pk, _, _) = GSIS[index];
         let query = IndexQuery {
             index: name,
             key_condition: "#pk = :v".into(),
@@ -890,8 +997,17 @@ impl OrderStore for DynamoStore {
             )?);
         }
         items.extend(self.effect_puts(effects)?);
+        let indexed: Vec<Item> = items
+            .iter()
+            .filter_map(|i| i.put().map(|p| p.item().clone()))
+            .collect();
         match self.transact(items).await {
-            Ok(()) => Ok(Created::New),
+            Ok(()) => {
+                for item in &indexed {
+                    self.meter_indexes(None, Some(item));
+                }
+                Ok(Created::New)
+            }
             Err(Err(e)) => Err(e),
             Err(Ok(cancelled)) => {
                 let existing = if cancelled.failed(0) {
@@ -943,7 +1059,7 @@ impl OrderStore for DynamoStore {
                 "name a customer, a channel or a status".into(),
             ));
         };
-        let (name, pk, sk) = GSIS[index];
+        let (name, pk, sk, _) = GSIS[index];
         let mut filters = Vec::new();
         let mut values = HashMap::from([(":pk".to_owned(), s(pk_value))]);
         let mut names = HashMap::from([("#pk".to_owned(), pk.to_owned())]);
@@ -1000,9 +1116,10 @@ impl OrderStore for DynamoStore {
 
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
         let id = change.order.id;
+        let new_item = self.order_item(&change.order)?;
         let order_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.order_item(&change.order)?))
+            .set_item(Some(new_item.clone()))
             .condition_expression("#v = :v AND #st = :st")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#st", "status")
@@ -1039,8 +1156,28 @@ impl OrderStore for DynamoStore {
                     .build(),
             );
         }
+        let effect_items: Vec<Item> = items
+            .iter()
+            .filter_map(|i| i.put().map(|p| p.item().clone()))
+            .filter(|i| kind_of(i) == "effect")
+            .collect();
         match self.transact(items).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let old_item = change
+                    .before
+                    .as_deref()
+                    .map(|o| self.order_item(o))
+                    .transpose()?;
+                self.meter_indexes(old_item.as_ref(), Some(&new_item));
+                for item in &effect_items {
+                    self.meter_indexes(None, Some(item));
+                }
+                // A finished effect leaves `by_due`: its entry is under 1 KB.
+                for _ in &change.done {
+                    self.meter.index_write("by_due", 1);
+                }
+                Ok(())
+            }
             Err(Err(e)) => Err(e),
             Err(Ok(cancelled)) if change.event.is_some() && cancelled.failed(1) => Err(
                 StoreError::Duplicate(change.event.clone().unwrap_or_default()),
@@ -1123,14 +1260,20 @@ impl OutboxStore for DynamoStore {
     }
 
     async fn finish_effect(&self, order: OrderId, id: &str) -> Result<(), StoreError> {
-        self.meter.write(1, false);
-        self.client
+        let k = key(keys::effect(order, id));
+        let out = self
+            .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(keys::effect(order, id))))
+            .set_key(Some(k.clone()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(sdk)?;
+        let old = out.attributes.filter(|a| !a.is_empty());
+        self.meter
+            .write("effect", old.as_ref().map_or(0, item_size), false);
+        self.meter_indexes(old.as_ref(), None);
         Ok(())
     }
 
@@ -1170,14 +1313,16 @@ impl CatalogueStore for DynamoStore {
         it.insert("doc".into(), to_av(item)?);
         it.insert("gsi4pk".into(), s(keys::catalogue_list()));
         it.insert("gsi4sk".into(), s(item.sku.as_str()));
-        self.meter.write(item_size(&it), false);
-        self.client
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(it))
+            .set_item(Some(it.clone()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(sdk)?;
+        self.meter_put(out.attributes.as_ref(), &it);
         Ok(())
     }
 
@@ -1254,7 +1399,7 @@ impl NumberStore for DynamoStore {
             ));
         }
         // One atomic ADD per block, not per number: a busy counter is touched `size` times less.
-        self.meter.write(1, false);
+        self.meter.write("counter", 1, false);
         let out = self
             .client
             .update_item()
@@ -1280,7 +1425,7 @@ impl StockStore for DynamoStore {
         on_hand: u64,
         safety: u64,
     ) -> Result<StockLevel, StoreError> {
-        self.meter.write(1, false);
+        self.meter.write("stock", 1, false);
         let result = self
             .client
             .update_item()
@@ -1436,7 +1581,7 @@ impl StockStore for DynamoStore {
             return Ok(true);
         }
         // Already open: refresh the figures, keep when it was first raised.
-        self.meter.write(1, false);
+        self.meter.write("alert", 1, false);
         self.client
             .update_item()
             .table_name(&self.table)
@@ -1451,7 +1596,7 @@ impl StockStore for DynamoStore {
     }
 
     async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError> {
-        self.meter.write(1, false);
+        self.meter.write("alert", 1, false);
         let out = self
             .client
             .delete_item()
@@ -1644,14 +1789,16 @@ fn record_item(record: &Record) -> Item {
 impl RecordStore for DynamoStore {
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
         let it = record_item(record);
-        self.meter.write(item_size(&it), false);
-        self.client
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(it))
+            .set_item(Some(it.clone()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(sdk)?;
+        self.meter_put(out.attributes.as_ref(), &it);
         Ok(())
     }
 

@@ -1,34 +1,107 @@
-//! What the AWS adapters spend, counted as AWS bills it: DynamoDB on-demand write request units
-//! (1 per KB of item written, 2 in a transaction), read request units (1 per 4 KB read strongly
-//! consistent, half that eventually consistent, 2 in a transaction), SQS requests (each API call,
-//! per 64 KB of payload), and function invocations (counted by whoever invokes). Item sizes follow
-//! DynamoDB's rule: attribute names plus values.
+//! What the AWS adapters spend, counted as AWS bills it:
+//!
+//! - DynamoDB on-demand write request units: 1 per KB of item written, 2 in a transaction;
+//!   an update or delete is billed on the larger of the item before and after.
+//! - Global secondary index writes, which the table's own figure does not show: every write that
+//!   puts an item into an index, takes it out, or changes a projected attribute of it costs 1
+//!   unit per KB of the index entry (its index keys, the table keys, the projected attributes
+//!   and 100 bytes); an item whose index key changes is deleted from the index and put again (2
+//!   writes). Transactions do not double index writes.
+//! - Read request units: 1 per 4 KB read strongly consistent, half that eventually consistent,
+//!   2 in a transaction.
+//! - SQS requests: each API call, per 64 KB of payload. Receives and deletes are also counted in
+//!   messages, so a figure can be given as the event source mapping batches them (up to 10 a
+//!   call), and receives that found nothing (the pollers' idle cost) apart.
+//! - Function invocations (counted by whoever invokes).
+//!
+//! Everything is also counted per step: [`in_step`] names the step that runs a future (the
+//! local runtime names each queue step, the HTTP requests and the sweep), so a test can print
+//! where the units go. Item sizes follow DynamoDB's rule: attribute names plus values.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
-#[derive(Debug, Default)]
-pub struct Meter {
-    write_units: AtomicU64,
-    /// In halves, so eventually consistent reads count exactly.
-    read_half_units: AtomicU64,
-    sqs_requests: AtomicU64,
-    invocations: AtomicU64,
+tokio::task_local! {
+    static STEP: &'static str;
 }
 
-/// A snapshot of a [`Meter`].
+/// Runs `f` with its spending counted under `step`.
+pub async fn in_step<F: Future>(step: &'static str, f: F) -> F::Output {
+    STEP.scope(step, f).await
+}
+
+fn current_step() -> &'static str {
+    STEP.try_with(|s| *s).unwrap_or("other")
+}
+
+#[derive(Debug, Default)]
+pub struct Meter {
+    tally: Mutex<Tally>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    total: Usage,
+    by_step: BTreeMap<&'static str, Usage>,
+    /// Write units by what was written: an item kind, or `index <name>`.
+    writes_by_kind: BTreeMap<String, u64>,
+}
+
+/// A snapshot of a [`Meter`], or of one step's share of it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
 pub struct Usage {
+    /// Table and index write units together.
     pub write_units: u64,
+    /// The share of `write_units` spent on global secondary indexes.
+    pub index_write_units: u64,
     pub read_units: f64,
+    /// Every SQS API call billed.
     pub sqs_requests: u64,
+    /// SendMessage and SendMessageBatch calls (per 64 KB).
+    pub sqs_sends: u64,
+    /// ReceiveMessage calls that returned messages, and the messages they returned.
+    pub sqs_receives: u64,
+    pub sqs_received: u64,
+    /// ReceiveMessage calls that returned nothing: what an idle poller costs.
+    pub sqs_empty_receives: u64,
+    /// DeleteMessage and DeleteMessageBatch calls, and the messages they deleted.
+    pub sqs_deletes: u64,
+    pub sqs_deleted: u64,
     pub invocations: u64,
 }
 
+impl Usage {
+    /// SQS requests with receives and deletes made as the event source mapping makes them at
+    /// full batches (`batch` messages a call) and without the idle pollers' empty receives.
+    pub fn sqs_requests_batched(&self, batch: u64) -> f64 {
+        self.sqs_sends as f64 + (self.sqs_received + self.sqs_deleted) as f64 / batch as f64
+    }
+
+    /// What was spent between `earlier` and `self`.
+    pub fn since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            write_units: self.write_units - earlier.write_units,
+            index_write_units: self.index_write_units - earlier.index_write_units,
+            read_units: self.read_units - earlier.read_units,
+            sqs_requests: self.sqs_requests - earlier.sqs_requests,
+            sqs_sends: self.sqs_sends - earlier.sqs_sends,
+            sqs_receives: self.sqs_receives - earlier.sqs_receives,
+            sqs_received: self.sqs_received - earlier.sqs_received,
+            sqs_empty_receives: self.sqs_empty_receives - earlier.sqs_empty_receives,
+            sqs_deletes: self.sqs_deletes - earlier.sqs_deletes,
+            sqs_deleted: self.sqs_deleted - earlier.sqs_deleted,
+            invocations: self.invocations - earlier.invocations,
+        }
+    }
+}
+
 const KB: usize = 1024;
+/// What DynamoDB adds to every index entry's size.
+pub const INDEX_ENTRY_OVERHEAD: usize = 100;
 
 fn value_size(v: &AttributeValue) -> usize {
     match v {
@@ -55,11 +128,46 @@ pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
     item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
 }
 
+/// The size of some attributes of an item (those it has).
+pub fn attributes_size<'a>(
+    item: &HashMap<String, AttributeValue>,
+    names: impl IntoIterator<Item = &'a str>,
+) -> usize {
+    names
+        .into_iter()
+        .filter_map(|n| item.get(n).map(|v| n.len() + value_size(v)))
+        .sum()
+}
+
 impl Meter {
-    /// A write of an item of `bytes` (updates of small items count as 1 KB); `transactional` doubles it.
-    pub fn write(&self, bytes: usize, transactional: bool) {
+    fn add(&self, f: impl Fn(&mut Usage), kind: Option<(&str, u64)>) {
+        let Ok(mut t) = self.tally.lock() else {
+            return;
+        };
+        f(&mut t.total);
+        f(t.by_step.entry(current_step()).or_default());
+        if let Some((kind, units)) = kind {
+            *t.writes_by_kind.entry(kind.to_owned()).or_default() += units;
+        }
+    }
+
+    /// A write of an item of `bytes` (updates of small items count as 1 KB) of `kind` (see
+    /// [`Meter::writes_by_kind`]); `transactional` doubles it.
+    pub fn write(&self, kind: &str, bytes: usize, transactional: bool) {
         let units = bytes.div_ceil(KB).max(1) as u64 * if transactional { 2 } else { 1 };
-        self.write_units.fetch_add(units, Ordering::Relaxed);
+        self.add(|u| u.write_units += units, Some((kind, units)));
+    }
+
+    /// One write to global secondary index `index` of an entry of `bytes` (overhead included).
+    pub fn index_write(&self, index: &str, bytes: usize) {
+        let units = bytes.div_ceil(KB).max(1) as u64;
+        self.add(
+            |u| {
+                u.write_units += units;
+                u.index_write_units += units;
+            },
+            Some((&format!("index {index}"), units)),
+        );
     }
 
     /// A read of `bytes` in one request.
@@ -73,27 +181,87 @@ impl Meter {
             } else {
                 1
             };
-        self.read_half_units.fetch_add(halves, Ordering::Relaxed);
+        self.add(|u| u.read_units += halves as f64 / 2.0, None);
     }
 
-    pub fn sqs(&self, payload_bytes: usize) {
-        self.sqs_requests.fetch_add(
-            payload_bytes.div_ceil(64 * KB).max(1) as u64,
-            Ordering::Relaxed,
+    fn requests(payload_bytes: usize) -> u64 {
+        payload_bytes.div_ceil(64 * KB).max(1) as u64
+    }
+
+    /// A SendMessage or SendMessageBatch call.
+    pub fn sqs_send(&self, payload_bytes: usize) {
+        let r = Self::requests(payload_bytes);
+        self.add(
+            |u| {
+                u.sqs_requests += r;
+                u.sqs_sends += r;
+            },
+            None,
         );
     }
 
+    /// A ReceiveMessage call that returned `messages` of `payload_bytes` together.
+    pub fn sqs_receive(&self, messages: usize, payload_bytes: usize) {
+        let r = Self::requests(payload_bytes);
+        self.add(
+            |u| {
+                u.sqs_requests += r;
+                if messages == 0 {
+                    u.sqs_empty_receives += r;
+                } else {
+                    u.sqs_receives += r;
+                    u.sqs_received += messages as u64;
+                }
+            },
+            None,
+        );
+    }
+
+    /// A DeleteMessage or DeleteMessageBatch call for `messages`.
+    pub fn sqs_delete(&self, messages: usize) {
+        self.add(
+            |u| {
+                u.sqs_requests += 1;
+                u.sqs_deletes += 1;
+                u.sqs_deleted += messages as u64;
+            },
+            None,
+        );
+    }
+
+    /// Any other billed SQS call (GetQueueUrl, GetQueueAttributes).
+    pub fn sqs_other(&self) {
+        self.add(|u| u.sqs_requests += 1, None);
+    }
+
     pub fn invocation(&self) {
-        self.invocations.fetch_add(1, Ordering::Relaxed);
+        self.add(|u| u.invocations += 1, None);
     }
 
     pub fn usage(&self) -> Usage {
-        Usage {
-            write_units: self.write_units.load(Ordering::Relaxed),
-            read_units: self.read_half_units.load(Ordering::Relaxed) as f64 / 2.0,
-            sqs_requests: self.sqs_requests.load(Ordering::Relaxed),
-            invocations: self.invocations.load(Ordering::Relaxed),
-        }
+        self.tally.lock().map(|t| t.total).unwrap_or_default()
+    }
+
+    /// The spending of each step named with [`in_step`] (`other` for the rest).
+    pub fn by_step(&self) -> BTreeMap<String, Usage> {
+        self.tally
+            .lock()
+            .map(|t| {
+                t.by_step
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Write units by what was written: `order`, `timeline`, `effect`, `event`, `stock`, ... for
+    /// table items, `index <name>` for index entries.
+    pub fn writes_by_kind(&self) -> BTreeMap<String, u64> {
+        self.tally
+            .lock()
+            .map(|t| t.writes_by_kind.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -101,24 +269,42 @@ impl Meter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn units_follow_the_billing_rules() {
+    #[tokio::test]
+    async fn units_follow_the_billing_rules() {
         let m = Meter::default();
-        m.write(100, false);
-        m.write(1500, false);
-        m.write(100, true);
+        m.write("order", 100, false);
+        m.write("order", 1500, false);
+        m.write("effect", 100, true);
+        m.index_write("by_status", 150);
+        m.index_write("by_status", 1100);
         m.read(5000, true, false);
         m.read(100, false, false);
-        m.sqs(1000);
-        m.sqs(100 * 1024);
+        in_step("numbering", async {
+            m.sqs_send(1000);
+            m.sqs_send(100 * 1024);
+            m.sqs_receive(0, 0);
+            m.sqs_receive(7, 7000);
+            m.sqs_delete(7);
+        })
+        .await;
         let u = m.usage();
-        assert_eq!(u.write_units, 1 + 2 + 2);
+        assert_eq!(u.write_units, 1 + 2 + 2 + 1 + 2);
+        assert_eq!(u.index_write_units, 3);
         assert_eq!(u.read_units, 2.0 + 0.5);
-        assert_eq!(u.sqs_requests, 1 + 2);
+        assert_eq!(u.sqs_requests, 1 + 2 + 1 + 1 + 1);
+        assert_eq!(u.sqs_empty_receives, 1);
+        assert_eq!((u.sqs_received, u.sqs_deleted), (7, 7));
+        // Sends as made, receives and deletes at full batches of 10, no idle receives.
+        assert!((u.sqs_requests_batched(10) - (3.0 + 1.4)).abs() < 1e-9);
+        assert_eq!(m.by_step()["numbering"].sqs_requests, 6);
+        assert_eq!(m.by_step()["other"].write_units, 8);
+        assert_eq!(m.writes_by_kind()["order"], 3);
+        assert_eq!(m.writes_by_kind()["index by_status"], 3);
         let item = HashMap::from([
             ("pk".to_string(), AttributeValue::S("ORDER#1".into())),
             ("v".to_string(), AttributeValue::N("12".into())),
         ]);
         assert_eq!(item_size(&item), 2 + 7 + 1 + 2);
+        assert_eq!(attributes_size(&item, ["v", "missing"]), 1 + 2);
     }
 }

@@ -200,7 +200,7 @@ impl Queue for SqsQueue {
     async fn send(&self, queue: &QueueName, body: &str) -> Result<(), QueueError> {
         check_message_sizes([body])?;
         let url = self.url(queue).await?;
-        self.meter.sqs(body.len());
+        self.meter.sqs_send(body.len());
         self.client
             .send_message()
             .queue_url(url)
@@ -232,7 +232,8 @@ impl Queue for SqsQueue {
                             .map_err(|e| QueueError::Backend(boxed(e)))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                self.meter.sqs(pending.iter().map(|(_, b)| b.len()).sum());
+                self.meter
+                    .sqs_send(pending.iter().map(|(_, b)| b.len()).sum());
                 let out = self
                     .client
                     .send_message_batch()
@@ -263,7 +264,6 @@ impl Queue for SqsQueue {
     async fn receive(&self, queue: &QueueName, opts: Receive) -> Result<Vec<Message>, QueueError> {
         let url = self.url(queue).await?;
         let max = i32::try_from(opts.max_messages.clamp(1, MAX_BATCH as u32)).unwrap_or(1);
-        self.meter.sqs(0);
         let out = self
             .client
             .receive_message()
@@ -275,8 +275,15 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(sdk)?;
-        out.messages
-            .unwrap_or_default()
+        let messages = out.messages.unwrap_or_default();
+        self.meter.sqs_receive(
+            messages.len(),
+            messages
+                .iter()
+                .map(|m| m.body.as_ref().map_or(0, String::len))
+                .sum(),
+        );
+        messages
             .into_iter()
             .map(|m| {
                 let receive_count = m
@@ -299,7 +306,7 @@ impl Queue for SqsQueue {
 
     async fn delete(&self, queue: &QueueName, receipt: &str) -> Result<(), QueueError> {
         let url = self.url(queue).await?;
-        self.meter.sqs(0);
+        self.meter.sqs_delete(1);
         match self
             .client
             .delete_message()
@@ -336,7 +343,7 @@ impl Queue for SqsQueue {
                         .map_err(|e| QueueError::Backend(boxed(e)))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            self.meter.sqs(0);
+            self.meter.sqs_delete(chunk.len());
             let out = self
                 .client
                 .delete_message_batch()
@@ -373,7 +380,7 @@ impl Queue for SqsQueue {
 
     async fn warm(&self, queues: &[QueueName]) -> Result<(), QueueError> {
         for q in queues {
-            self.meter.sqs(0);
+            self.meter.sqs_other();
             self.url(q).await?;
         }
         Ok(())
