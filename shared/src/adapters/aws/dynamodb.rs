@@ -47,8 +47,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
@@ -180,7 +180,6 @@ mod keys {
 struct IndexQuery {
     index: &'static str,
     key_condition: String,
-    filter: Option<String>,
     names: HashMap<String, String>,
     values: Item,
     forward: bool,
@@ -189,17 +188,23 @@ struct IndexQuery {
 /// What an index holds of each item besides the keys.
 #[derive(Clone, Copy)]
 enum Projected {
-    All,
+    /// The index and table keys only: an entry is about 200 bytes (1 write unit), and a write
+    /// that keeps an item's index keys does not touch the index at all. Queries read the items
+    /// themselves back with `BatchGetItem` ([`DynamoStore::hydrate`]).
+    Keys,
 }
 
 /// Index names, their key attributes and what they project.
 const GSIS: [(&str, &str, &str, Projected); 5] = [
-    ("by_number", "gsi1pk", "gsi1sk", Projected::All),
-    ("by_customer", "gsi2pk", "gsi2sk", Projected::All),
-    ("by_status", "gsi3pk", "gsi3sk", Projected::All),
-    ("by_channel", "gsi4pk", "gsi4sk", Projected::All),
-    ("by_due", "gsi5pk", "gsi5sk", Projected::All),
+    ("by_number", "gsi1pk", "gsi1sk", Projected::Keys),
+    ("by_customer", "gsi2pk", "gsi2sk", Projected::Keys),
+    ("by_status", "gsi3pk", "gsi3sk", Projected::Keys),
+    ("by_channel", "gsi4pk", "gsi4sk", Projected::Keys),
+    ("by_due", "gsi5pk", "gsi5sk", Projected::Keys),
 ];
+
+/// `BatchGetItem`'s limit on keys per request.
+const MAX_BATCH_GET: usize = 100;
 
 /// The entry an item has in an index (`None` if it lacks a key of the index): its size as
 /// DynamoDB bills it, and the attributes it holds.
@@ -211,7 +216,10 @@ fn index_entry<'a>(
         return None;
     }
     let mut held: Vec<(&String, &AttributeValue)> = match projected {
-        Projected::All => item.iter().collect(),
+        Projected::Keys => item
+            .iter()
+            .filter(|(k, _)| [hash, range, "pk", "sk"].contains(&k.as_str()))
+            .collect(),
     };
     held.sort_by(|a, b| a.0.cmp(b.0));
     let size = held
@@ -383,8 +391,8 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
                     .index_name(index)
                     .set_key_schema(Some(key_schema(pk, sk)?))
                     .projection(match projected {
-                        Projected::All => Projection::builder()
-                            .projection_type(ProjectionType::All)
+                        Projected::Keys => Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
                             .build(),
                     })
                     .build(),
@@ -708,62 +716,153 @@ impl DynamoStore {
         let query = IndexQuery {
             index: name,
             key_condition: "#pk = :v".into(),
-            filter: None,
             names: HashMap::from([("#pk".to_owned(), pk.to_owned())]),
             values: HashMap::from([(":v".to_owned(), s(pk_value))]),
             forward,
         };
-        self.index_orders(&query, limit).await
+        self.index_orders(&query, limit, None).await
     }
 
-    /// Up to `limit` orders from an index query, following pages. With a filter, each page
-    /// reads twice what is still missing: DynamoDB's limit counts items before the filter.
-    async fn index_orders(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Order>, StoreError> {
-        self.index_items(q, limit)
-            .await?
-            .iter()
-            .map(|item| from_av::<Order>(item, "doc"))
-            .collect()
+    /// Up to `limit` orders from an index query, following pages.
+    async fn index_orders(
+        &self,
+        q: &IndexQuery,
+        limit: usize,
+        keep: Option<&(dyn Fn(&Order) -> bool + Sync)>,
+    ) -> Result<Vec<Order>, StoreError> {
+        let keep_item = keep.map(|keep| {
+            move |item: &Item| from_av::<Order>(item, "doc").map_or(true, |o| keep(&o))
+        });
+        self.index_items(
+            q,
+            limit,
+            keep_item
+                .as_ref()
+                .map(|k| k as &(dyn Fn(&Item) -> bool + Sync)),
+        )
+        .await?
+        .iter()
+        .map(|item| from_av::<Order>(item, "doc"))
+        .collect()
     }
 
-    /// Up to `limit` items of an index query, following pages.
-    async fn index_items(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Item>, StoreError> {
-        let mut orders = Vec::new();
+    /// Up to `limit` items of an index query that `keep` keeps, read back from the table,
+    /// following pages. With `keep`, each page asks for twice what is still missing.
+    async fn index_items(
+        &self,
+        q: &IndexQuery,
+        limit: usize,
+        keep: Option<&(dyn Fn(&Item) -> bool + Sync)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
         let mut start = None;
-        while orders.len() < limit {
-            let missing = i32::try_from(limit - orders.len()).unwrap_or(i32::MAX);
-            let page_size = if q.filter.is_some() {
+        while found.len() < limit {
+            let missing = limit - found.len();
+            let page_size = if keep.is_some() {
                 missing.clamp(1, 100) * 2
             } else {
                 missing
             };
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(q.index)
-                .key_condition_expression(&q.key_condition)
-                .set_filter_expression(q.filter.clone())
-                .set_expression_attribute_names(Some(q.names.clone()))
-                .set_expression_attribute_values(Some(q.values.clone()))
-                .scan_index_forward(q.forward)
-                .limit(page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk)?;
-            let page = out.items.unwrap_or_default();
-            // Index queries are eventually consistent: half the units.
-            self.meter
-                .read(page.iter().map(item_size).sum(), false, false);
-            orders.extend(page);
-            start = out.last_evaluated_key;
+            let (page, next) = self.index_page(q, page_size, start).await?;
+            let items = self.hydrate(&page).await?;
+            found.extend(items.into_iter().filter(|i| keep.is_none_or(|k| k(i))));
+            start = next;
             if start.is_none() {
                 break;
             }
         }
-        orders.truncate(limit);
-        Ok(orders)
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// One page of an index query: the entries (keys only) and where the next page starts.
+    async fn index_page(
+        &self,
+        q: &IndexQuery,
+        page_size: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(q.index)
+            .key_condition_expression(&q.key_condition)
+            .set_expression_attribute_names(Some(q.names.clone()))
+            .set_expression_attribute_values(Some(q.values.clone()))
+            .scan_index_forward(q.forward)
+            .limit(i32::try_from(page_size).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk)?;
+        let page = out.items.unwrap_or_default();
+        // Index queries are eventually consistent: half the units.
+        self.meter
+            .read(page.iter().map(item_size).sum(), false, false);
+        Ok((page, out.last_evaluated_key))
+    }
+
+    /// The table's items for index entries, in the entries' order; an item gone since (a
+    /// finished effect) is left out. Read eventually consistent, as the index itself is: a
+    /// caller that must see the latest state reads the item again (as every step does).
+    async fn hydrate(&self, entries: &[Item]) -> Result<Vec<Item>, StoreError> {
+        let wanted: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| Ok((get_s(e, "pk")?.to_owned(), get_s(e, "sk")?.to_owned())))
+            .collect::<Result<_, StoreError>>()?;
+        let mut got: HashMap<(String, String), Item> = HashMap::new();
+        for chunk in wanted.chunks(MAX_BATCH_GET) {
+            let mut pending: Vec<Item> = chunk.iter().map(|k| key(k.clone())).collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let request = build(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut pending)))
+                        .consistent_read(false)
+                        .build(),
+                )?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(sdk)?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    // Each item is billed on its own size, rounded up to 4 KB.
+                    self.meter.read(item_size(&item), false, false);
+                    got.insert(
+                        (
+                            get_s(&item, "pk")?.to_owned(),
+                            get_s(&item, "sk")?.to_owned(),
+                        ),
+                        item,
+                    );
+                }
+                pending = out
+                    .unprocessed_keys
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    if attempt >= MAX_CONFLICT_ATTEMPTS {
+                        return Err(StoreError::Unavailable(
+                            "BatchGetItem kept leaving keys unprocessed".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(wanted.iter().filter_map(|k| got.remove(k)).collect())
     }
 
     fn order_item(&self, o: &Order) -> Result<Item, StoreError> {
@@ -840,7 +939,6 @@ impl DynamoStore {
             let q = IndexQuery {
                 index: "by_due",
                 key_condition: "#pk = :pk AND #sk <= :now".into(),
-                filter: None,
                 names: HashMap::from([
                     ("#pk".to_owned(), "gsi5pk".to_owned()),
                     ("#sk".to_owned(), "gsi5sk".to_owned()),
@@ -852,12 +950,22 @@ impl DynamoStore {
                 ]),
                 forward: true,
             };
-            all.extend(self.index_items(&q, limit).await?);
+            let mut start = None;
+            let mut taken = 0;
+            while taken < limit {
+                let (page, next) = self.index_page(&q, limit - taken, start).await?;
+                taken += page.len();
+                all.extend(page);
+                start = next;
+                if start.is_none() {
+                    break;
+                }
+            }
         }
         let sk = |i: &Item| get_s(i, "gsi5sk").map(str::to_owned).unwrap_or_default();
         all.sort_by_key(sk);
         all.truncate(limit);
-        Ok(all)
+        self.hydrate(&all).await
     }
 
     fn entry_put(
@@ -1060,33 +1168,8 @@ impl OrderStore for DynamoStore {
             ));
         };
         let (name, pk, sk, _) = GSIS[index];
-        let mut filters = Vec::new();
         let mut values = HashMap::from([(":pk".to_owned(), s(pk_value))]);
         let mut names = HashMap::from([("#pk".to_owned(), pk.to_owned())]);
-        let mut filter = |attr: &str, op: &str, v: Option<String>| {
-            if let Some(v) = v {
-                let (n, p) = (
-                    format!("#f{}", filters.len()),
-                    format!(":f{}", filters.len()),
-                );
-                filters.push(format!("{n} {op} {p}"));
-                names.insert(n, attr.to_owned());
-                values.insert(p, s(v));
-            }
-        };
-        filter("status", "=", query.status.map(|st| st.as_str().to_owned()));
-        filter(
-            "channel",
-            "=",
-            query.channel.as_ref().map(ToString::to_string),
-        );
-        filter(
-            "customer",
-            "=",
-            query.customer.as_ref().map(ToString::to_string),
-        );
-        filter("created", ">=", query.from.map(timestamp_key));
-        filter("created", "<", query.to.map(timestamp_key));
         let mut key_condition = "#pk = :pk".to_owned();
         if let Some(c) = &query.cursor {
             key_condition.push_str(" AND #sk < :cursor");
@@ -1096,12 +1179,16 @@ impl OrderStore for DynamoStore {
         let index_query = IndexQuery {
             index: name,
             key_condition,
-            filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
             names,
             values,
             forward: false,
         };
-        let orders = self.index_orders(&index_query, query.limit).await?;
+        // The index holds keys only: the other filters apply to the orders read back, which
+        // also leaves out an entry the index has not yet moved (an order that changed status).
+        let keep = |o: &Order| query.matches(o);
+        let orders = self
+            .index_orders(&index_query, query.limit, Some(&keep))
+            .await?;
         Ok(OrderPage::of(query, orders))
     }
 
@@ -1202,12 +1289,11 @@ impl OrderStore for DynamoStore {
         let q = IndexQuery {
             index: "by_due",
             key_condition: "#pk = :pk".into(),
-            filter: None,
             names: HashMap::from([("#pk".to_owned(), "gsi5pk".to_owned())]),
             values: HashMap::from([(":pk".to_owned(), s(keys::attention()))]),
             forward: true,
         };
-        self.index_orders(&q, limit).await
+        self.index_orders(&q, limit, None).await
     }
 
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
@@ -1349,7 +1435,6 @@ impl CatalogueStore for DynamoStore {
         let mut q = IndexQuery {
             index: "by_channel",
             key_condition: "#pk = :pk".into(),
-            filter: None,
             names: HashMap::from([("#pk".to_owned(), "gsi4pk".to_owned())]),
             values: HashMap::from([(":pk".to_owned(), s(keys::catalogue_list()))]),
             forward: true,
@@ -1359,7 +1444,7 @@ impl CatalogueStore for DynamoStore {
             q.names.insert("#sk".into(), "gsi4sk".into());
             q.values.insert(":after".into(), s(a.as_str()));
         }
-        self.index_items(&q, limit)
+        self.index_items(&q, limit, None)
             .await?
             .iter()
             .map(|item| from_av::<CatalogueItem>(item, "doc"))
