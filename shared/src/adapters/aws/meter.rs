@@ -49,6 +49,8 @@ struct Tally {
     by_step: BTreeMap<&'static str, Usage>,
     /// Write units by what was written: an item kind, or `index <name>`.
     writes_by_kind: BTreeMap<String, u64>,
+    /// Write units by partition key family (see [`Meter::key_write`]).
+    writes_by_key: BTreeMap<String, u64>,
 }
 
 /// A snapshot of a [`Meter`], or of one step's share of it.
@@ -59,6 +61,8 @@ pub struct Usage {
     /// The share of `write_units` spent on global secondary indexes.
     pub index_write_units: u64,
     pub read_units: f64,
+    /// The share of `read_units` spent on queries that found nothing.
+    pub empty_read_units: f64,
     /// Every SQS API call billed.
     pub sqs_requests: u64,
     /// SendMessage and SendMessageBatch calls (per 64 KB).
@@ -87,6 +91,7 @@ impl Usage {
             write_units: self.write_units - earlier.write_units,
             index_write_units: self.index_write_units - earlier.index_write_units,
             read_units: self.read_units - earlier.read_units,
+            empty_read_units: self.empty_read_units - earlier.empty_read_units,
             sqs_requests: self.sqs_requests - earlier.sqs_requests,
             sqs_sends: self.sqs_sends - earlier.sqs_sends,
             sqs_receives: self.sqs_receives - earlier.sqs_receives,
@@ -158,8 +163,18 @@ impl Meter {
         self.add(|u| u.write_units += units, Some((kind, units)));
     }
 
+    /// Write units that land on one partition key of a family, for the capacity model: the
+    /// family names the key with its shard left out (`by_status STATUS#paid`), so a family's
+    /// units divided by its shard count is what each of its keys takes.
+    pub fn key_write(&self, family: &str, units: u64) {
+        let Ok(mut t) = self.tally.lock() else {
+            return;
+        };
+        *t.writes_by_key.entry(family.to_owned()).or_default() += units;
+    }
+
     /// One write to global secondary index `index` of an entry of `bytes` (overhead included).
-    pub fn index_write(&self, index: &str, bytes: usize) {
+    pub fn index_write(&self, index: &str, bytes: usize) -> u64 {
         let units = bytes.div_ceil(KB).max(1) as u64;
         self.add(
             |u| {
@@ -168,6 +183,7 @@ impl Meter {
             },
             Some((&format!("index {index}"), units)),
         );
+        units
     }
 
     /// A read of `bytes` in one request.
@@ -182,6 +198,18 @@ impl Meter {
                 1
             };
         self.add(|u| u.read_units += halves as f64 / 2.0, None);
+    }
+
+    /// A query that found nothing (billed as the smallest read).
+    pub fn read_nothing(&self, consistent: bool) {
+        let units = if consistent { 1.0 } else { 0.5 };
+        self.add(
+            |u| {
+                u.read_units += units;
+                u.empty_read_units += units;
+            },
+            None,
+        );
     }
 
     fn requests(payload_bytes: usize) -> u64 {
@@ -255,6 +283,14 @@ impl Meter {
             .unwrap_or_default()
     }
 
+    /// Write units by partition key family, recorded with [`Meter::key_write`].
+    pub fn writes_by_key(&self) -> BTreeMap<String, u64> {
+        self.tally
+            .lock()
+            .map(|t| t.writes_by_key.clone())
+            .unwrap_or_default()
+    }
+
     /// Write units by what was written: `order`, `timeline`, `effect`, `event`, `stock`, ... for
     /// table items, `index <name>` for index entries.
     pub fn writes_by_kind(&self) -> BTreeMap<String, u64> {
@@ -279,6 +315,7 @@ mod tests {
         m.index_write("by_status", 1100);
         m.read(5000, true, false);
         m.read(100, false, false);
+        m.read_nothing(false);
         in_step("numbering", async {
             m.sqs_send(1000);
             m.sqs_send(100 * 1024);
@@ -290,7 +327,8 @@ mod tests {
         let u = m.usage();
         assert_eq!(u.write_units, 1 + 2 + 2 + 1 + 2);
         assert_eq!(u.index_write_units, 3);
-        assert_eq!(u.read_units, 2.0 + 0.5);
+        assert_eq!(u.read_units, 2.0 + 0.5 + 0.5);
+        assert_eq!(u.empty_read_units, 0.5);
         assert_eq!(u.sqs_requests, 1 + 2 + 1 + 1 + 1);
         assert_eq!(u.sqs_empty_receives, 1);
         assert_eq!((u.sqs_received, u.sqs_deleted), (7, 7));
