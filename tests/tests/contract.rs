@@ -1473,3 +1473,76 @@ mod cases {
         assert_eq!((sh.on_hand, sh.reserved), (10, 0));
     }
 }
+
+/// SQS only: sends made together to one queue leave in one `SendMessageBatch`, each caller gets
+/// its own answer, and every message arrives; a send alone still goes (after the linger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_to_one_sqs_queue_leave_in_one_batch_and_each_arrives() {
+    use oms::adapters::aws::meter::Meter;
+    use oms::adapters::aws::{AwsSettings, SqsQueue, sdk_config};
+    use oms::ports::{Queue, QueueName, QueueSpec, Receive};
+    let Ok(endpoint) = std::env::var("OMS_TEST_AWS_ENDPOINT") else {
+        assert_ne!(
+            std::env::var("OMS_TEST_REQUIRE_AWS").as_deref(),
+            Ok("1"),
+            "OMS_TEST_REQUIRE_AWS=1 but OMS_TEST_AWS_ENDPOINT is not set"
+        );
+        return;
+    };
+    let config = sdk_config(&AwsSettings {
+        endpoint_url: Some(endpoint),
+        region: None,
+    })
+    .await;
+    let meter = Arc::new(Meter::default());
+    let prefix = format!("g{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let queue = SqsQueue::metered(
+        aws_sdk_sqs::Client::new(&config),
+        prefix,
+        Arc::clone(&meter),
+    );
+    let name = QueueName::parse("numbering").unwrap();
+    queue
+        .ensure_queues(&[QueueSpec {
+            name: name.clone(),
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 3,
+        }])
+        .await
+        .unwrap();
+    let before = meter.usage();
+    let bodies: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| queue.send(&name, b))).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let together = meter.usage().since(&before);
+    assert_eq!(
+        (together.sqs_sends, together.sqs_sent),
+        (1, 10),
+        "{together:?}"
+    );
+    for i in 10..12 {
+        queue.send(&name, &format!("{{\"n\":{i}}}")).await.unwrap();
+    }
+    let alone = meter.usage().since(&before);
+    assert_eq!((alone.sqs_sends, alone.sqs_sent), (3, 12), "{alone:?}");
+    let mut got = HashSet::new();
+    for _ in 0..20 {
+        if got.len() == 12 {
+            break;
+        }
+        let batch = queue
+            .receive(
+                &name,
+                Receive {
+                    max_messages: 10,
+                    visibility_timeout: Duration::from_secs(30),
+                    wait: Duration::from_secs(1),
+                },
+            )
+            .await
+            .unwrap();
+        got.extend(batch.into_iter().map(|m| m.body));
+    }
+    let expected: HashSet<String> = (0..12).map(|i| format!("{{\"n\":{i}}}")).collect();
+    assert_eq!(got, expected);
+}

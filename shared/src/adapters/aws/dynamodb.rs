@@ -20,17 +20,26 @@
 //! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, `gsi4sk = <sku>`) |
 //! | record (staff key, webhook endpoint, delivery) | `REC#<kind>` | `<id>` | `doc`; with a due time in `by_due` as `RECDUE#<family>#<shard>`, `<due>#<kind>#<id>`; `expires_at` TTL |
 //!
-//! GSIs (projection ALL): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
+//! GSIs, each projecting the keys only (an entry is about 200 bytes, one write unit, and a
+//! write that keeps an item's index keys does not touch the index; queries read the items back
+//! with `BatchGetItem`): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
 //! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`), `by_status`
-//! (`gsi3pk = STATUS#<status>`, `gsi3sk = <updated_at>#<id>`), `by_channel`
-//! (`gsi4pk = CHANNEL#<channel>`, `gsi4sk = <order id>`). Order ids are UUIDv7, so id order is
-//! creation order. Order items also carry `status`, `channel`, `customer` and `created` at the
-//! top level for list filters.
+//! (`gsi3pk = STATUS#<status>#<shard>`, `gsi3sk = <updated_at>#<id>`), `by_channel`
+//! (`gsi4pk = CHANNEL#<channel>#<shard>`, `gsi4sk = <order id>`). Order ids are UUIDv7, so id
+//! order is creation order. Order items also carry `status`, `channel`, `customer` and
+//! `created` at the top level.
 //!
-//! `by_due` (`gsi5pk`, `gsi5sk`) is sparse and sharded (four partitions per kind, by id, so
-//! that a peak does not make one hot partition): an order with a due time is in
-//! `DUE#<shard>` sorted by `<due_at>#<id>`; an order that waits for a person is in `ATTN`; an
-//! outbox record not yet done is in `FXDUE#<shard>` sorted by `<due_at>#<order>#<effect>`.
+//! `by_due` (`gsi5pk`, `gsi5sk`) is sparse: an order with a due time is in `DUE#<shard>` sorted
+//! by `<due_at>#<id>`; an order that waits for a person is in `ATTN#<shard>`; an outbox record
+//! not yet done is in `FXDUE#<shard>` sorted by `<due_at>#<order>#<effect>`.
+//!
+//! **Write sharding.** A partition key takes about 1,000 writes a second, so every key family
+//! that each order writes is spread over shards picked from the order id's random bits
+//! ([`keys::shard`]), sized so that no key takes more than 500 writes a second at 10,000
+//! orders a second: 64 per main-path status, 8 per other status, 32 per channel, 256 for due
+//! orders, 512 for outbox records, 4 for orders needing attention. Readers ask every shard (32
+//! at a time) and merge. `tests/tests/cost.rs` meters each family's writes per order and prints
+//! the capacity model; `docs/deploy.md` has the table.
 //!
 //! Stock keeps `available = on_hand - reserved` as its own attribute because a condition
 //! expression cannot do arithmetic: `available >= :q` is the check that makes overselling

@@ -34,7 +34,8 @@ pub async fn in_step<F: Future>(step: &'static str, f: F) -> F::Output {
     STEP.scope(step, f).await
 }
 
-fn current_step() -> &'static str {
+/// The step the running task's spending is counted under (`other` outside [`in_step`]).
+pub fn current_step() -> &'static str {
     STEP.try_with(|s| *s).unwrap_or("other")
 }
 
@@ -65,8 +66,9 @@ pub struct Usage {
     pub empty_read_units: f64,
     /// Every SQS API call billed.
     pub sqs_requests: u64,
-    /// SendMessage and SendMessageBatch calls (per 64 KB).
+    /// SendMessage and SendMessageBatch calls (per 64 KB), and the messages they sent.
     pub sqs_sends: u64,
+    pub sqs_sent: u64,
     /// ReceiveMessage calls that returned messages, and the messages they returned.
     pub sqs_receives: u64,
     pub sqs_received: u64,
@@ -79,10 +81,19 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// SQS requests with receives and deletes made as the event source mapping makes them at
-    /// full batches (`batch` messages a call) and without the idle pollers' empty receives.
-    pub fn sqs_requests_batched(&self, batch: u64) -> f64 {
-        self.sqs_sends as f64 + (self.sqs_received + self.sqs_deleted) as f64 / batch as f64
+    /// SQS requests at full batches of `batch` messages: receives and deletes as the event
+    /// source mapping makes them, without the idle pollers' empty receives; sends one request
+    /// per message, or per `batch` messages where `sends_together` (a queue step handles a
+    /// batch of orders at once and its sends leave together; an HTTP function handles one
+    /// request at a time, so its sends cannot).
+    pub fn sqs_requests_at_full_batches(&self, batch: u64, sends_together: bool) -> f64 {
+        let batch = batch as f64;
+        let sends = if sends_together {
+            self.sqs_sent as f64 / batch
+        } else {
+            self.sqs_sent as f64
+        };
+        sends + (self.sqs_received + self.sqs_deleted) as f64 / batch
     }
 
     /// What was spent between `earlier` and `self`.
@@ -94,6 +105,7 @@ impl Usage {
             empty_read_units: self.empty_read_units - earlier.empty_read_units,
             sqs_requests: self.sqs_requests - earlier.sqs_requests,
             sqs_sends: self.sqs_sends - earlier.sqs_sends,
+            sqs_sent: self.sqs_sent - earlier.sqs_sent,
             sqs_receives: self.sqs_receives - earlier.sqs_receives,
             sqs_received: self.sqs_received - earlier.sqs_received,
             sqs_empty_receives: self.sqs_empty_receives - earlier.sqs_empty_receives,
@@ -216,16 +228,24 @@ impl Meter {
         payload_bytes.div_ceil(64 * KB).max(1) as u64
     }
 
-    /// A SendMessage or SendMessageBatch call.
-    pub fn sqs_send(&self, payload_bytes: usize) {
+    /// A SendMessage or SendMessageBatch call of `messages`.
+    pub fn sqs_send(&self, payload_bytes: usize, messages: usize) {
         let r = Self::requests(payload_bytes);
         self.add(
             |u| {
                 u.sqs_requests += r;
                 u.sqs_sends += r;
+                u.sqs_sent += messages as u64;
             },
             None,
         );
+    }
+
+    /// One message sent in a batch that a gathering sender made (the call itself is counted
+    /// with `sqs_send(bytes, 0)` under the step that led the batch): each message counts under
+    /// the step that sent it.
+    pub fn sqs_message_sent(&self) {
+        self.add(|u| u.sqs_sent += 1, None);
     }
 
     /// A ReceiveMessage call that returned `messages` of `payload_bytes` together.
@@ -317,8 +337,8 @@ mod tests {
         m.read(100, false, false);
         m.read_nothing(false);
         in_step("numbering", async {
-            m.sqs_send(1000);
-            m.sqs_send(100 * 1024);
+            m.sqs_send(1000, 1);
+            m.sqs_send(100 * 1024, 10);
             m.sqs_receive(0, 0);
             m.sqs_receive(7, 7000);
             m.sqs_delete(7);
@@ -331,9 +351,12 @@ mod tests {
         assert_eq!(u.empty_read_units, 0.5);
         assert_eq!(u.sqs_requests, 1 + 2 + 1 + 1 + 1);
         assert_eq!(u.sqs_empty_receives, 1);
+        assert_eq!(u.sqs_sent, 11);
         assert_eq!((u.sqs_received, u.sqs_deleted), (7, 7));
-        // Sends as made, receives and deletes at full batches of 10, no idle receives.
-        assert!((u.sqs_requests_batched(10) - (3.0 + 1.4)).abs() < 1e-9);
+        // Receives and deletes at full batches of 10, no idle receives; sends one a message
+        // (an HTTP function) or ten a request (a queue step).
+        assert!((u.sqs_requests_at_full_batches(10, false) - (11.0 + 1.4)).abs() < 1e-9);
+        assert!((u.sqs_requests_at_full_batches(10, true) - (1.1 + 1.4)).abs() < 1e-9);
         assert_eq!(m.by_step()["numbering"].sqs_requests, 6);
         assert_eq!(m.by_step()["other"].write_units, 8);
         assert_eq!(m.writes_by_kind()["order"], 3);

@@ -1,6 +1,12 @@
 //! The queue port on SQS standard queues. Each logical queue is `<prefix><name>` with a
 //! dead-letter queue `<prefix><name>-dlq` attached by a redrive policy, so SQS itself moves a
 //! message after `max_receives` receives.
+//!
+//! **Sends go out together.** A send waits up to [`SEND_LINGER`] for other sends to the same
+//! queue and they leave in one `SendMessageBatch` (10 at most): a queue step handles a batch of
+//! up to 10 orders at once, so their next-step messages and their notifications cost one request
+//! each instead of ten. Each caller still gets its own message's answer, and only after SQS gave
+//! it. Hand-written: the SDK has no batching sender.
 
 use std::collections::HashMap;
 
@@ -11,11 +17,11 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, oneshot};
 
 use std::sync::Arc;
 
-use super::meter::Meter;
+use super::meter::{Meter, current_step, in_step};
 use super::{boxed, is_retryable, whole_seconds};
 use crate::ports::{
     Message, Queue, QueueError, QueueName, QueueSpec, Receive, check_message_sizes,
@@ -23,6 +29,17 @@ use crate::ports::{
 
 /// SQS's limit on a batch send and a receive.
 const MAX_BATCH: usize = 10;
+/// How long a send waits for others to the same queue before its batch leaves.
+pub const SEND_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A message waiting for its batch, and where its answer goes.
+struct Waiting {
+    body: String,
+    answer: oneshot::Sender<Result<(), QueueError>>,
+}
+
+/// Messages waiting to be sent, by queue URL.
+type Gathering = Arc<std::sync::Mutex<HashMap<String, Vec<Waiting>>>>;
 /// Dead letters are kept for the longest time SQS allows (14 days) so an operator can re-drive them.
 const DEAD_LETTER_RETENTION_SECS: &str = "1209600";
 
@@ -31,6 +48,7 @@ pub struct SqsQueue {
     prefix: String,
     urls: RwLock<HashMap<QueueName, String>>,
     meter: Arc<Meter>,
+    gathering: Gathering,
 }
 
 fn sdk<E, R>(e: SdkError<E, R>) -> QueueError
@@ -66,6 +84,7 @@ impl SqsQueue {
             prefix: prefix.into(),
             urls: RwLock::new(HashMap::new()),
             meter,
+            gathering: Gathering::default(),
         }
     }
 
@@ -152,6 +171,91 @@ impl SqsQueue {
     }
 }
 
+/// What sends one gathered batch.
+struct Sender {
+    client: Client,
+    meter: Arc<Meter>,
+    url: String,
+}
+
+impl Sender {
+    /// Sends `waiting` (at most 10) in one `SendMessageBatch` and answers each: entries SQS
+    /// failed on its side are sent once more; the rest of the failures go to their callers.
+    async fn send_together(&self, waiting: Vec<Waiting>) {
+        let mut pending: Vec<(usize, Waiting)> = waiting.into_iter().enumerate().collect();
+        for attempt in 0..2 {
+            let entries: Result<Vec<_>, _> = pending
+                .iter()
+                .map(|(id, w)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id.to_string())
+                        .message_body(&w.body)
+                        .build()
+                })
+                .collect();
+            let entries = match entries {
+                Ok(e) => e,
+                Err(e) => {
+                    for (_, w) in pending {
+                        let _ = w
+                            .answer
+                            .send(Err(QueueError::Backend(e.to_string().into())));
+                    }
+                    return;
+                }
+            };
+            // The request here, each message by its sender once sent.
+            self.meter
+                .sqs_send(pending.iter().map(|(_, w)| w.body.len()).sum(), 0);
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let failed = match out {
+                Ok(out) => out.failed,
+                Err(e) => {
+                    let retryable = is_retryable(&e);
+                    let why = format!("SendMessageBatch failed: {}", boxed(e));
+                    for (_, w) in pending {
+                        let _ = w.answer.send(Err(if retryable {
+                            QueueError::Unavailable(why.clone().into())
+                        } else {
+                            QueueError::Backend(why.clone().into())
+                        }));
+                    }
+                    return;
+                }
+            };
+            let mut again = Vec::new();
+            for (id, w) in pending {
+                match failed.iter().find(|f| f.id == id.to_string()) {
+                    None => {
+                        let _ = w.answer.send(Ok(()));
+                    }
+                    Some(f) if attempt == 0 && !f.sender_fault => again.push((id, w)),
+                    Some(f) => {
+                        let _ = w.answer.send(Err(QueueError::Unavailable(
+                            format!(
+                                "not sent: {}: {}",
+                                f.code,
+                                f.message.as_deref().unwrap_or("")
+                            )
+                            .into(),
+                        )));
+                    }
+                }
+            }
+            if again.is_empty() {
+                return;
+            }
+            pending = again;
+        }
+    }
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn ensure_queues(&self, specs: &[QueueSpec]) -> Result<(), QueueError> {
@@ -200,14 +304,54 @@ impl Queue for SqsQueue {
     async fn send(&self, queue: &QueueName, body: &str) -> Result<(), QueueError> {
         check_message_sizes([body])?;
         let url = self.url(queue).await?;
-        self.meter.sqs_send(body.len());
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(sdk)?;
+        let (answer, answered) = oneshot::channel();
+        let (first, full) = {
+            let mut gathering = self
+                .gathering
+                .lock()
+                .map_err(|_| QueueError::Backend("the send batches' lock is poisoned".into()))?;
+            let waiting = gathering.entry(url.clone()).or_default();
+            waiting.push(Waiting {
+                body: body.to_owned(),
+                answer,
+            });
+            if waiting.len() >= MAX_BATCH {
+                (false, Some(std::mem::take(waiting)))
+            } else {
+                (waiting.len() == 1, None)
+            }
+        };
+        // The batch leaves from a task of its own, so that a caller that stops waiting (a
+        // request whose client went away) does not strand the messages gathered with its own.
+        let sender = Sender {
+            client: Client::clone(&self.client),
+            meter: Arc::clone(&self.meter),
+            url: url.clone(),
+        };
+        let step = current_step();
+        if let Some(full) = full {
+            tokio::spawn(in_step(
+                step,
+                async move { sender.send_together(full).await },
+            ));
+        } else if first {
+            let gathering = Arc::clone(&self.gathering);
+            tokio::spawn(in_step(step, async move {
+                tokio::time::sleep(SEND_LINGER).await;
+                let taken = gathering
+                    .lock()
+                    .ok()
+                    .and_then(|mut g| g.remove(&sender.url))
+                    .unwrap_or_default();
+                if !taken.is_empty() {
+                    sender.send_together(taken).await;
+                }
+            }));
+        }
+        answered.await.map_err(|_| {
+            QueueError::Unavailable("the message's batch was dropped before it was sent".into())
+        })??;
+        self.meter.sqs_message_sent();
         Ok(())
     }
 
@@ -233,7 +377,7 @@ impl Queue for SqsQueue {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 self.meter
-                    .sqs_send(pending.iter().map(|(_, b)| b.len()).sum());
+                    .sqs_send(pending.iter().map(|(_, b)| b.len()).sum(), pending.len());
                 let out = self
                     .client
                     .send_message_batch()
