@@ -1,10 +1,12 @@
 //! What a full order life costs on AWS, measured: the demo's mix of order lives (paid, expired,
 //! held, cancelled, returned, cash on delivery) driven over HTTP through a runtime on DynamoDB +
-//! SQS (moto), with the AWS adapters metering request units and requests as AWS bills them. The
-//! figures per order are printed, written to `target/cost-per-order.json`, and quoted in
-//! docs/deploy.md.
-
-use std::io::Write;
+//! SQS (moto), with the AWS adapters metering as AWS bills: table and index write units, read
+//! units, SQS requests (at full batches), invocations. Prints the figures per order, a table per
+//! step and the capacity model per key family (writes per second on each key at 1,000 and
+//! 10,000 orders a second), writes them to `target/cost-per-order.json` and
+//! `target/capacity-model.json`, and fails if SQS requests exceed issue 10's target, if write or
+//! read units rise above today's figures, or if any key would take over 500 writes a second at
+//! 10,000 orders a second. docs/deploy.md quotes the figures.
 
 use std::collections::BTreeMap;
 
@@ -207,16 +209,26 @@ async fn full_order_lives_on_dynamodb_and_sqs_cost_these_units_per_order() {
         too_hot.is_empty(),
         "keys over 500 writes/s at 10,000 orders/s: {too_hot:?}\n{model}"
     );
-    // A life is a few dozen writes, not zero and not thousands.
-    let writes = per_order["dynamodb_write_units"].as_f64().unwrap();
-    assert!((5.0..400.0).contains(&writes), "{per_order}");
-    assert!(
-        per_order["sqs_requests"].as_f64().unwrap() >= 3.0,
-        "{per_order}"
+    // Issue 10's targets per full life: 40 write units, 20 read units, 8 SQS requests. SQS
+    // holds; writes and reads do not yet (docs/deploy.md says where the units go and what
+    // would take them off), so for those two the test fails on a rise above today's figures
+    // (153.9 and 30.2) instead, and prints the targets beside them.
+    let figure = |name: &str| per_order[name].as_f64().unwrap_or(f64::NAN);
+    let (writes, reads, sqs) = (
+        figure("dynamodb_write_units"),
+        figure("dynamodb_read_units"),
+        figure("sqs_requests"),
     );
-    assert!(
-        per_order["invocations"].as_f64().unwrap() >= 4.0,
-        "{per_order}"
+    let _ = writeln!(
+        std::io::stderr(),
+        "per full life against issue 10's targets: {writes:.1} write units (target 40, not met), \
+         {reads:.1} read units (target 20, not met), {sqs:.1} SQS requests (target 8)"
     );
+    assert!(sqs <= 8.0, "SQS requests per order over 8: {per_order}");
+    assert!(writes <= 160.0, "write units per order rose: {per_order}");
+    assert!(reads <= 32.0, "read units per order rose: {per_order}");
+    // A life is dozens of units and a few hops, not nothing.
+    assert!(writes >= 20.0 && reads >= 5.0 && sqs >= 3.0, "{per_order}");
+    assert!(figure("invocations") >= 4.0, "{per_order}");
     local.running.stop().await;
 }
