@@ -809,7 +809,7 @@ impl DynamoStore {
         }
     }
 
-    /// Orders from one GSI partition, up to `limit`, following pages.
+    /// Orders from one GSI partition, up to `limit`.
     async fn query_index(
         &self,
         index: usize,
@@ -817,60 +817,25 @@ impl DynamoStore {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        let (name, pk, _, _) = GSIS[index];
-        let query = IndexQuery {
-            index: name,
-            key_condition: "#pk = :v".into(),
-            names: HashMap::from([("#pk".to_owned(), pk.to_owned())]),
-            values: HashMap::from([(":v".to_owned(), s(pk_value))]),
+        let (index, pk, sk, _) = GSIS[index];
+        let fan = FanOut {
+            index,
+            pk,
+            sk,
+            partitions: vec![pk_value],
+            below: None,
             forward,
         };
-        self.index_orders(&query, limit, None).await
+        orders_of(&self.fan_out(&fan, limit, None).await?)
     }
 
-    /// Up to `limit` orders from an index query, following pages.
-    async fn index_orders(
-        &self,
-        q: &IndexQuery,
-        limit: usize,
-        keep: Option<&(dyn Fn(&Order) -> bool + Sync)>,
-    ) -> Result<Vec<Order>, StoreError> {
-        let keep_item = keep.map(|keep| {
-            move |item: &Item| from_av::<Order>(item, "doc").map_or(true, |o| keep(&o))
-        });
-        self.index_items(
-            q,
-            limit,
-            keep_item
-                .as_ref()
-                .map(|k| k as &(dyn Fn(&Item) -> bool + Sync)),
-        )
-        .await?
-        .iter()
-        .map(|item| from_av::<Order>(item, "doc"))
-        .collect()
-    }
-
-    /// Up to `limit` items of an index query that `keep` keeps, read back from the table,
-    /// following pages. With `keep`, each page asks for twice what is still missing.
-    async fn index_items(
-        &self,
-        q: &IndexQuery,
-        limit: usize,
-        keep: Option<&(dyn Fn(&Item) -> bool + Sync)>,
-    ) -> Result<Vec<Item>, StoreError> {
+    /// Up to `limit` items of an index query, read back from the table, following pages.
+    async fn index_items(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         let mut start = None;
         while found.len() < limit {
-            let missing = limit - found.len();
-            let page_size = if keep.is_some() {
-                missing.clamp(1, 100) * 2
-            } else {
-                missing
-            };
-            let (page, next) = self.index_page(q, page_size, start).await?;
-            let items = self.hydrate(&page).await?;
-            found.extend(items.into_iter().filter(|i| keep.is_none_or(|k| k(i))));
+            let (page, next) = self.index_page(q, limit - found.len(), start).await?;
+            found.extend(self.hydrate(&page).await?);
             start = next;
             if start.is_none() {
                 break;
@@ -1636,7 +1601,7 @@ impl CatalogueStore for DynamoStore {
             q.names.insert("#sk".into(), "gsi4sk".into());
             q.values.insert(":after".into(), s(a.as_str()));
         }
-        self.index_items(&q, limit, None)
+        self.index_items(&q, limit)
             .await?
             .iter()
             .map(|item| from_av::<CatalogueItem>(item, "doc"))
