@@ -9,6 +9,7 @@
 //! 10,000 orders a second. docs/deploy.md quotes the figures.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use oms::adapters::aws::meter::Usage;
 use oms_tests::{Local, STAFF_TOKEN};
