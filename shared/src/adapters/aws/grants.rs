@@ -12,7 +12,6 @@
 pub const DYNAMODB_RUNTIME: &[&str] = &[
     "dynamodb:DescribeTable", // warm-up at init: free, and it opens the connection
     "dynamodb:GetItem",
-    "dynamodb:BatchGetItem", // index entries are keys only: the items are read back in batches
     "dynamodb:Query",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -44,7 +43,6 @@ pub const OPERATOR_ONLY: &[&str] = &[
 pub const OPERATIONS: &[(&str, &str)] = &[
     ("describe_table", "dynamodb:DescribeTable"),
     ("get_item", "dynamodb:GetItem"),
-    ("batch_get_item", "dynamodb:BatchGetItem"),
     ("query", "dynamodb:Query"),
     ("put_item", "dynamodb:PutItem"),
     ("update_item", "dynamodb:UpdateItem"),
