@@ -63,7 +63,7 @@ use chrono::{DateTime, Utc};
 
 use std::sync::Arc;
 
-use super::meter::{INDEX_ENTRY_OVERHEAD, Meter, item_size};
+use super::meter::{INDEX_ENTRY_OVERHEAD, Meter, attributes_size, item_size};
 use super::{boxed, is_retryable};
 use crate::domain::{
     CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
@@ -221,7 +221,6 @@ mod keys {
             ["CUST", ..] => "CUST#<customer>".into(),
             ["NUM", ..] => "NUM#<number>".into(),
             ["SKU", ..] => "SKU#<sku>".into(),
-            ["COUNTER", ..] => pk.to_owned(),
             _ => pk.to_owned(),
         }
     }
@@ -298,19 +297,14 @@ fn index_entry<'a>(
     if !item.contains_key(hash) || !item.contains_key(range) {
         return None;
     }
-    let mut held: Vec<(&String, &AttributeValue)> = match projected {
-        Projected::Keys => item
-            .iter()
-            .filter(|(k, _)| [hash, range, "pk", "sk"].contains(&k.as_str()))
-            .collect(),
+    let names = match projected {
+        Projected::Keys => [hash, range, "pk", "sk"],
     };
-    held.sort_by(|a, b| a.0.cmp(b.0));
-    let size = held
+    let held = names
         .iter()
-        .map(|(k, v)| item_size(&HashMap::from([((*k).clone(), (*v).clone())])))
-        .sum::<usize>()
-        + INDEX_ENTRY_OVERHEAD;
-    Some((size, held))
+        .filter_map(|n| item.get_key_value(*n))
+        .collect();
+    Some((attributes_size(item, names) + INDEX_ENTRY_OVERHEAD, held))
 }
 
 /// What an item's table partition says it is, for the meter's table of write units.
@@ -905,11 +899,21 @@ impl DynamoStore {
     }
 
     fn order_item(&self, o: &Order) -> Result<Item, StoreError> {
-        let mut item = key(keys::order(o.id));
+        let mut item = Self::order_keys(o);
         item.insert("kind".into(), s("order"));
         item.insert("status".into(), s(o.status().as_str()));
         item.insert("version".into(), n(o.version()));
         item.insert("doc".into(), to_av(o)?);
+        item.insert("channel".into(), s(o.channel.as_str()));
+        item.insert("customer".into(), s(o.customer.id.as_str()));
+        item.insert("created".into(), s(timestamp_key(o.created_at)));
+        Ok(item)
+    }
+
+    /// An order item's table keys and index keys: all an index entry of it holds (the
+    /// indexes project keys only), so the meter's image of the order a save replaces.
+    fn order_keys(o: &Order) -> Item {
+        let mut item = key(keys::order(o.id));
         if let Some(num) = &o.number {
             item.insert("gsi1pk".into(), s(keys::by_number(num)));
             item.insert("gsi1sk".into(), s("ORDER"));
@@ -935,9 +939,6 @@ impl DynamoStore {
             )),
         );
         item.insert("gsi4sk".into(), s(o.id.to_string()));
-        item.insert("channel".into(), s(o.channel.as_str()));
-        item.insert("customer".into(), s(o.customer.id.as_str()));
-        item.insert("created".into(), s(timestamp_key(o.created_at)));
         if !o.attention.is_empty() {
             item.insert(
                 "gsi5pk".into(),
@@ -954,7 +955,7 @@ impl DynamoStore {
                 s(format!("{}#{}", timestamp_key(due), o.id)),
             );
         }
-        Ok(item)
+        item
     }
 
     fn effect_item(&self, e: &Effect) -> Result<Item, StoreError> {
@@ -1370,12 +1371,9 @@ impl OrderStore for DynamoStore {
             .collect();
         match self.transact(items).await {
             Ok(()) => {
-                let old_item = change
-                    .before
-                    .as_deref()
-                    .map(|o| self.order_item(o))
-                    .transpose()?;
-                self.meter_indexes(old_item.as_ref(), Some(&new_item));
+                // Index entries hold keys only: the keys of the order it replaced are enough.
+                let old_keys = change.before.as_deref().map(Self::order_keys);
+                self.meter_indexes(old_keys.as_ref(), Some(&new_item));
                 for item in &effect_items {
                     self.meter_indexes(None, Some(item));
                 }
