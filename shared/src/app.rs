@@ -224,8 +224,10 @@ impl App {
                 let db = crate::adapters::sqlite::SqliteDb::open(path)?;
                 // The queue's visibility timeouts run on real time, whatever clock the orders
                 // run on (tests drive a manual one).
-                let (store, queue) = db.store_and_queue(Arc::new(SystemClock));
-                (Arc::new(store), Arc::new(queue))
+                (
+                    Arc::new(db.store()),
+                    Arc::new(db.queue(Arc::new(SystemClock))),
+                )
             }
             Backend::Aws {
                 settings,
