@@ -224,10 +224,8 @@ impl App {
                 let db = crate::adapters::sqlite::SqliteDb::open(path)?;
                 // The queue's visibility timeouts run on real time, whatever clock the orders
                 // run on (tests drive a manual one).
-                (
-                    Arc::new(db.store()),
-                    Arc::new(db.queue(Arc::new(SystemClock))),
-                )
+                let (store, queue) = db.store_and_queue(Arc::new(SystemClock));
+                (Arc::new(store), Arc::new(queue))
             }
             Backend::Aws {
                 settings,

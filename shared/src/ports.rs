@@ -222,6 +222,14 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<Vec<Effect>, StoreError>;
     /// Every record of one order still in the outbox.
     async fn effects_of(&self, order: OrderId) -> Result<Vec<Effect>, StoreError>;
+    /// Whether this store carries `effect` out inside the very write that records it, so that it
+    /// never waits in the outbox and [`crate::flow::effects::kick`] leaves it alone. The embedded
+    /// store does so for step messages when its queues live in the same file
+    /// (`SqliteDb::store_and_queue`): the message is a row of that file, committed with the
+    /// change, which is the outbox's guarantee without its two later calls.
+    fn delivers_in_commit(&self, _effect: &Effect) -> bool {
+        false
+    }
 }
 
 /// The catalogue: what the merchant sells.

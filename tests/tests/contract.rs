@@ -1546,3 +1546,116 @@ async fn concurrent_sends_to_one_sqs_queue_leave_in_one_batch_and_each_arrives()
     let expected: HashSet<String> = (0..12).map(|i| format!("{{\"n\":{i}}}")).collect();
     assert_eq!(got, expected);
 }
+
+/// SQLite only: with its queues in the same file (`store_and_queue`, as the local runtime runs),
+/// the store puts step messages on their queue in the commit of the change that sends them, and
+/// only the other effects wait in the outbox. A change refused writes no message; a step to a
+/// queue never created stays in the outbox for the sweeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_puts_step_messages_on_their_queue_in_the_commit_of_the_change() {
+    use oms::adapters::sqlite::SqliteDb;
+    use oms::clock::SystemClock;
+    use oms::domain::StepMessage;
+    use oms::ports::{OrderStore, OutboxStore, Queue};
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteDb::open(dir.path().join("oms.sqlite")).unwrap();
+    let (store, q) = db.store_and_queue(Arc::new(SystemClock));
+    let alone = db.store();
+    q.ensure_queues(&[spec("numbering", 5), spec("review", 5)])
+        .await
+        .unwrap();
+    let fx = |o: &oms::domain::Order, id: &str, kind: EffectKind| Effect {
+        id: id.into(),
+        order_id: o.id,
+        kind,
+        due_at: t0(),
+        attempts: 0,
+        last_error: None,
+    };
+    let step = |to: &str| EffectKind::Step { queue: to.into() };
+    let release = EffectKind::ReleaseStock { warehouses: vec![] };
+    let bodies = |got: Vec<oms::ports::Message>| {
+        got.into_iter()
+            .map(|m| {
+                serde_json::from_str::<StepMessage>(&m.body)
+                    .unwrap()
+                    .order_id
+            })
+            .collect::<Vec<_>>()
+    };
+    let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
+    let numbering = fx(&o, "1-1", step("numbering"));
+    assert!(store.delivers_in_commit(&numbering));
+    assert!(!store.delivers_in_commit(&fx(&o, "1-2", release.clone())));
+    assert!(
+        !alone.delivers_in_commit(&numbering),
+        "a store alone has no queue to write to"
+    );
+    // When an order is created with a step and another effect
+    store
+        .create_order(&o, &entry, &[numbering, fx(&o, "1-2", release.clone())])
+        .await
+        .unwrap();
+    // Then the step is on its queue at once, and only the other effect is in the outbox
+    let got = q.receive(&queue("numbering"), receive(30)).await.unwrap();
+    assert_eq!(bodies(got), vec![o.id]);
+    let outbox: Vec<String> = store
+        .effects_of(o.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(outbox, vec!["1-2"]);
+    // A stale change writes no message
+    let mut ch = o
+        .transition(
+            Status::Numbered,
+            Actor::System("numbering".into()),
+            None,
+            t0(),
+        )
+        .unwrap();
+    ch.effects = vec![
+        fx(&o, "2-1", step("review")),
+        fx(&o, "2-2", step("nowhere")),
+    ];
+    let mut stale = ch.clone();
+    stale.expected_version = 7;
+    assert!(matches!(
+        store.save_change(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        q.receive(&queue("review"), receive(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The change itself puts its step on `review`; the step to a queue never created waits in
+    // the outbox
+    store.save_change(&ch).await.unwrap();
+    let got = q.receive(&queue("review"), receive(30)).await.unwrap();
+    assert_eq!(bodies(got), vec![o.id]);
+    let outbox: Vec<String> = store
+        .effects_of(o.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(outbox, vec!["1-2", "2-2"]);
+    // A store alone keeps every effect in the outbox, steps too
+    let (o2, entry2) = order("C2", None, &[("TEA-001", 1)]);
+    alone
+        .create_order(&o2, &entry2, &[fx(&o2, "1-1", step("numbering"))])
+        .await
+        .unwrap();
+    assert_eq!(alone.effects_of(o2.id).await.unwrap().len(), 1);
+    assert!(
+        q.receive(&queue("numbering"), receive(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -18,7 +18,7 @@ pub mod status;
 pub mod values;
 
 pub use catalogue::{CatalogueDraft, CatalogueItem};
-pub use effects::{Effect, EffectKind, Notification};
+pub use effects::{Effect, EffectKind, Notification, StepMessage};
 pub use fulfilment::{Shipment, TrackingStatus};
 pub use ledger::{Ledger, Payment, PaymentSource, Refund, RefundState};
 pub use order::{

@@ -16,13 +16,17 @@ use crate::app::{App, queues};
 use crate::domain::{Effect, EffectKind, OrderId, RefundState, Sku, decide};
 use crate::ports::{QueueName, StoreError};
 
-/// Carries out the effects a commit just wrote, as far as it can now. Failures are logged: the
-/// records stay in the outbox for the sweeper.
+/// Carries out the effects a commit just wrote, as far as it can now (those the store delivered
+/// in the commit itself are done already). Failures are logged: the records stay in the outbox
+/// for the sweeper.
 ///
 /// They run at once, not one after another: each record stands alone (the sweeper may redo any
 /// of them, in any order), and a request or a step waits for the slowest, not for their sum.
 pub async fn kick(app: &App, effects: &[Effect]) {
-    futures::future::join_all(effects.iter().map(|fx| async move {
+    let pending = effects
+        .iter()
+        .filter(|fx| !app.store.delivers_in_commit(fx));
+    futures::future::join_all(pending.map(|fx| async move {
         let result = match fx.kind {
             EffectKind::Refund { .. } => enqueue(app, fx).await.map_err(StepError::from),
             _ => carry_out(app, fx.clone()).await,

@@ -46,11 +46,8 @@ use crate::domain::{Order, OrderChange, OrderId};
 use crate::numbering::NumberingError;
 use crate::ports::{QueueError, StoreError};
 
-/// The body of every step message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepMessage {
-    pub order_id: OrderId,
-}
+/// The body of every step message (defined with the effects that send it).
+pub use crate::domain::StepMessage;
 
 /// The body of an `effects` queue message: one outbox record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -361,8 +361,23 @@ impl SqliteDb {
         })
     }
 
+    /// The store alone: every effect goes through its outbox.
     pub fn store(&self) -> SqliteStore {
-        SqliteStore::new(self.clone())
+        SqliteStore::new(self.clone(), None)
+    }
+
+    /// The store and the queue of this file together: the store writes step messages straight
+    /// onto the queue in the transaction of the change that sends them, instead of an outbox
+    /// record that a send and a delete would follow (two database calls per step an order takes).
+    /// `clock` is the queue's (visibility timeouts run on it).
+    pub fn store_and_queue(
+        &self,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> (SqliteStore, SqliteQueue) {
+        (
+            SqliteStore::new(self.clone(), Some(Arc::clone(&clock))),
+            SqliteQueue::new(self.clone(), clock),
+        )
     }
 
     pub fn queue(&self, clock: Arc<dyn crate::clock::Clock>) -> SqliteQueue {
@@ -377,6 +392,15 @@ impl SqliteDb {
             return Arc::clone(waker);
         }
         Arc::clone(sent.entry(queue.to_owned()).or_default())
+    }
+
+    /// Wakes the waiting receives of `queue` after `messages` were put on it: as many as take
+    /// them (a receive takes up to ten), not every poller of every queue.
+    fn wake(&self, queue: &str, messages: usize) {
+        let waker = self.sent(queue);
+        for _ in 0..messages.div_ceil(10) {
+            waker.notify_one();
+        }
     }
 
     /// Runs `f` with the connection on the database thread, in its own savepoint within the

@@ -97,6 +97,28 @@ impl SqliteQueue {
     }
 }
 
+/// Puts one message on `queue`, visible at once. The queue must exist.
+pub(super) fn insert_message(
+    conn: &rusqlite::Connection,
+    queue: &str,
+    body: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.exec(
+        "INSERT INTO messages (id, queue, body, sent_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![Uuid::now_v7().to_string(), queue, body, now_ms],
+    )?;
+    Ok(())
+}
+
+/// Whether `queue` was created.
+pub(super) fn queue_exists(conn: &rusqlite::Connection, queue: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .row("SELECT 1 FROM queues WHERE name = ?1", [queue], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// The queue's redrive settings; `UnknownQueue` if it was never created.
 fn queue_settings(
     conn: &rusqlite::Connection,
@@ -152,20 +174,12 @@ impl Queue for SqliteQueue {
                 let tx = &*conn;
                 queue_settings(tx, &name)?;
                 for body in &bodies {
-                    tx.exec(
-                        "INSERT INTO messages (id, queue, body, sent_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-                        params![Uuid::now_v7().to_string(), name.as_str(), body, now],
-                    )?;
+                    insert_message(tx, name.as_str(), body, now)?;
                 }
                 Ok::<_, QueueError>(())
             })
             .await?;
-        // A receive takes up to ten: wake as many waiting receives of this queue as that needs,
-        // not every poller of every queue.
-        let waker = self.db.sent(queue.as_str());
-        for _ in 0..count.div_ceil(10) {
-            waker.notify_one();
-        }
+        self.db.wake(queue.as_str(), count);
         Ok(())
     }
 

@@ -1,15 +1,17 @@
 //! The store port on SQLite.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Cached, SqliteDb, to_sql_int};
+use crate::clock::Clock;
 use crate::domain::{
-    CatalogueItem, ChannelId, Effect, ExternalId, Order, OrderChange, OrderId, OrderNumber, Sku,
-    Status, TimelineEntry, WarehouseId,
+    CatalogueItem, ChannelId, Effect, EffectKind, ExternalId, Order, OrderChange, OrderId,
+    OrderNumber, Sku, Status, StepMessage, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
     Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
@@ -21,11 +23,71 @@ use crate::ports::{
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) db: SqliteDb,
+    /// The clock of the queue in the same file, when the store puts step messages on it in the
+    /// commit of the change that sends them (see [`SqliteDb::store_and_queue`]).
+    steps_in_commit: Option<Arc<dyn Clock>>,
 }
 
 impl SqliteStore {
-    pub(super) fn new(db: SqliteDb) -> Self {
-        Self { db }
+    pub(super) fn new(db: SqliteDb, steps_in_commit: Option<Arc<dyn Clock>>) -> Self {
+        Self {
+            db,
+            steps_in_commit,
+        }
+    }
+
+    /// A change's effects as outbox rows, and as messages put on their queues in the commit.
+    fn split(&self, effects: &[Effect]) -> Result<(Vec<EffectRow>, InCommit), StoreError> {
+        let mut rows = Vec::new();
+        let mut messages = InCommit {
+            now_ms: 0,
+            messages: Vec::new(),
+        };
+        for fx in effects {
+            let row = effect_row(fx)?;
+            match (&fx.kind, &self.steps_in_commit) {
+                (EffectKind::Step { queue }, Some(clock)) => {
+                    messages.now_ms = clock.now().timestamp_millis();
+                    let body = json(&StepMessage {
+                        order_id: fx.order_id,
+                    })?;
+                    messages.messages.push((queue.clone(), body, row));
+                }
+                _ => rows.push(row),
+            }
+        }
+        Ok((rows, messages))
+    }
+
+    /// Wakes the receives of the queues a commit put messages on.
+    fn wake(&self, queues: &[String]) {
+        for q in queues {
+            self.db.wake(q, 1);
+        }
+    }
+}
+
+/// Step messages a change puts on their queues in its own commit: (queue, body, the outbox row
+/// it takes instead should its queue not exist), with the queue clock's time.
+struct InCommit {
+    now_ms: i64,
+    messages: Vec<(String, String, EffectRow)>,
+}
+
+impl InCommit {
+    /// Puts the messages on their queues; one whose queue was never created is left in the
+    /// outbox, where the sweeper finds it as it finds any record. Returns the queues written to.
+    fn deliver(&self, tx: &rusqlite::Connection) -> Result<Vec<String>, StoreError> {
+        let mut written = Vec::with_capacity(self.messages.len());
+        for (queue, body, row) in &self.messages {
+            if super::queue::queue_exists(tx, queue)? {
+                super::queue::insert_message(tx, queue, body, self.now_ms)?;
+                written.push(queue.clone());
+            } else {
+                insert_effects(tx, std::slice::from_ref(row))?;
+            }
+        }
+        Ok(written)
     }
 }
 
@@ -67,18 +129,13 @@ fn insert_entry(
 /// An outbox record as its row: (order id, effect id, due at, document).
 type EffectRow = (String, String, String, String);
 
-fn effect_rows(effects: &[Effect]) -> Result<Vec<EffectRow>, StoreError> {
-    effects
-        .iter()
-        .map(|e| {
-            Ok((
-                e.order_id.to_string(),
-                e.id.clone(),
-                timestamp_key(e.due_at),
-                json(e)?,
-            ))
-        })
-        .collect()
+fn effect_row(e: &Effect) -> Result<EffectRow, StoreError> {
+    Ok((
+        e.order_id.to_string(),
+        e.id.clone(),
+        timestamp_key(e.due_at),
+        json(e)?,
+    ))
 }
 
 fn insert_effects(tx: &rusqlite::Connection, effects: &[EffectRow]) -> Result<(), StoreError> {
@@ -171,15 +228,16 @@ impl OrderStore for SqliteStore {
         entry: &TimelineEntry,
         effects: &[Effect],
     ) -> Result<Created, StoreError> {
-        let (doc, entry, effects) = (json(order)?, entry_row(entry)?, effect_rows(effects)?);
+        let (doc, entry) = (json(order)?, entry_row(entry)?);
+        let (effects, messages) = self.split(effects)?;
         let order = order.clone();
-        let existing = self
+        let (existing, written) = self
             .db
             .call(move |conn| {
                 let tx = &*conn;
                 let id = order.id.to_string();
                 if let Some(existing) = order_where(tx, "id = ?1", [&id])? {
-                    return Ok(Some(existing));
+                    return Ok((Some(existing), Vec::new()));
                 }
                 if let Some(ext) = &order.external_id {
                     let found = order_where(
@@ -188,7 +246,7 @@ impl OrderStore for SqliteStore {
                         [order.channel.as_str(), ext.as_str()],
                     )?;
                     if found.is_some() {
-                        return Ok(found);
+                        return Ok((found, Vec::new()));
                     }
                 }
                 tx.exec(
@@ -212,9 +270,10 @@ impl OrderStore for SqliteStore {
                 )?;
                 insert_entry(tx, &id, &entry)?;
                 insert_effects(tx, &effects)?;
-                Ok::<_, StoreError>(None)
+                Ok::<_, StoreError>((None, messages.deliver(tx)?))
             })
             .await?;
+        self.wake(&written);
         Ok(match parse_order(existing)? {
             Some(existing) => Created::Existing(Box::new(existing)),
             None => Created::New,
@@ -325,8 +384,9 @@ impl OrderStore for SqliteStore {
             .entries()
             .map(entry_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let effects = effect_rows(&change.effects)?;
-        self.db
+        let (effects, messages) = self.split(&change.effects)?;
+        let written = self
+            .db
             .call(move |conn| {
                 let tx = &*conn;
                 let o = &change.order;
@@ -374,15 +434,18 @@ impl OrderStore for SqliteStore {
                     insert_entry(tx, &id, entry)?;
                 }
                 insert_effects(tx, &effects)?;
+                let written = messages.deliver(tx)?;
                 for done in &change.done {
                     tx.exec(
                         "DELETE FROM outbox WHERE order_id = ?1 AND effect_id = ?2",
                         [&id, done],
                     )?;
                 }
-                Ok(())
+                Ok(written)
             })
-            .await
+            .await?;
+        self.wake(&written);
+        Ok(())
     }
 
     async fn due_orders(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError> {
@@ -561,6 +624,9 @@ impl OutboxStore for SqliteStore {
                 )
             })
             .await
+    }
+    fn delivers_in_commit(&self, effect: &Effect) -> bool {
+        self.steps_in_commit.is_some() && matches!(effect.kind, EffectKind::Step { .. })
     }
 }
 
