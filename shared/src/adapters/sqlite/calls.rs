@@ -20,8 +20,11 @@ use super::Cached;
 const GROUP_BUDGET: Duration = Duration::from_millis(4);
 
 /// The WAL is copied back into the database file by a thread of its own, this often, so the
-/// database thread does not stop for it (a twentieth of its time when it did).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// database thread does not stop for it (a twentieth of its time when it did). Each copy ends
+/// with the files synced, which slows the database thread's own writes while it lasts: the less
+/// there is to copy, the shorter that is. Measured at 500 orders/s offered (5,000-order runs),
+/// intake p99: every 50 ms 3.6-4.9 ms, 100 ms 4.5-11.5, 400 ms 36, 1 s 97.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// Pages in the WAL past which the database thread checkpoints itself (SQLite's automatic
 /// checkpoint): 128 MiB at 4 KiB pages.
