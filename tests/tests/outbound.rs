@@ -58,6 +58,40 @@ async fn received(inbox: &Arc<Mutex<Inbox>>, n: usize) -> Vec<(axum::http::Heade
     got
 }
 
+/// Polls the endpoint's delivery log (real time: attempts are recorded by the runtime's
+/// pollers) until the entry for `event_type` satisfies `settled`, or 5 s pass; returns the
+/// entry as last read, for the caller to assert on.
+async fn logged_when(
+    local: &Local,
+    ep_id: &str,
+    event_type: &str,
+    settled: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut entry = Value::Null;
+    for _ in 0..200 {
+        let log: Vec<Value> = local
+            .staff(
+                Method::GET,
+                &format!("/webhook-endpoints/{ep_id}/deliveries"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(d) = log.into_iter().find(|d| d["event_type"] == event_type) {
+            entry = d;
+            if settled(&entry) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(!entry.is_null(), "no {event_type} delivery logged");
+    entry
+}
+
 fn verify(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool {
     standardwebhooks::Webhook::new(secret)
         .unwrap()
@@ -160,23 +194,10 @@ async fn deliveries_are_signed_retried_after_500s_and_signed_twice_while_rotatin
         third[2].0["webhook-timestamp"] != first[0].0["webhook-timestamp"],
         "each attempt carries its own time"
     );
-    // Delivered: the log says so, and no sweep sends it again.
-    let log: Vec<Value> = local
-        .staff(
-            Method::GET,
-            &format!("/webhook-endpoints/{ep_id}/deliveries"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let created = log
-        .iter()
-        .find(|d| d["event_type"] == "order.created")
-        .expect("logged");
-    assert_eq!(created["state"], "delivered");
+    // Delivered: the log says so (the attempt is recorded just after the receiver answers,
+    // so wait for it), and no sweep sends it again.
+    let created = logged_when(&local, &ep_id, "order.created", |d| d["state"] != "pending").await;
+    assert_eq!(created["state"], "delivered", "{created}");
     let statuses: Vec<u64> = created["attempts"]
         .as_array()
         .unwrap()
