@@ -222,14 +222,32 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<Vec<Effect>, StoreError>;
     /// Every record of one order still in the outbox.
     async fn effects_of(&self, order: OrderId) -> Result<Vec<Effect>, StoreError>;
-    /// Whether this store carries `effect` out inside the very write that records it, so that it
-    /// never waits in the outbox and [`crate::flow::effects::kick`] leaves it alone. The embedded
-    /// store does so for step messages when its queues live in the same file
-    /// (`SqliteDb::store_and_queue`): the message is a row of that file, committed with the
-    /// change, which is the outbox's guarantee without its two later calls.
-    fn delivers_in_commit(&self, _effect: &Effect) -> bool {
-        false
+    /// How this store keeps `effect`, one of the effects of a change that leaves `order` as
+    /// given, until it is carried out. By default every effect is an outbox record.
+    fn keeping(&self, _effect: &Effect, _order: &Order) -> Keeping {
+        Keeping::Record
     }
+}
+
+/// How a store keeps one effect of a change until it is carried out ([`OutboxStore::keeping`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// An outbox record written with the change: [`crate::flow::effects::kick`] carries it out
+    /// after the write and deletes it; the sweeper re-sends it if the writer died first.
+    Record,
+    /// Carried out inside the very write that records the change, so it never waits in the
+    /// outbox and `kick` leaves it alone. The embedded store does so for step messages when its
+    /// queues live in the same file (`SqliteDb::store_and_queue`): the message is a row of that
+    /// file, committed with the change, which is the outbox's guarantee without its two later
+    /// calls.
+    InCommit,
+    /// No record: the order as written is the record. A step message that the order's status
+    /// and due time send again ([`crate::domain::decide::redriven_to`]) is sent by `kick` after
+    /// the write; if the writer dies first, the sweeper re-sends it when the order's step budget
+    /// runs out. The DynamoDB store does so: a record would cost a transactional put, an index
+    /// entry and two deletes, five write units for a message the order's own `by_due` entry
+    /// already guarantees.
+    Redriven,
 }
 
 /// The catalogue: what the merchant sells.

@@ -152,6 +152,16 @@ pub fn order(
     external_id: Option<&str>,
     lines: &[(&str, i64)],
 ) -> (Order, TimelineEntry) {
+    order_at(customer, external_id, lines, t0())
+}
+
+/// [`order`], accepted at `at`.
+pub fn order_at(
+    customer: &str,
+    external_id: Option<&str>,
+    lines: &[(&str, i64)],
+    at: chrono::DateTime<chrono::Utc>,
+) -> (Order, TimelineEntry) {
     let lines: Vec<_> = lines
         .iter()
         .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q, "unit_price": 4990}))
@@ -171,7 +181,7 @@ pub fn order(
     draft
         .validate()
         .expect("valid sample order")
-        .accept(OrderId::generate(), t0())
+        .accept(OrderId::generate(), at)
 }
 
 /// The AWS endpoint for tests, or `None` after announcing the skip (see [`dynamodb`]).

@@ -1556,7 +1556,7 @@ async fn sqlite_puts_step_messages_on_their_queue_in_the_commit_of_the_change() 
     use oms::adapters::sqlite::SqliteDb;
     use oms::clock::SystemClock;
     use oms::domain::StepMessage;
-    use oms::ports::{OrderStore, OutboxStore, Queue};
+    use oms::ports::{Keeping, OrderStore, OutboxStore, Queue};
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteDb::open(dir.path().join("oms.sqlite")).unwrap();
     let (store, q) = db.store_and_queue(Arc::new(SystemClock));
@@ -1585,10 +1585,14 @@ async fn sqlite_puts_step_messages_on_their_queue_in_the_commit_of_the_change() 
     };
     let (o, entry) = order("C1", None, &[("TEA-001", 1)]);
     let numbering = fx(&o, "1-1", step("numbering"));
-    assert!(store.delivers_in_commit(&numbering));
-    assert!(!store.delivers_in_commit(&fx(&o, "1-2", release.clone())));
-    assert!(
-        !alone.delivers_in_commit(&numbering),
+    assert_eq!(store.keeping(&numbering, &o), Keeping::InCommit);
+    assert_eq!(
+        store.keeping(&fx(&o, "1-2", release.clone()), &o),
+        Keeping::Record
+    );
+    assert_eq!(
+        alone.keeping(&numbering, &o),
+        Keeping::Record,
         "a store alone has no queue to write to"
     );
     // When an order is created with a step and another effect

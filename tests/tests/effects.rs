@@ -1,7 +1,10 @@
 //! The effects step against a payment provider that fails: a refund that fails for now is tried
 //! again with backoff and made once; one the provider refuses for good makes the order wait for a
 //! person, counts the alarm metric, and never turns a webhook into an error. Time is a manual
-//! clock: the test moves it past each backoff instead of waiting.
+//! clock: the test moves it past each backoff instead of waiting. And a step message whose
+//! writer died right after its write still reaches its step: at once where the store wrote it
+//! in the commit (SQLite), when the order's step budget runs out where the order's due entry is
+//! its only record (DynamoDB).
 
 use std::sync::{Arc, Mutex};
 
@@ -130,6 +133,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    a_step_message_lost_with_its_writer_is_sent_again_when_the_step_budget_runs_out,
     a_refund_that_fails_for_now_is_tried_again_with_backoff_and_made_once,
     a_refund_the_provider_refuses_makes_the_order_wait_for_a_person_and_counts_the_alarm
 );
@@ -341,5 +345,65 @@ async fn a_refund_the_provider_refuses_makes_the_order_wait_for_a_person_and_cou
         .map(|p| p["amount"]["minor"].as_i64().unwrap())
         .sum();
     assert_eq!(paid - 4990, 4990, "the order keeps its total");
+    w.local.running.stop().await;
+}
+
+/// The writer stores a new order as intake does and dies before sending anything (the write
+/// happens, `kick` never runs). The numbering message is not lost: on SQLite it was put on its
+/// queue in the commit; on DynamoDB no record was written for it (it would cost five write
+/// units), and the sweeper sends the order to numbering again once its step budget runs out.
+async fn a_step_message_lost_with_its_writer_is_sent_again_when_the_step_budget_runs_out(on: On) {
+    use oms::ports::Keeping;
+    let Some(w) = world(on, vec![]).await else {
+        return;
+    };
+    let app = &w.local.running.app;
+    let now = w.clock.now();
+    let (order, _) = oms_tests::order_at("C1001", None, &[("TEA-001", 1)], now);
+    let policy = oms::flow::policy(app, &order);
+    let change = oms::domain::decide::accepted(order, &policy, now);
+    let id = change.order.id.to_string();
+    app.store
+        .create_order(&change.order, &change.entry, &change.effects)
+        .await
+        .unwrap();
+    let step = change
+        .effects
+        .iter()
+        .find(|fx| matches!(fx.kind, oms::domain::EffectKind::Step { .. }))
+        .expect("intake sends the order to numbering");
+    let records: Vec<String> = app
+        .store
+        .effects_of(change.order.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|fx| fx.kind.name().to_owned())
+        .collect();
+    match on {
+        On::Sqlite => {
+            assert_eq!(app.store.keeping(step, &change.order), Keeping::InCommit);
+            assert_eq!(records, ["notify"], "the step is a queue row, not a record");
+        }
+        On::Dynamodb => {
+            assert_eq!(app.store.keeping(step, &change.order), Keeping::Redriven);
+            assert_eq!(records, ["notify"], "no record for the step");
+            // Nothing sent it: it waits, received, until its step budget runs out.
+            let budget = i64::from(app.config.step_budget_seconds);
+            w.clock.advance(Duration::seconds(budget - 1));
+            let early = w.local.sweep().await;
+            assert_eq!(early.redriven, 0, "not before its time: {early:?}");
+            assert_eq!(w.local.get_order(&id).await["status"], "received");
+            w.clock.advance(Duration::seconds(2));
+            let swept = w.local.sweep().await;
+            assert_eq!(swept.redriven, 1, "{swept:?}");
+        }
+    }
+    let moved = w
+        .until(&id, "numbered and past it", |o| {
+            o["number"].is_string() && o["status"] != "received"
+        })
+        .await;
+    assert!(moved["number"].is_string(), "{moved}");
     w.local.running.stop().await;
 }

@@ -10,6 +10,7 @@ oms_tests::backend_cases!(
         an_order_is_numbered_approved_and_reserved_then_awaits_payment,
         the_same_idempotency_key_returns_the_first_answer_and_a_new_body_is_refused,
         a_held_order_approved_by_staff_continues,
+        a_low_stock_alert_clears_when_the_order_holding_the_stock_is_cancelled,
     ],
     sqlite_only: [
         an_order_without_stock_is_out_of_stock_with_the_missing_lines_named,
@@ -33,6 +34,18 @@ oms_tests::backend_cases!(
         edge_errors_are_problems_too,
     ]
 );
+
+/// The low-stock alerts standing, as `GET /alerts` lists them.
+async fn standing_alerts(local: &Local) -> Vec<Value> {
+    local
+        .staff(Method::GET, "/alerts")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
 
 async fn id_of(body: &Value) -> String {
     body["order_id"]
@@ -762,6 +775,36 @@ mod cases {
         );
     }
 
+    pub async fn a_low_stock_alert_clears_when_the_order_holding_the_stock_is_cancelled(
+        local: &Local,
+    ) {
+        let alerts = || async {
+            standing_alerts(local)
+                .await
+                .iter()
+                .map(|a| (a["sku"].to_string(), a["available"].as_u64()))
+                .collect::<Vec<_>>()
+        };
+        // POT-003 has 8 in nj with a safety level of 5: an order of 4 leaves 4 available
+        let (_, _, body) = local
+            .place(&native_order("C1001", &[("POT-003", 4)]), None)
+            .await;
+        let id = id_of(&body).await;
+        local.wait_for(&id, "awaiting_payment").await;
+        assert_eq!(alerts().await, [("\"POT-003\"".to_owned(), Some(4))]);
+        // Cancelled, the order gives its 4 back (the release is done before the answer), and
+        // with 8 available the alert is gone
+        let r = local
+            .staff(Method::POST, &format!("/orders/{id}/cancel"))
+            .json(&json!({"reason": "customer called", "by": "li.na"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(available(local, "POT-003", "nj").await, (8, 0, 8));
+        assert_eq!(alerts().await, []);
+    }
+
     pub async fn stock_below_its_safety_level_raises_one_alert(local: &Local) {
         // POT-003 has 8 in nj with a safety level of 5
         let (_, _, body) = local
@@ -770,14 +813,7 @@ mod cases {
         local
             .wait_for(&id_of(&body).await, "awaiting_payment")
             .await;
-        let alerts: Value = local
-            .staff(Method::GET, "/alerts")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let alerts = Value::Array(standing_alerts(local).await);
         assert_eq!(alerts.as_array().unwrap().len(), 1, "{alerts}");
         assert_eq!(
             (
@@ -806,14 +842,7 @@ mod cases {
             ),
             (Some(30), Some(4), Some(5))
         );
-        let alerts: Value = local
-            .staff(Method::GET, "/alerts")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let alerts = Value::Array(standing_alerts(local).await);
         assert!(alerts.as_array().unwrap().is_empty());
         // On-hand below what is reserved is refused
         let r = local

@@ -535,6 +535,13 @@ pub fn step_of(order: &Order) -> Option<&'static str> {
     }
 }
 
+/// Whether the sweeper sends `order`, as it stands, to `queue` again once its due time comes:
+/// it has a due time, nothing waits for a person, and `queue` is the step its status waits for.
+/// Such a step message needs no outbox record of its own: the order's due entry is one.
+pub fn redriven_to(order: &Order, queue: &str) -> bool {
+    order.attention.is_empty() && order.due_at.is_some() && step_of(order) == Some(queue)
+}
+
 /// A step cannot proceed (an unknown SKU, no carrier for the parcel): the order waits for a
 /// person with the reason, and is not retried by itself.
 pub fn cannot_proceed(

@@ -258,6 +258,23 @@ impl World {
             }
         }
         assert_eq!(at, c.order.status());
+        // A step message goes to the step the order's status waits for, and unless a person
+        // must look at the order first or it waits for stock (a stock change sends it back),
+        // its due time sends it there again: a store may keep no record of such a message
+        // (`Keeping::Redriven`), and does keep one for the others.
+        for fx in &c.effects {
+            if let EffectKind::Step { queue } = &fx.kind {
+                assert_eq!(decide::step_of(&c.order), Some(queue.as_str()));
+                assert_eq!(
+                    decide::redriven_to(&c.order, queue),
+                    c.order.attention.is_empty() && c.order.status() != Status::OutOfStock,
+                    "a step to {queue} from {}: due {:?}, attention {:?}",
+                    c.order.status(),
+                    c.order.due_at,
+                    c.order.attention
+                );
+            }
+        }
         self.pending.retain(|p| !c.done.contains(&p.id));
         self.pending.extend(c.effects.iter().cloned());
         self.order = c.order;

@@ -99,6 +99,7 @@ pub async fn set_stock(
             warehouse: warehouse.clone(),
             quantity: 0,
         }],
+        super::inventory::Moved::Either,
     )
     .await?;
     let retried = super::inventory::retry_waiting(app, std::slice::from_ref(sku)).await?;

@@ -13,26 +13,28 @@
 
 use super::{EffectMessage, StepError, StepMessage, commit, load, policy};
 use crate::app::{App, queues};
-use crate::domain::{Effect, EffectKind, OrderId, RefundState, Sku, decide};
-use crate::ports::{QueueName, StoreError};
+use crate::domain::{Effect, EffectKind, Order, OrderId, RefundState, Sku, decide};
+use crate::ports::{Allocation, Keeping, QueueName, StoreError};
 
-/// Carries out the effects a commit just wrote, as far as it can now (those the store delivered
-/// in the commit itself are done already). Failures are logged: the records stay in the outbox
-/// for the sweeper.
+/// Carries out the effects of a commit that left `order` as given, as far as it can now (those
+/// the store delivered in the commit itself are done already). Failures are logged: records
+/// stay in the outbox for the sweeper, and a step the store kept no record of is sent again by
+/// the sweeper when the order's step budget runs out ([`Keeping::Redriven`]).
 ///
 /// They run at once, not one after another: each record stands alone (the sweeper may redo any
 /// of them, in any order), and a request or a step waits for the slowest, not for their sum.
-pub async fn kick(app: &App, effects: &[Effect]) {
-    let pending = effects
-        .iter()
-        .filter(|fx| !app.store.delivers_in_commit(fx));
-    futures::future::join_all(pending.map(|fx| async move {
+pub async fn kick(app: &App, order: &Order, effects: &[Effect]) {
+    let pending = effects.iter().filter_map(|fx| {
+        let keeping = app.store.keeping(fx, order);
+        (keeping != Keeping::InCommit).then_some((fx, keeping == Keeping::Record))
+    });
+    futures::future::join_all(pending.map(|(fx, recorded)| async move {
         let result = match fx.kind {
             EffectKind::Refund { .. } => enqueue(app, fx).await.map_err(StepError::from),
-            _ => carry_out(app, fx.clone()).await,
+            _ => carry_out(app, fx.clone(), recorded).await,
         };
         if let Err(e) = result {
-            tracing::warn!(order_id = %fx.order_id, effect = fx.kind.name(), effect_id = %fx.id, error = %e, "effect left to the outbox");
+            tracing::warn!(order_id = %fx.order_id, effect = fx.kind.name(), effect_id = %fx.id, recorded, error = %e, "effect left to the outbox or the order's due time");
         }
     }))
     .await;
@@ -53,7 +55,7 @@ async fn enqueue(app: &App, fx: &Effect) -> Result<(), crate::ports::QueueError>
 /// done already.
 pub async fn run(app: &App, order: OrderId, id: &str) -> Result<(), StepError> {
     match app.store.effect(order, id).await? {
-        Some(fx) => carry_out(app, fx).await,
+        Some(fx) => carry_out(app, fx, true).await,
         None => Ok(()),
     }
 }
@@ -66,7 +68,8 @@ async fn send_step(app: &App, queue: &str, order: OrderId) -> Result<(), StepErr
     Ok(())
 }
 
-async fn carry_out(app: &App, fx: Effect) -> Result<(), StepError> {
+/// Carries out one effect; a `recorded` one is then deleted from the outbox.
+async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(), StepError> {
     let order = fx.order_id;
     match &fx.kind {
         EffectKind::Step { queue } => send_step(app, queue, order).await?,
@@ -93,11 +96,18 @@ async fn carry_out(app: &App, fx: Effect) -> Result<(), StepError> {
             }
             if released {
                 tracing::info!(order_id = %order, "stock released");
-                let skus: Vec<Sku> = held
+                let touched: Vec<Allocation> = held
                     .into_iter()
-                    .flat_map(|r| r.lines.into_iter().map(|(s, _)| s))
+                    .flat_map(|r| {
+                        let wh = r.warehouse;
+                        r.lines.into_iter().map(move |(sku, quantity)| Allocation {
+                            sku,
+                            warehouse: wh.clone(),
+                            quantity,
+                        })
+                    })
                     .collect();
-                super::inventory::retry_waiting(app, &skus).await?;
+                stock_rose(app, &touched).await?;
             }
         }
         EffectKind::CommitStock { warehouse } => {
@@ -110,13 +120,31 @@ async fn carry_out(app: &App, fx: Effect) -> Result<(), StepError> {
         } => {
             if app.store.restock(key, warehouse, lines).await? {
                 tracing::info!(order_id = %order, warehouse = %warehouse, "returned goods restocked");
-                let skus: Vec<Sku> = lines.iter().map(|(s, _)| s.clone()).collect();
-                super::inventory::retry_waiting(app, &skus).await?;
+                let touched: Vec<Allocation> = lines
+                    .iter()
+                    .map(|(sku, quantity)| Allocation {
+                        sku: sku.clone(),
+                        warehouse: warehouse.clone(),
+                        quantity: *quantity,
+                    })
+                    .collect();
+                stock_rose(app, &touched).await?;
             }
         }
         EffectKind::Refund { refund_id } => return refund(app, fx.clone(), refund_id).await,
     }
-    app.store.finish_effect(order, &fx.id).await?;
+    if recorded {
+        app.store.finish_effect(order, &fx.id).await?;
+    }
+    Ok(())
+}
+
+/// Stock came back (released or returned): the low-stock alerts of what rose are cleared where
+/// it is above its safety level again, and orders waiting for those SKUs go back to inventory.
+async fn stock_rose(app: &App, touched: &[Allocation]) -> Result<(), StepError> {
+    super::inventory::check_low_stock(app, touched, super::inventory::Moved::Either).await?;
+    let skus: Vec<Sku> = touched.iter().map(|a| a.sku.clone()).collect();
+    super::inventory::retry_waiting(app, &skus).await?;
     Ok(())
 }
 

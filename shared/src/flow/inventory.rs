@@ -133,7 +133,7 @@ async fn reserve(app: &App, order: &Order, split_lines: bool) -> Result<Lock, St
         };
         match app.store.reserve(order.id, &allocations).await {
             Ok(_) => {
-                check_low_stock(app, &allocations).await?;
+                check_low_stock(app, &allocations, Moved::Down).await?;
                 return Ok(Lock::Reserved);
             }
             Err(StoreError::InsufficientStock(_)) => continue,
@@ -146,9 +146,26 @@ async fn reserve(app: &App, order: &Order, split_lines: bool) -> Result<Lock, St
     )
 }
 
+/// Which way the available stock of the SKUs a check looks at may have moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// Only down (a reservation): alerts may be raised, none can need clearing.
+    Down,
+    /// Up, or the safety level changed (stock set, released, returned): alerts are raised or
+    /// cleared.
+    Either,
+}
+
 /// Raises an alert (once, and to the alerts queue) for every SKU and warehouse whose available
-/// stock is below its safety level, and clears the alert of those back above it.
-pub async fn check_low_stock(app: &App, touched: &[Allocation]) -> Result<(), StepError> {
+/// stock is below its safety level, and clears the alert of those back above it. Every path
+/// that raises available stock or changes a safety level checks with [`Moved::Either`], so an
+/// alert stands exactly while its stock is low, and a reservation need not clear anything (on
+/// DynamoDB a clear is a delete, a write unit even when there is no alert).
+pub async fn check_low_stock(
+    app: &App,
+    touched: &[Allocation],
+    moved: Moved,
+) -> Result<(), StepError> {
     let pairs: BTreeSet<(&Sku, &WarehouseId)> =
         touched.iter().map(|a| (&a.sku, &a.warehouse)).collect();
     for (sku, wh) in pairs {
@@ -174,7 +191,7 @@ pub async fn check_low_stock(app: &App, touched: &[Allocation]) -> Result<(), St
                 app.send(queues::ALERTS, &alert).await?;
                 super::webhooks::publish(app, super::webhooks::stock_event(&alert)).await?;
             }
-        } else {
+        } else if moved == Moved::Either {
             app.store.clear_alert(sku, wh).await?;
         }
     }

@@ -164,7 +164,7 @@ pub async fn commit(app: &App, change: &OrderChange) -> Result<(), StoreError> {
     if let Some(to) = change.entries().filter_map(|e| e.to).last() {
         tracing::info!(order_id = %change.order.id, status = %to, version = change.order.version(), effects = change.effects.len(), "order changed");
     }
-    effects::kick(app, &change.effects).await;
+    effects::kick(app, &change.order, &change.effects).await;
     Ok(())
 }
 

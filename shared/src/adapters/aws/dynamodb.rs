@@ -66,11 +66,11 @@ use std::sync::Arc;
 use super::meter::{INDEX_ENTRY_OVERHEAD, Meter, attributes_size, item_size};
 use super::{boxed, is_retryable};
 use crate::domain::{
-    CatalogueItem, Effect, Order, OrderChange, OrderId, OrderNumber, Sku, Status, TimelineEntry,
-    WarehouseId,
+    CatalogueItem, Effect, EffectKind, Order, OrderChange, OrderId, OrderNumber, Sku, Status,
+    TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
+    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, Keeping, ListIndex,
     LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Record,
     RecordStore, Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore,
     StoreError, sum_allocations, timestamp_key,
@@ -981,9 +981,16 @@ impl DynamoStore {
         Ok(item)
     }
 
-    fn effect_puts(&self, effects: &[Effect]) -> Result<Vec<TransactWriteItem>, StoreError> {
+    /// Outbox records for the effects of a change that leaves `order` as given: the ones this
+    /// store keeps as records ([`OutboxStore::keeping`]).
+    fn effect_puts(
+        &self,
+        effects: &[Effect],
+        order: &Order,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         effects
             .iter()
+            .filter(|e| self.keeping(e, order) == Keeping::Record)
             .map(|e| put(&self.table, self.effect_item(e)?, None, Item::new()))
             .collect()
     }
@@ -1207,7 +1214,7 @@ impl OrderStore for DynamoStore {
                 Item::new(),
             )?);
         }
-        items.extend(self.effect_puts(effects)?);
+        items.extend(self.effect_puts(effects, order)?);
         let indexed: Vec<Item> = items
             .iter()
             .filter_map(|i| i.put().map(|p| p.item().clone()))
@@ -1351,7 +1358,7 @@ impl OrderStore for DynamoStore {
         for entry in change.entries() {
             items.push(self.entry_put(id, entry)?);
         }
-        items.extend(self.effect_puts(&change.effects)?);
+        items.extend(self.effect_puts(&change.effects, &change.order)?);
         for done in &change.done {
             items.push(
                 TransactWriteItem::builder()
@@ -1507,6 +1514,17 @@ impl OutboxStore for DynamoStore {
             .iter()
             .map(|item| from_av::<Effect>(item, "doc"))
             .collect()
+    }
+
+    /// A step message the order's due time sends again keeps no record: the order's `by_due`
+    /// entry, written in the same transaction, is the record (see [`Keeping::Redriven`]).
+    fn keeping(&self, effect: &Effect, order: &Order) -> Keeping {
+        match &effect.kind {
+            EffectKind::Step { queue } if crate::domain::decide::redriven_to(order, queue) => {
+                Keeping::Redriven
+            }
+            _ => Keeping::Record,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::{
     OrderNumber, Sku, Status, StepMessage, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, ListIndex,
+    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, Keeping, ListIndex,
     LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Record,
     RecordStore, Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore,
     StoreError, sum_allocations, timestamp_key,
@@ -625,8 +625,12 @@ impl OutboxStore for SqliteStore {
             })
             .await
     }
-    fn delivers_in_commit(&self, effect: &Effect) -> bool {
-        self.steps_in_commit.is_some() && matches!(effect.kind, EffectKind::Step { .. })
+    fn keeping(&self, effect: &Effect, _order: &Order) -> Keeping {
+        if self.steps_in_commit.is_some() && matches!(effect.kind, EffectKind::Step { .. }) {
+            Keeping::InCommit
+        } else {
+            Keeping::Record
+        }
     }
 }
 
