@@ -256,7 +256,10 @@ pub trait CatalogueStore: Send + Sync {
     /// Creates or replaces the entry of `item.sku`.
     async fn put_item(&self, item: &CatalogueItem) -> Result<(), StoreError>;
     async fn item(&self, sku: &Sku) -> Result<Option<CatalogueItem>, StoreError>;
-    /// The entries of the SKUs that have one (in no particular order).
+    /// The entries of the SKUs that have one (in no particular order). What intake, review
+    /// and dispatch read: a store may answer from a copy up to a second old (the DynamoDB store
+    /// reads eventually consistent, half the units), as an order placed a second earlier
+    /// would have seen it; `item` reads the latest.
     async fn items(&self, skus: &[Sku]) -> Result<Vec<CatalogueItem>, StoreError>;
     /// Entries in SKU order, after `after`, at most `limit`.
     async fn list_items(
@@ -275,7 +278,8 @@ pub trait NumberStore: Send + Sync {
     /// Links another name of the order to it (a tracking number), like a claimed number: the
     /// same order may link again; another order gets `AliasTaken`.
     async fn link_alias(&self, alias: &str, order: OrderId) -> Result<(), StoreError>;
-    /// The order an alias belongs to.
+    /// The order an alias belongs to. An alias never changes its order once linked, so a
+    /// store may look in a copy first and read the latest only when the copy has none.
     async fn alias(&self, alias: &str) -> Result<Option<OrderId>, StoreError>;
     /// Hands out the next `size` values of the named counter, never the same value twice. The
     /// first block of a new counter starts at 1.

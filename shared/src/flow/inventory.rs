@@ -17,7 +17,8 @@ use crate::domain::{Order, OrderId, Sku, Status, WarehouseId};
 use crate::ports::{Allocation, LowStockAlert, OrderQuery, ReservationState, StoreError};
 
 enum Lock {
-    Reserved,
+    /// Held, in these warehouses (by name, as the store lists an order's reservations).
+    Reserved(BTreeSet<String>),
     Missing(Vec<MissingLine>),
     Unknown(Vec<Sku>),
 }
@@ -42,14 +43,8 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
     let now = app.clock.now();
     let p = policy(app, &order);
     match reserve(app, &order, split).await? {
-        Lock::Reserved => {
-            let held = app.store.reservations(order.id).await?;
-            let where_from = held
-                .iter()
-                .filter(|r| r.state == ReservationState::Held)
-                .map(|r| r.warehouse.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
+        Lock::Reserved(warehouses) => {
+            let where_from = warehouses.into_iter().collect::<Vec<_>>().join(", ");
             let change = decide::stock_reserved(&order, &where_from, &p, now);
             if let Some(c) = &change {
                 if let Err(e) = super::commit(app, c).await {
@@ -97,12 +92,16 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
 /// Allocates and reserves the order's stock; allocates again if a concurrent order took stock
 /// between the read and the reservation.
 async fn reserve(app: &App, order: &Order, split_lines: bool) -> Result<Lock, StepError> {
-    let reservations = app.store.reservations(order.id).await?;
-    if reservations
+    let held: BTreeSet<String> = app
+        .store
+        .reservations(order.id)
+        .await?
         .iter()
-        .any(|r| r.state == ReservationState::Held)
-    {
-        return Ok(Lock::Reserved);
+        .filter(|r| r.state == ReservationState::Held)
+        .map(|r| r.warehouse.to_string())
+        .collect();
+    if !held.is_empty() {
+        return Ok(Lock::Reserved(held));
     }
     let lines: Vec<(Sku, u64)> = order
         .lines
@@ -134,7 +133,8 @@ async fn reserve(app: &App, order: &Order, split_lines: bool) -> Result<Lock, St
         match app.store.reserve(order.id, &allocations).await {
             Ok(_) => {
                 check_low_stock(app, &allocations, Moved::Down).await?;
-                return Ok(Lock::Reserved);
+                let warehouses = allocations.iter().map(|a| a.warehouse.to_string());
+                return Ok(Lock::Reserved(warehouses.collect()));
             }
             Err(StoreError::InsufficientStock(_)) => continue,
             Err(e) => return Err(e.into()),

@@ -317,6 +317,11 @@ fn kind_of(item: &Item) -> &'static str {
         .get("pk")
         .and_then(|v| v.as_s().ok())
         .map_or("", String::as_str);
+    kind_of_key(pk, sk)
+}
+
+/// What the item under `pk` and `sk` (or a sort key prefix) is.
+fn kind_of_key(pk: &str, sk: &str) -> &'static str {
     match sk {
         "ORDER" => "order",
         "EXT" => "external id",
@@ -686,7 +691,7 @@ impl DynamoStore {
             } else if let Some(d) = i.delete() {
                 self.meter.write(kind_of(d.key()), 1, true);
             } else if i.condition_check().is_some() {
-                self.meter.read(1, true, true);
+                self.meter.read("transaction check", 1, true, true);
             }
         }
     }
@@ -767,6 +772,7 @@ impl DynamoStore {
         k: (String, String),
         consistent: bool,
     ) -> Result<Option<Item>, StoreError> {
+        let (k_pk, k_sk) = (k.0.clone(), k.1.clone());
         let out = self
             .client
             .get_item()
@@ -776,8 +782,12 @@ impl DynamoStore {
             .send()
             .await
             .map_err(sdk)?;
-        self.meter
-            .read(out.item.as_ref().map_or(0, item_size), consistent, false);
+        self.meter.read(
+            kind_of_key(&k_pk, &k_sk),
+            out.item.as_ref().map_or(0, item_size),
+            consistent,
+            false,
+        );
         Ok(out.item)
     }
 
@@ -799,8 +809,12 @@ impl DynamoStore {
                 .await
                 .map_err(sdk)?;
             let page = out.items.unwrap_or_default();
-            self.meter
-                .read(page.iter().map(item_size).sum(), true, false);
+            self.meter.read(
+                kind_of_key(&pk, prefix),
+                page.iter().map(item_size).sum(),
+                true,
+                false,
+            );
             items.extend(page);
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -869,11 +883,12 @@ impl DynamoStore {
         let page = out.items.unwrap_or_default();
         // Index queries are eventually consistent: half the units. One that found nothing is
         // what looking costs whatever the orders (a sweep of empty shards), counted apart too.
+        let kind = format!("index {}", q.index);
         if page.is_empty() {
-            self.meter.read_nothing(false);
+            self.meter.read_nothing(&kind, false);
         } else {
             self.meter
-                .read(page.iter().map(item_size).sum(), false, false);
+                .read(&kind, page.iter().map(item_size).sum(), false, false);
         }
         Ok((page, out.last_evaluated_key))
     }
@@ -1557,9 +1572,12 @@ impl CatalogueStore for DynamoStore {
     }
 
     async fn items(&self, skus: &[Sku]) -> Result<Vec<CatalogueItem>, StoreError> {
+        // Eventually consistent: half the units (see the port).
         let mut out = Vec::new();
         for sku in skus {
-            out.extend(self.item(sku).await?);
+            if let Some(item) = self.read_item(keys::catalogue(sku), false).await? {
+                out.push(from_av(&item, "doc")?);
+            }
         }
         Ok(out)
     }
@@ -1606,8 +1624,14 @@ impl NumberStore for DynamoStore {
     }
 
     async fn alias(&self, alias: &str) -> Result<Option<OrderId>, StoreError> {
-        self.get_item(keys::alias(alias))
-            .await?
+        // An alias is linked once (conditional put) and never changes: an eventually
+        // consistent read (half the units) that finds it is right; one that does not may be
+        // behind a link made a moment ago, so the latest is read then.
+        let found = match self.read_item(keys::alias(alias), false).await? {
+            Some(item) => Some(item),
+            None => self.get_item(keys::alias(alias)).await?,
+        };
+        found
             .map(|item| {
                 OrderId::parse(get_s(&item, "order_id")?).map_err(|e| StoreError::Backend(boxed(e)))
             })
@@ -2067,7 +2091,7 @@ impl RecordStore for DynamoStore {
                 .map_err(sdk)?;
             let page = q.items.unwrap_or_default();
             self.meter
-                .read(page.iter().map(item_size).sum(), true, false);
+                .read("record", page.iter().map(item_size).sum(), true, false);
             for item in &page {
                 out.push(record_of(item)?);
             }

@@ -52,6 +52,8 @@ struct Tally {
     writes_by_kind: BTreeMap<String, u64>,
     /// Write units by partition key family (see [`Meter::key_write`]).
     writes_by_key: BTreeMap<String, u64>,
+    /// Read units by what was read: an item kind, or `index <name>`.
+    reads_by_kind: BTreeMap<String, f64>,
 }
 
 /// A snapshot of a [`Meter`], or of one step's share of it.
@@ -198,8 +200,8 @@ impl Meter {
         units
     }
 
-    /// A read of `bytes` in one request.
-    pub fn read(&self, bytes: usize, consistent: bool, transactional: bool) {
+    /// A read of `bytes` of `kind` (see [`Meter::reads_by_kind`]) in one request.
+    pub fn read(&self, kind: &str, bytes: usize, consistent: bool, transactional: bool) {
         let units = bytes.div_ceil(4 * KB).max(1) as u64;
         let halves = units
             * if transactional {
@@ -209,11 +211,13 @@ impl Meter {
             } else {
                 1
             };
-        self.add(|u| u.read_units += halves as f64 / 2.0, None);
+        let units = halves as f64 / 2.0;
+        self.add(|u| u.read_units += units, None);
+        self.read_kind(kind, units);
     }
 
-    /// A query that found nothing (billed as the smallest read).
-    pub fn read_nothing(&self, consistent: bool) {
+    /// A query of `kind` that found nothing (billed as the smallest read).
+    pub fn read_nothing(&self, kind: &str, consistent: bool) {
         let units = if consistent { 1.0 } else { 0.5 };
         self.add(
             |u| {
@@ -222,6 +226,13 @@ impl Meter {
             },
             None,
         );
+        self.read_kind(kind, units);
+    }
+
+    fn read_kind(&self, kind: &str, units: f64) {
+        if let Ok(mut t) = self.tally.lock() {
+            *t.reads_by_kind.entry(kind.to_owned()).or_default() += units;
+        }
     }
 
     fn requests(payload_bytes: usize) -> u64 {
@@ -311,6 +322,17 @@ impl Meter {
             .unwrap_or_default()
     }
 
+    /// Read units by what was read: `order`, `timeline`, `stock`, ... for table items (a
+    /// query by the kind its key condition names), `index <name>` for index queries (the items
+    /// read back for their entries count under their own kind), `transaction check` for a
+    /// transaction's condition checks.
+    pub fn reads_by_kind(&self) -> BTreeMap<String, f64> {
+        self.tally
+            .lock()
+            .map(|t| t.reads_by_kind.clone())
+            .unwrap_or_default()
+    }
+
     /// Write units by what was written: `order`, `timeline`, `effect`, `event`, `stock`, ... for
     /// table items, `index <name>` for index entries.
     pub fn writes_by_kind(&self) -> BTreeMap<String, u64> {
@@ -333,9 +355,9 @@ mod tests {
         m.write("effect", 100, true);
         m.index_write("by_status", 150);
         m.index_write("by_status", 1100);
-        m.read(5000, true, false);
-        m.read(100, false, false);
-        m.read_nothing(false);
+        m.read("order", 5000, true, false);
+        m.read("index by_due", 100, false, false);
+        m.read_nothing("index by_due", false);
         in_step("numbering", async {
             m.sqs_send(1000, 1);
             m.sqs_send(100 * 1024, 10);

@@ -226,7 +226,7 @@ impl DynamoStore {
                 .map_err(sdk)?;
             let page = q.items.unwrap_or_default();
             self.meter
-                .read(page.iter().map(item_size).sum(), false, false);
+                .read("report", page.iter().map(item_size).sum(), false, false);
             items.extend(page);
             start = q.last_evaluated_key;
             if start.is_none() {
