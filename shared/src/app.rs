@@ -238,11 +238,11 @@ impl App {
                     ensure_table(&dynamo, table).await?;
                 }
                 (
-                    Arc::new(DynamoStore::metered(
-                        dynamo,
-                        table.clone(),
-                        Arc::clone(&meter),
-                    )),
+                    // Its stream feeds the relay: `functions/relay` on AWS, the local
+                    // runtime's stream reader here.
+                    Arc::new(
+                        DynamoStore::metered(dynamo, table.clone(), Arc::clone(&meter)).relayed(),
+                    ),
                     Arc::new(SqsQueue::metered(
                         aws_sdk_sqs::Client::new(&sdk),
                         queue_prefix.clone(),

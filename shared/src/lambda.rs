@@ -77,6 +77,20 @@ pub async fn serve_stream() -> Result<(), Error> {
     .await
 }
 
+/// The relay function, fed by the table's DynamoDB Stream (order writes that carry effects;
+/// `ReportBatchItemFailures` on its event source mapping).
+pub async fn serve_relay() -> Result<(), Error> {
+    init_logging();
+    let app = Arc::new(App::from_env("relay").await?);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Error>(crate::flow::relay::handle_stream(&app, event.payload).await) }
+        },
+    ))
+    .await
+}
+
 /// An HTTP API function serving one surface's routes (`functions/<binary>` passes its own, one
 /// of [`api::surfaces`]): the same axum handlers the local runtime serves (`lambda_http` runs
 /// tower services).

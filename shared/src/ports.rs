@@ -214,6 +214,9 @@ pub trait OutboxStore: Send + Sync {
     /// Stores the record's new attempt count, error and due time (a transient failure).
     /// Does nothing if the record is gone.
     async fn defer_effect(&self, effect: &Effect) -> Result<(), StoreError>;
+    /// Writes `effect` as an outbox record (replacing one of the same id): an effect the
+    /// stream relay could not carry out, kept for the sweeper to try again at its `due_at`.
+    async fn keep_effect(&self, effect: &Effect) -> Result<(), StoreError>;
     /// Records whose `due_at` is at or before `now`, earliest first, at most `limit`.
     async fn due_effects(
         &self,
@@ -248,6 +251,13 @@ pub enum Keeping {
     /// entry and two deletes, five write units for a message the order's own `by_due` entry
     /// already guarantees.
     Redriven,
+    /// Carried in the order's own write and handed on by the table's change stream: the
+    /// stream's record of that write is the record, and the relay ([`crate::flow::relay`])
+    /// carries it out; one that fails there becomes an outbox record ([`OutboxStore::keep_effect`])
+    /// for the sweeper. The DynamoDB store does so for notifications and stock moves when a
+    /// relay reads its stream: a record would cost a transactional put, an index entry and two
+    /// deletes (about five write units) for what the stream keeps for 24 hours at no write cost.
+    Streamed,
 }
 
 /// The catalogue: what the merchant sells.

@@ -704,176 +704,30 @@ pub async fn problem(req: reqwest::RequestBuilder, status: u16, what: &str) -> s
 }
 
 /// A table's DynamoDB Stream read with the real SDK (on moto), turned into the events Lambda
-/// hands the reports function.
+/// hands the stream-triggered functions: the local runtime's reader ([`oms_local::stream`]).
 pub mod stream {
-    use std::collections::BTreeMap;
-
     /// Reads a table's stream from the start, shard by shard, as Lambda's event source mapping does.
-    pub struct Reader {
-        client: aws_sdk_dynamodbstreams::Client,
-        arn: String,
-        iterators: BTreeMap<String, Option<String>>,
-    }
-
-    /// A stream attribute value in DynamoDB's JSON (what Lambda's event carries).
-    fn wire(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> serde_json::Value {
-        use aws_sdk_dynamodbstreams::types::AttributeValue as A;
-        use base64::Engine;
-        use serde_json::json;
-        let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
-            base64::engine::general_purpose::STANDARD.encode(b.as_ref())
-        };
-        match v {
-            A::S(s) => json!({"S": s}),
-            A::N(n) => json!({"N": n}),
-            A::Bool(b) => json!({"BOOL": b}),
-            A::Null(b) => json!({"NULL": b}),
-            A::B(b) => json!({"B": b64(b)}),
-            A::M(m) => {
-                json!({"M": m.iter().map(|(k, v)| (k.clone(), wire(v))).collect::<serde_json::Map<_, _>>()})
-            }
-            A::L(l) => json!({"L": l.iter().map(wire).collect::<Vec<_>>()}),
-            A::Ss(v) => json!({"SS": v}),
-            A::Ns(v) => json!({"NS": v}),
-            A::Bs(v) => json!({"BS": v.iter().map(b64).collect::<Vec<_>>()}),
-            other => panic!("an attribute type the stream test does not know: {other:?}"),
-        }
-    }
-
-    fn image(
-        m: Option<
-            &std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
-        >,
-    ) -> serde_json::Value {
-        serde_json::Value::Object(
-            m.map(|m| m.iter().map(|(k, v)| (k.clone(), wire(v))).collect())
-                .unwrap_or_default(),
-        )
-    }
-
-    /// Turns on the table's stream (new images), as the deployment template's table has it. The
-    /// local runtime's tables have none: nothing reads it there, and moto slows every write of
-    /// a table that has one.
-    pub async fn enable(endpoint: &str, table: &str) {
-        use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
-        let config = oms::adapters::aws::sdk_config(&oms::adapters::aws::AwsSettings {
-            endpoint_url: Some(endpoint.to_owned()),
-            region: None,
-        })
-        .await;
-        aws_sdk_dynamodb::Client::new(&config)
-            .update_table()
-            .table_name(table)
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewImage)
-                    .build()
-                    .expect("stream specification"),
-            )
-            .send()
-            .await
-            .expect("enable the table's stream");
-    }
+    pub struct Reader(oms_local::stream::Reader);
 
     impl Reader {
-        /// A reader of `table`'s stream on `endpoint`, from the stream's start.
+        /// A reader of `table`'s stream on `endpoint`, from the stream's start (tables made by
+        /// `ensure_table` have their stream on, as the template's table does).
         pub async fn new(endpoint: &str, table: &str) -> Self {
-            let config = oms::adapters::aws::sdk_config(&oms::adapters::aws::AwsSettings {
+            let settings = oms::adapters::aws::AwsSettings {
                 endpoint_url: Some(endpoint.to_owned()),
                 region: None,
-            })
-            .await;
-            let arn = aws_sdk_dynamodb::Client::new(&config)
-                .describe_table()
-                .table_name(table)
-                .send()
-                .await
-                .expect("describe table")
-                .table()
-                .and_then(|t| t.latest_stream_arn())
-                .expect("the table has a stream (stream::enable)")
-                .to_owned();
-            Reader {
-                client: aws_sdk_dynamodbstreams::Client::new(&config),
-                arn,
-                iterators: BTreeMap::new(),
-            }
+            };
+            Reader(
+                oms_local::stream::Reader::new(&settings, table)
+                    .await
+                    .expect("the table's stream"),
+            )
         }
 
         /// The records written since the last read, on every shard, as the `Records` of a
         /// Lambda DynamoDB event.
         pub async fn read(&mut self) -> Vec<serde_json::Value> {
-            use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-            let desc = self
-                .client
-                .describe_stream()
-                .stream_arn(&self.arn)
-                .send()
-                .await
-                .expect("describe stream");
-            let shards: Vec<String> = desc
-                .stream_description()
-                .map(|d| {
-                    d.shards()
-                        .iter()
-                        .filter_map(|s| s.shard_id().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut batch = Vec::new();
-            for shard in shards {
-                if !self.iterators.contains_key(&shard) {
-                    let it = self
-                        .client
-                        .get_shard_iterator()
-                        .stream_arn(&self.arn)
-                        .shard_id(&shard)
-                        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                        .send()
-                        .await
-                        .expect("shard iterator")
-                        .shard_iterator
-                        .clone();
-                    self.iterators.insert(shard.clone(), it);
-                }
-                while let Some(Some(it)) = self.iterators.get(&shard).cloned() {
-                    let out = self
-                        .client
-                        .get_records()
-                        .shard_iterator(it)
-                        .send()
-                        .await
-                        .expect("get records");
-                    let records = out.records();
-                    for r in records {
-                        let d = r.dynamodb().expect("a stream record");
-                        batch.push(serde_json::json!({
-                            "eventID": r.event_id().unwrap_or_default(),
-                            "eventName": r.event_name().map(|n| n.as_str()).unwrap_or_default(),
-                            "eventVersion": "1.1",
-                            "eventSource": "aws:dynamodb",
-                            "awsRegion": "us-east-1",
-                            "eventSourceARN": self.arn,
-                            "dynamodb": {
-                                "ApproximateCreationDateTime": d.approximate_creation_date_time().map_or(0.0, |t| t.as_secs_f64()),
-                                "Keys": image(d.keys.as_ref()),
-                                "NewImage": image(d.new_image.as_ref()),
-                                "SequenceNumber": d.sequence_number(),
-                                "SizeBytes": d.size_bytes().unwrap_or(0),
-                                "StreamViewType": "NEW_IMAGE",
-                            }
-                        }));
-                    }
-                    let empty = records.is_empty();
-                    self.iterators
-                        .insert(shard.clone(), out.next_shard_iterator.clone());
-                    if empty {
-                        break;
-                    }
-                }
-            }
-            batch
+            self.0.read().await.expect("read the table's stream")
         }
     }
 }

@@ -194,8 +194,6 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
     )
     .await
     .unwrap();
-    // The table's stream, as the template's table has it (for the reports function)
-    oms_tests::stream::enable(&endpoint, &table).await;
     // The catalogue, as staff would load it with PUT /catalogue/{sku}
     for item in app.config.catalogue_items().unwrap() {
         app.store.put_item(&item).await.unwrap();

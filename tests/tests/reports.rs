@@ -422,7 +422,6 @@ async fn rollups_fed_by_the_tables_stream_equal_a_recount() {
         queue_prefix: format!("s{}-", &id[..10]),
     })
     .await;
-    oms_tests::stream::enable(&endpoint, &table).await;
     let reader = StreamReader::new(&endpoint, &table).await;
     run(&app, 10, 13, Feed::Stream(Box::new(reader))).await;
 }

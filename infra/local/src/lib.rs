@@ -13,6 +13,8 @@
 //!   dead-letter queue.
 //!
 //! - The sweeper runs on an interval, as the schedule runs it in AWS.
+//! - On the AWS backend, the relay reads the table's stream ([`stream::relay`]) as the relay
+//!   function's event source mapping does.
 //!
 //! State is in the embedded SQLite file by default, or in DynamoDB and SQS. Payment refunds and
 //! waybills go to simulated providers; webhooks are verified as in production.
@@ -21,6 +23,7 @@ pub mod bench;
 pub mod demo;
 pub mod operator;
 pub mod sign;
+pub mod stream;
 
 use oms::adapters::aws::meter::in_step;
 use std::net::SocketAddr;
@@ -295,6 +298,24 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                 if let Err(e) = sweep.await {
                     tracing::error!(error = %e, "sweep failed");
                 }
+            }
+        });
+    }
+    // The relay, fed by the table's stream as `functions/relay` is on AWS: it carries out the
+    // effects order writes carry (the embedded store keeps none for it).
+    if let Backend::Aws {
+        settings, table, ..
+    } = &opts.backend
+    {
+        let relay = stream::relay(
+            Arc::clone(&app),
+            settings.clone(),
+            table.clone(),
+            stopped.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = relay.await {
+                tracing::error!(error = %e, "the relay stopped: effects of order writes wait in the table's stream");
             }
         });
     }

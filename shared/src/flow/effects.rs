@@ -26,7 +26,9 @@ use crate::ports::{Allocation, Keeping, QueueName, StoreError};
 pub async fn kick(app: &App, order: &Order, effects: &[Effect]) {
     let pending = effects.iter().filter_map(|fx| {
         let keeping = app.store.keeping(fx, order);
-        (keeping != Keeping::InCommit).then_some((fx, keeping == Keeping::Record))
+        // Done in the commit, or left to the stream relay.
+        let done_elsewhere = matches!(keeping, Keeping::InCommit | Keeping::Streamed);
+        (!done_elsewhere).then_some((fx, keeping == Keeping::Record))
     });
     futures::future::join_all(pending.map(|(fx, recorded)| async move {
         let result = match fx.kind {
@@ -69,7 +71,7 @@ async fn send_step(app: &App, queue: &str, order: OrderId) -> Result<(), StepErr
 }
 
 /// Carries out one effect; a `recorded` one is then deleted from the outbox.
-async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(), StepError> {
+pub(crate) async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(), StepError> {
     let order = fx.order_id;
     match &fx.kind {
         EffectKind::Step { queue } => send_step(app, queue, order).await?,

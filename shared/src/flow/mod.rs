@@ -28,6 +28,7 @@ pub mod intake;
 pub mod inventory;
 pub mod numbering;
 pub mod payment;
+pub mod relay;
 pub mod reports;
 pub mod review;
 pub mod staff;

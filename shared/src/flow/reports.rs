@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use tracing::{Instrument, warn};
 
 use super::StepError;
@@ -119,9 +119,8 @@ pub fn order_of_record(
 /// order; the first that fails, and every record after it, is reported back as failed, so the
 /// stream hands them again from there (a stream shard is ordered: later records must wait).
 pub async fn handle_stream(app: &App, event: StreamEvent) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    for record in &event.records {
-        let result = match order_of_record(record) {
+    super::relay::in_order(&event.records, "counting", |record| async move {
+        match order_of_record(record) {
             Ok(Some(order)) => {
                 let span = tracing::info_span!("reports", order_id = %order.id);
                 count(app, &order).instrument(span).await.map(|_| ())
@@ -132,15 +131,7 @@ pub async fn handle_stream(app: &App, event: StreamEvent) -> DynamoDbEventRespon
                 warn!(error = %e, "stream record skipped");
                 Ok(())
             }
-        };
-        if let Err(e) = result {
-            warn!(error = %e, "counting failed; the stream delivers the rest again");
-            let id = record.change.sequence_number.clone().unwrap_or_default();
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(id);
-            response.batch_item_failures.push(failure);
-            break;
         }
-    }
-    response
+    })
+    .await
 }

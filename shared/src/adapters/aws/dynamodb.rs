@@ -343,6 +343,10 @@ fn kind_of_key(pk: &str, sk: &str) -> &'static str {
         _ => "other",
     }
 }
+/// The order item's attribute that carries the effects the stream relays
+/// ([`Keeping::Streamed`]); `functions/relay` and the template's stream filter name it too.
+pub const STREAMED_EFFECTS: &str = "fx";
+
 /// The TTL attribute (epoch seconds). DynamoDB deletes expired items lazily (within days), so
 /// reads still compare `expires_ms` with the clock.
 const TTL_ATTRIBUTE: &str = "expires_at";
@@ -429,9 +433,13 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     meter: Arc<Meter>,
+    /// A relay reads the table's stream ([`DynamoStore::relayed`]): notifications and stock
+    /// moves ride in the order's write ([`Keeping::Streamed`]) instead of outbox records.
+    relayed: bool,
 }
 
-/// Creates the table with its indexes and TTL if it does not exist, and waits until it is active.
+/// Creates the table with its indexes, stream (new images) and TTL if it does not exist, and
+/// waits until it is active.
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
     let attr = |name: &str| {
         build(
@@ -463,7 +471,14 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema("pk", "sk")?))
         .attribute_definitions(attr("pk")?)
-        .attribute_definitions(attr("sk")?);
+        .attribute_definitions(attr("sk")?)
+        // New images feed the relay and the reports function, as the template's table does.
+        .stream_specification(build(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
+                .build(),
+        )?);
     for (index, pk, sk, projected) in GSIS {
         req = req
             .attribute_definitions(attr(pk)?)
@@ -670,7 +685,16 @@ impl DynamoStore {
             client,
             table: table.into(),
             meter,
+            relayed: false,
         }
+    }
+
+    /// The store of a deployment whose table stream feeds the relay (`functions/relay`, or
+    /// the local runtime's stream reader): effects other than refunds and redriven steps are
+    /// written into the order item's `fx` attribute and carried out from the stream.
+    pub fn relayed(mut self) -> Self {
+        self.relayed = true;
+        self
     }
 
     /// Counts one attempt of a transaction's table writes: every write item twice, condition
@@ -913,8 +937,21 @@ impl DynamoStore {
         Ok(items.into_iter().flatten().collect())
     }
 
-    fn order_item(&self, o: &Order) -> Result<Item, StoreError> {
+    /// The order's item, carrying the effects of the write that the stream relays
+    /// ([`Keeping::Streamed`]) in `fx`: the next write replaces the item and drops them, so
+    /// each version carries its own change's effects only.
+    fn order_item(&self, o: &Order, effects: &[Effect]) -> Result<Item, StoreError> {
         let mut item = Self::order_keys(o);
+        let streamed: Vec<&Effect> = effects
+            .iter()
+            .filter(|e| self.keeping(e, o) == Keeping::Streamed)
+            .collect();
+        if !streamed.is_empty() {
+            // JSON in a string: the relay's stream filter matches the string's presence.
+            let json =
+                serde_json::to_string(&streamed).map_err(|e| StoreError::Backend(boxed(e)))?;
+            item.insert(STREAMED_EFFECTS.into(), s(json));
+        }
         item.insert("kind".into(), s("order"));
         item.insert("status".into(), s(o.status().as_str()));
         item.insert("version".into(), n(o.version()));
@@ -1209,7 +1246,7 @@ impl OrderStore for DynamoStore {
         let mut items = vec![
             put(
                 &self.table,
-                self.order_item(order)?,
+                self.order_item(order, effects)?,
                 Some("attribute_not_exists(pk)"),
                 Item::new(),
             )?,
@@ -1346,7 +1383,7 @@ impl OrderStore for DynamoStore {
 
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
         let id = change.order.id;
-        let new_item = self.order_item(&change.order)?;
+        let new_item = self.order_item(&change.order, &change.effects)?;
         let order_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(new_item.clone()))
@@ -1511,6 +1548,21 @@ impl OutboxStore for DynamoStore {
         Ok(())
     }
 
+    async fn keep_effect(&self, effect: &Effect) -> Result<(), StoreError> {
+        let item = self.effect_item(effect)?;
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk)?;
+        self.meter_put(out.attributes.as_ref(), &item);
+        Ok(())
+    }
+
     async fn due_effects(
         &self,
         now: DateTime<Utc>,
@@ -1538,6 +1590,9 @@ impl OutboxStore for DynamoStore {
             EffectKind::Step { queue } if crate::domain::decide::redriven_to(order, queue) => {
                 Keeping::Redriven
             }
+            // A refund waits for a provider and keeps its record through retries.
+            EffectKind::Refund { .. } => Keeping::Record,
+            _ if self.relayed => Keeping::Streamed,
             _ => Keeping::Record,
         }
     }

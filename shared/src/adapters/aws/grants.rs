@@ -179,6 +179,14 @@ pub const FUNCTIONS: &[Function] = &[
         store: true,
     },
     Function {
+        binary: "relay",
+        resource: "RelayFunction",
+        // Released and restocked stock clears alerts and sends waiting orders to inventory.
+        sends_to: STEPS_NOTIFICATIONS_AND_ALERTS,
+        counts_dead_letters: false,
+        store: true,
+    },
+    Function {
         binary: "sweeper",
         resource: "SweeperFunction",
         sends_to: STEPS_AND_NOTIFICATIONS,

@@ -579,6 +579,25 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn keep_effect(&self, effect: &Effect) -> Result<(), StoreError> {
+        let e = effect.clone();
+        self.db
+            .call(move |conn| {
+                conn.exec(
+                    "INSERT INTO outbox (order_id, effect_id, due_at, doc) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO UPDATE SET due_at = excluded.due_at, doc = excluded.doc",
+                    params![
+                        e.order_id.to_string(),
+                        e.id,
+                        timestamp_key(e.due_at),
+                        json(&e)?
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn defer_effect(&self, effect: &Effect) -> Result<(), StoreError> {
         let e = effect.clone();
         self.db

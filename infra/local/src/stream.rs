@@ -1,0 +1,369 @@
+//! The table's DynamoDB Stream read with the real SDK, as Lambda's event source mapping reads
+//! it, and handed to the relay ([`oms::flow::relay`]) by the local runtime on the AWS backend.
+//!
+//! The records are turned into the JSON Lambda hands a stream-triggered function and parsed as
+//! its event, so the relay runs on what it would get in AWS. Each shard's position is kept in
+//! the table (an item per shard, written with the plain client: in AWS the event source mapping
+//! keeps it, so it is no cost of the product's and the meter does not see it). A batch whose
+//! relay failed is read again from the record that failed, as the event source mapping does
+//! with `ReportBatchItemFailures`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodbstreams::types::{AttributeValue as A, ShardIteratorType};
+use oms::adapters::aws::{AwsSettings, sdk_config};
+use oms::app::App;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// How often the relay reads the stream when it has caught up (the event source mapping polls
+/// each shard about four times a second).
+pub const RELAY_EVERY: Duration = Duration::from_millis(100);
+
+/// What reading the stream failed at.
+#[derive(Debug, thiserror::Error)]
+#[error("the table's stream: {0}")]
+pub struct StreamError(String);
+
+fn failed(e: impl std::fmt::Display) -> StreamError {
+    StreamError(e.to_string())
+}
+
+/// A stream attribute value in DynamoDB's JSON (what Lambda's event carries).
+fn wire(v: &A) -> Value {
+    use base64::Engine;
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
+    match v {
+        A::S(s) => json!({"S": s}),
+        A::N(n) => json!({"N": n}),
+        A::Bool(b) => json!({"BOOL": b}),
+        A::Null(b) => json!({"NULL": b}),
+        A::B(b) => json!({"B": b64(b)}),
+        A::M(m) => {
+            json!({"M": m.iter().map(|(k, v)| (k.clone(), wire(v))).collect::<serde_json::Map<_, _>>()})
+        }
+        A::L(l) => json!({"L": l.iter().map(wire).collect::<Vec<_>>()}),
+        A::Ss(v) => json!({"SS": v}),
+        A::Ns(v) => json!({"NS": v}),
+        A::Bs(v) => json!({"BS": v.iter().map(b64).collect::<Vec<_>>()}),
+        _ => Value::Null,
+    }
+}
+
+fn image(m: Option<&HashMap<String, A>>) -> Value {
+    Value::Object(
+        m.map(|m| m.iter().map(|(k, v)| (k.clone(), wire(v))).collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// Reads a table's stream shard by shard, from where it was left.
+pub struct Reader {
+    client: aws_sdk_dynamodbstreams::Client,
+    arn: String,
+    iterators: BTreeMap<String, Option<String>>,
+}
+
+impl Reader {
+    /// A reader of `table`'s stream, turning the stream on first if the table has none (a
+    /// table made before the relay was).
+    pub async fn new(settings: &AwsSettings, table: &str) -> Result<Self, StreamError> {
+        let config = sdk_config(settings).await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&config);
+        let arn = |d: &aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput| {
+            d.table()
+                .and_then(|t| t.latest_stream_arn())
+                .map(str::to_owned)
+        };
+        let desc = dynamo
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(failed)?;
+        let arn = match arn(&desc) {
+            Some(a) => a,
+            None => {
+                use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
+                let out = dynamo
+                    .update_table()
+                    .table_name(table)
+                    .stream_specification(
+                        StreamSpecification::builder()
+                            .stream_enabled(true)
+                            .stream_view_type(StreamViewType::NewImage)
+                            .build()
+                            .map_err(failed)?,
+                    )
+                    .send()
+                    .await
+                    .map_err(failed)?;
+                out.table_description()
+                    .and_then(|t| t.latest_stream_arn())
+                    .map(str::to_owned)
+                    .ok_or_else(|| failed("the table has no stream after turning it on"))?
+            }
+        };
+        Ok(Reader {
+            client: aws_sdk_dynamodbstreams::Client::new(&config),
+            arn,
+            iterators: BTreeMap::new(),
+        })
+    }
+
+    async fn iterator(
+        &self,
+        shard: &str,
+        kind: ShardIteratorType,
+        sequence: Option<&str>,
+    ) -> Result<Option<String>, StreamError> {
+        Ok(self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(sequence.map(str::to_owned))
+            .send()
+            .await
+            .map_err(failed)?
+            .shard_iterator)
+    }
+
+    /// Reads a shard from its start, or after `sequence`, from now on.
+    pub async fn start_after(
+        &mut self,
+        shard: &str,
+        sequence: Option<&str>,
+    ) -> Result<(), StreamError> {
+        let it = match sequence {
+            Some(s) => {
+                self.iterator(shard, ShardIteratorType::AfterSequenceNumber, Some(s))
+                    .await?
+            }
+            None => {
+                self.iterator(shard, ShardIteratorType::TrimHorizon, None)
+                    .await?
+            }
+        };
+        self.iterators.insert(shard.to_owned(), it);
+        Ok(())
+    }
+
+    /// Reads a shard again from the record `sequence` (one whose relay failed).
+    pub async fn rewind(&mut self, shard: &str, sequence: &str) -> Result<(), StreamError> {
+        let it = self
+            .iterator(shard, ShardIteratorType::AtSequenceNumber, Some(sequence))
+            .await?;
+        self.iterators.insert(shard.to_owned(), it);
+        Ok(())
+    }
+
+    /// The stream's shards.
+    pub async fn shards(&self) -> Result<Vec<String>, StreamError> {
+        let desc = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.arn)
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(desc
+            .stream_description()
+            .map(|d| {
+                d.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The records written since the last read, shard by shard, as the `Records` of a Lambda
+    /// DynamoDB event. A shard not started yet is read from its start.
+    pub async fn read_shards(&mut self) -> Result<Vec<(String, Vec<Value>)>, StreamError> {
+        let mut out = Vec::new();
+        for shard in self.shards().await? {
+            if !self.iterators.contains_key(&shard) {
+                self.start_after(&shard, None).await?;
+            }
+            let mut batch = Vec::new();
+            while let Some(Some(it)) = self.iterators.get(&shard).cloned() {
+                let page = self
+                    .client
+                    .get_records()
+                    .shard_iterator(it)
+                    .send()
+                    .await
+                    .map_err(failed)?;
+                let records = page.records();
+                for r in records {
+                    let Some(d) = r.dynamodb() else { continue };
+                    batch.push(json!({
+                        "eventID": r.event_id().unwrap_or_default(),
+                        "eventName": r.event_name().map(|n| n.as_str()).unwrap_or_default(),
+                        "eventVersion": "1.1",
+                        "eventSource": "aws:dynamodb",
+                        "awsRegion": "us-east-1",
+                        "eventSourceARN": self.arn,
+                        "dynamodb": {
+                            "ApproximateCreationDateTime": d.approximate_creation_date_time().map_or(0.0, |t| t.as_secs_f64()),
+                            "Keys": image(d.keys.as_ref()),
+                            "NewImage": image(d.new_image.as_ref()),
+                            "SequenceNumber": d.sequence_number(),
+                            "SizeBytes": d.size_bytes().unwrap_or(0),
+                            "StreamViewType": "NEW_IMAGE",
+                        }
+                    }));
+                }
+                let empty = records.is_empty();
+                self.iterators
+                    .insert(shard.clone(), page.next_shard_iterator.clone());
+                if empty {
+                    break;
+                }
+            }
+            out.push((shard, batch));
+        }
+        Ok(out)
+    }
+
+    /// [`Reader::read_shards`], every shard's records together.
+    pub async fn read(&mut self) -> Result<Vec<Value>, StreamError> {
+        Ok(self
+            .read_shards()
+            .await?
+            .into_iter()
+            .flat_map(|(_, r)| r)
+            .collect())
+    }
+}
+
+/// The records as the event Lambda hands a stream-triggered function.
+pub fn event(
+    records: Vec<Value>,
+) -> Result<aws_lambda_events::event::dynamodb::Event, StreamError> {
+    serde_json::from_value(json!({ "Records": records })).map_err(failed)
+}
+
+/// Where the relay left each shard: the last sequence number it handled.
+struct Positions {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl Positions {
+    fn key(shard: &str) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        use aws_sdk_dynamodb::types::AttributeValue as D;
+        HashMap::from([
+            ("pk".to_owned(), D::S(format!("RELAY#{shard}"))),
+            ("sk".to_owned(), D::S("RELAY".to_owned())),
+        ])
+    }
+
+    async fn get(&self, shard: &str) -> Result<Option<String>, StreamError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(shard)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("sequence"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+
+    async fn set(&self, shard: &str, sequence: &str) -> Result<(), StreamError> {
+        let mut item = Self::key(shard);
+        item.insert(
+            "sequence".into(),
+            aws_sdk_dynamodb::types::AttributeValue::S(sequence.to_owned()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+fn sequence_of(record: &Value) -> Option<&str> {
+    record["dynamodb"]["SequenceNumber"].as_str()
+}
+
+/// Relays the stream's records until `stopped`: each shard's new records are one batch for
+/// [`oms::flow::relay::handle_stream`]; its position is kept after the batch, or the shard is
+/// read again from the record that failed.
+pub async fn relay(
+    app: Arc<App>,
+    settings: AwsSettings,
+    table: String,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), StreamError> {
+    let mut reader = Reader::new(&settings, &table).await?;
+    let positions = Positions {
+        client: aws_sdk_dynamodb::Client::new(&sdk_config(&settings).await),
+        table,
+    };
+    for shard in reader.shards().await? {
+        let at = positions.get(&shard).await?;
+        reader.start_after(&shard, at.as_deref()).await?;
+    }
+    loop {
+        match reader.read_shards().await {
+            Ok(shards) => {
+                for (shard, records) in shards {
+                    let Some(last) = records.last().and_then(sequence_of).map(str::to_owned) else {
+                        continue;
+                    };
+                    let first = records.first().and_then(sequence_of).map(str::to_owned);
+                    let response = match event(records) {
+                        Ok(ev) => {
+                            oms::adapters::aws::meter::in_step(
+                                "relay",
+                                oms::flow::relay::handle_stream(&app, ev),
+                            )
+                            .await
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "stream records the relay cannot read; skipped");
+                            Default::default()
+                        }
+                    };
+                    app.meter.invocation();
+                    match response
+                        .batch_item_failures
+                        .first()
+                        .and_then(|f| f.item_identifier.clone())
+                    {
+                        Some(failed_at) => {
+                            reader.rewind(&shard, &failed_at).await?;
+                            // Everything before the failed record was handled.
+                            if first.as_deref() != Some(failed_at.as_str()) {
+                                tracing::debug!(shard, "relay resumes at a failed record");
+                            }
+                        }
+                        None => positions.set(&shard, &last).await?,
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the table's stream failed; trying again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RELAY_EVERY) => {}
+            _ = stopped.changed() => return Ok(()),
+        }
+    }
+}

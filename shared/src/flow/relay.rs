@@ -1,0 +1,117 @@
+//! The relay: carries out the effects an order's write carries ([`Keeping::Streamed`]), as the
+//! table's DynamoDB Stream hands that write on.
+//!
+//! On AWS the stream feeds `functions/relay` (its event source mapping filters order items that
+//! carry effects, retries a failed batch until it goes through and keeps each item's writes in
+//! order); locally the runtime's stream reader does. Each effect of a record is carried out as
+//! [`super::effects::kick`] would carry out an outbox record; one that fails is written as an
+//! outbox record, due after a backoff, for the sweeper to try again. Only when that write fails
+//! too does the record fail, and the stream hands it (and every later one of its shard) again:
+//! effects are idempotent, so carrying one out twice is harmless, and none is lost while the
+//! stream keeps the write (24 hours).
+//!
+//! [`Keeping::Streamed`]: crate::ports::Keeping::Streamed
+
+use std::future::Future;
+
+use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use tracing::{Instrument, warn};
+
+use super::StepError;
+use crate::adapters::aws::STREAMED_EFFECTS;
+use crate::app::App;
+use crate::domain::Effect;
+
+/// The effects a stream record carries: those of an order item's new image, or `None` for
+/// every other item, for removals and for order writes that carry none.
+pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, StepError> {
+    let is_order = record
+        .change
+        .keys
+        .get("sk")
+        .is_some_and(|v| matches!(v, serde_dynamo::AttributeValue::S(s) if s == "ORDER"));
+    if !is_order || record.event_name == "REMOVE" {
+        return Ok(None);
+    }
+    let Some(fx) = record.change.new_image.get(STREAMED_EFFECTS) else {
+        return Ok(None);
+    };
+    let serde_dynamo::AttributeValue::S(json) = fx else {
+        return Err(StepError::Malformed(format!(
+            "the effects of an order write are not a string: {fx:?}"
+        )));
+    };
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|e| StepError::Malformed(format!("the effects of an order write: {e}")))
+}
+
+/// Carries out the effects of one order write, all at once (each stands alone). One that fails
+/// is kept as an outbox record, due after a backoff; the error is returned only if that write
+/// failed too.
+pub async fn relay(app: &App, effects: Vec<Effect>) -> Result<(), StepError> {
+    let results = futures::future::join_all(effects.into_iter().map(|fx| async move {
+        let Err(e) = super::effects::carry_out(app, fx.clone(), false).await else {
+            return Ok(());
+        };
+        let mut later = fx;
+        later.attempts += 1;
+        later.last_error = Some(e.to_string());
+        later.due_at = app.clock.now() + Effect::backoff(later.attempts);
+        warn!(order_id = %later.order_id, effect = later.kind.name(), effect_id = %later.id, error = %e, "effect failed; kept in the outbox for the sweeper");
+        app.store.keep_effect(&later).await
+    }))
+    .await;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+/// One batch of the table's stream (`ReportBatchItemFailures`): relays the effects of every
+/// order write in order.
+pub async fn handle_stream(app: &App, event: StreamEvent) -> DynamoDbEventResponse {
+    in_order(&event.records, "relaying effects", |record| async move {
+        match effects_of_record(record) {
+            Ok(Some(effects)) => {
+                let order = effects.first().map(|e| e.order_id);
+                let span = tracing::info_span!("relay", order_id = ?order);
+                relay(app, effects).instrument(span).await
+            }
+            Ok(None) => Ok(()),
+            // A record that can never be read is logged and skipped, not retried forever.
+            Err(e) => {
+                warn!(error = %e, "stream record skipped");
+                Ok(())
+            }
+        }
+    })
+    .await
+}
+
+/// Hands each record of a stream batch to `handle`, in order. The first that fails is reported
+/// back as failed, and nothing after it is handled: the stream hands the batch again from
+/// there (a shard is ordered, so later records must wait for it).
+pub async fn in_order<'a, F, Fut>(
+    records: &'a [EventRecord],
+    what: &str,
+    mut handle: F,
+) -> DynamoDbEventResponse
+where
+    F: FnMut(&'a EventRecord) -> Fut,
+    Fut: Future<Output = Result<(), StepError>>,
+{
+    let mut response = DynamoDbEventResponse::default();
+    for record in records {
+        if let Err(e) = handle(record).await {
+            warn!(error = %e, "{what} failed; the stream delivers the rest again");
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier =
+                Some(record.change.sequence_number.clone().unwrap_or_default());
+            response.batch_item_failures.push(failure);
+            break;
+        }
+    }
+    response
+}
