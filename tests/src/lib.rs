@@ -690,6 +690,30 @@ pub mod fake_kuaidi100 {
     }
 }
 
+/// Asks `look` until it answers `want`, for up to 10 s, and asserts it did. For what the
+/// DynamoDB relay carries out from the table's stream (stock released, alerts cleared,
+/// notifications sent) moments after the answer that caused it; on SQLite it is done before
+/// the answer, and the first look sees it.
+pub async fn settles<T, F, Fut>(what: &str, want: T, mut look: F)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = look().await;
+        if seen == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {seen:?}, not {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// Sends `req` and checks it is answered with `status` as a problem (`application/problem+json`);
 /// returns the problem.
 pub async fn problem(req: reqwest::RequestBuilder, status: u16, what: &str) -> serde_json::Value {

@@ -62,10 +62,23 @@ fn image(m: Option<&HashMap<String, A>>) -> Value {
 }
 
 /// Reads a table's stream shard by shard, from where it was left.
+///
+/// Each read asks for a fresh iterator at the position it keeps instead of following the last
+/// answer's next iterator: the same records either way on AWS, and on moto, which swaps a
+/// table's stream for a copy whenever a transaction is cancelled, the only way to see what
+/// comes after.
 pub struct Reader {
     client: aws_sdk_dynamodbstreams::Client,
     arn: String,
-    iterators: BTreeMap<String, Option<String>>,
+    positions: BTreeMap<String, Position>,
+}
+
+/// Where the next read of a shard starts.
+#[derive(Debug, Clone)]
+enum Position {
+    Start,
+    After(String),
+    At(String),
 }
 
 impl Reader {
@@ -111,7 +124,7 @@ impl Reader {
         Ok(Reader {
             client: aws_sdk_dynamodbstreams::Client::new(&config),
             arn,
-            iterators: BTreeMap::new(),
+            positions: BTreeMap::new(),
         })
     }
 
@@ -135,32 +148,15 @@ impl Reader {
     }
 
     /// Reads a shard from its start, or after `sequence`, from now on.
-    pub async fn start_after(
-        &mut self,
-        shard: &str,
-        sequence: Option<&str>,
-    ) -> Result<(), StreamError> {
-        let it = match sequence {
-            Some(s) => {
-                self.iterator(shard, ShardIteratorType::AfterSequenceNumber, Some(s))
-                    .await?
-            }
-            None => {
-                self.iterator(shard, ShardIteratorType::TrimHorizon, None)
-                    .await?
-            }
-        };
-        self.iterators.insert(shard.to_owned(), it);
-        Ok(())
+    pub fn start_after(&mut self, shard: &str, sequence: Option<&str>) {
+        let at = sequence.map_or(Position::Start, |s| Position::After(s.to_owned()));
+        self.positions.insert(shard.to_owned(), at);
     }
 
     /// Reads a shard again from the record `sequence` (one whose relay failed).
-    pub async fn rewind(&mut self, shard: &str, sequence: &str) -> Result<(), StreamError> {
-        let it = self
-            .iterator(shard, ShardIteratorType::AtSequenceNumber, Some(sequence))
-            .await?;
-        self.iterators.insert(shard.to_owned(), it);
-        Ok(())
+    pub fn rewind(&mut self, shard: &str, sequence: &str) {
+        self.positions
+            .insert(shard.to_owned(), Position::At(sequence.to_owned()));
     }
 
     /// The stream's shards.
@@ -188,11 +184,27 @@ impl Reader {
     pub async fn read_shards(&mut self) -> Result<Vec<(String, Vec<Value>)>, StreamError> {
         let mut out = Vec::new();
         for shard in self.shards().await? {
-            if !self.iterators.contains_key(&shard) {
-                self.start_after(&shard, None).await?;
-            }
+            let position = self
+                .positions
+                .get(&shard)
+                .cloned()
+                .unwrap_or(Position::Start);
+            let mut iterator = match &position {
+                Position::Start => {
+                    self.iterator(&shard, ShardIteratorType::TrimHorizon, None)
+                        .await?
+                }
+                Position::After(s) => {
+                    self.iterator(&shard, ShardIteratorType::AfterSequenceNumber, Some(s))
+                        .await?
+                }
+                Position::At(s) => {
+                    self.iterator(&shard, ShardIteratorType::AtSequenceNumber, Some(s))
+                        .await?
+                }
+            };
             let mut batch = Vec::new();
-            while let Some(Some(it)) = self.iterators.get(&shard).cloned() {
+            while let Some(it) = iterator {
                 let page = self
                     .client
                     .get_records()
@@ -203,6 +215,10 @@ impl Reader {
                 let records = page.records();
                 for r in records {
                     let Some(d) = r.dynamodb() else { continue };
+                    if let Some(seq) = d.sequence_number() {
+                        self.positions
+                            .insert(shard.clone(), Position::After(seq.to_owned()));
+                    }
                     batch.push(json!({
                         "eventID": r.event_id().unwrap_or_default(),
                         "eventName": r.event_name().map(|n| n.as_str()).unwrap_or_default(),
@@ -220,12 +236,10 @@ impl Reader {
                         }
                     }));
                 }
-                let empty = records.is_empty();
-                self.iterators
-                    .insert(shard.clone(), page.next_shard_iterator.clone());
-                if empty {
+                if records.is_empty() {
                     break;
                 }
+                iterator = page.next_shard_iterator.clone();
             }
             out.push((shard, batch));
         }
@@ -299,6 +313,14 @@ impl Positions {
     }
 }
 
+/// The relay's filter (the template's `FilterCriteria`): an order item whose new image has
+/// the effects attribute.
+fn carries_effects(record: &Value) -> bool {
+    let d = &record["dynamodb"];
+    d["Keys"]["sk"]["S"] == "ORDER"
+        && d["NewImage"][oms::adapters::aws::STREAMED_EFFECTS]["S"].is_string()
+}
+
 fn sequence_of(record: &Value) -> Option<&str> {
     record["dynamodb"]["SequenceNumber"].as_str()
 }
@@ -319,7 +341,7 @@ pub async fn relay(
     };
     for shard in reader.shards().await? {
         let at = positions.get(&shard).await?;
-        reader.start_after(&shard, at.as_deref()).await?;
+        reader.start_after(&shard, at.as_deref());
     }
     loop {
         match reader.read_shards().await {
@@ -328,33 +350,35 @@ pub async fn relay(
                     let Some(last) = records.last().and_then(sequence_of).map(str::to_owned) else {
                         continue;
                     };
-                    let first = records.first().and_then(sequence_of).map(str::to_owned);
-                    let response = match event(records) {
-                        Ok(ev) => {
-                            oms::adapters::aws::meter::in_step(
-                                "relay",
-                                oms::flow::relay::handle_stream(&app, ev),
-                            )
-                            .await
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "stream records the relay cannot read; skipped");
-                            Default::default()
+                    // What the event source mapping's filter lets through: order writes that
+                    // carry effects. A batch without any invokes nothing.
+                    let carrying: Vec<Value> =
+                        records.into_iter().filter(carries_effects).collect();
+                    let response = if carrying.is_empty() {
+                        Default::default()
+                    } else {
+                        app.meter.invocation();
+                        match event(carrying) {
+                            Ok(ev) => {
+                                oms::adapters::aws::meter::in_step(
+                                    "relay",
+                                    oms::flow::relay::handle_stream(&app, ev),
+                                )
+                                .await
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "stream records the relay cannot read; skipped");
+                                Default::default()
+                            }
                         }
                     };
-                    app.meter.invocation();
                     match response
                         .batch_item_failures
                         .first()
                         .and_then(|f| f.item_identifier.clone())
                     {
-                        Some(failed_at) => {
-                            reader.rewind(&shard, &failed_at).await?;
-                            // Everything before the failed record was handled.
-                            if first.as_deref() != Some(failed_at.as_str()) {
-                                tracing::debug!(shard, "relay resumes at a failed record");
-                            }
-                        }
+                        // Everything before the failed record was handled.
+                        Some(failed_at) => reader.rewind(&shard, &failed_at),
                         None => positions.set(&shard, &last).await?,
                     }
                 }

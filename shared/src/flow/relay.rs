@@ -12,6 +12,7 @@
 //!
 //! [`Keeping::Streamed`]: crate::ports::Keeping::Streamed
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
@@ -70,24 +71,52 @@ pub async fn relay(app: &App, effects: Vec<Effect>) -> Result<(), StepError> {
 }
 
 /// One batch of the table's stream (`ReportBatchItemFailures`): relays the effects of every
-/// order write in order.
+/// order write. Different orders' writes are relayed at once (their sends leave together);
+/// one order's writes in the order they were made, so that its notifications keep their order
+/// and a release never overtakes a commit. The earliest record that failed is reported back,
+/// and an order's writes after its failed one are left for the stream to hand again.
 pub async fn handle_stream(app: &App, event: StreamEvent) -> DynamoDbEventResponse {
-    in_order(&event.records, "relaying effects", |record| async move {
-        match effects_of_record(record) {
-            Ok(Some(effects)) => {
-                let order = effects.first().map(|e| e.order_id);
-                let span = tracing::info_span!("relay", order_id = ?order);
-                relay(app, effects).instrument(span).await
-            }
-            Ok(None) => Ok(()),
-            // A record that can never be read is logged and skipped, not retried forever.
-            Err(e) => {
-                warn!(error = %e, "stream record skipped");
-                Ok(())
+    let mut by_order: BTreeMap<String, Vec<(usize, &EventRecord)>> = BTreeMap::new();
+    for (i, record) in event.records.iter().enumerate() {
+        let pk = match record.change.keys.get("pk") {
+            Some(serde_dynamo::AttributeValue::S(pk)) => pk.clone(),
+            _ => String::new(),
+        };
+        by_order.entry(pk).or_default().push((i, record));
+    }
+    let failed = futures::future::join_all(by_order.into_values().map(|writes| async move {
+        for (i, record) in writes {
+            if let Err(e) = relay_record(app, record).await {
+                warn!(error = %e, "relaying effects failed; the stream delivers the order's writes again");
+                return Some(i);
             }
         }
-    })
-    .await
+        None
+    }))
+    .await;
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(first) = failed.into_iter().flatten().min() {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = event.records[first].change.sequence_number.clone();
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+async fn relay_record(app: &App, record: &EventRecord) -> Result<(), StepError> {
+    match effects_of_record(record) {
+        Ok(Some(effects)) => {
+            let order = effects.first().map(|e| e.order_id);
+            let span = tracing::info_span!("relay", order_id = ?order);
+            relay(app, effects).instrument(span).await
+        }
+        Ok(None) => Ok(()),
+        // A record that can never be read is logged and skipped, not retried forever.
+        Err(e) => {
+            warn!(error = %e, "stream record skipped");
+            Ok(())
+        }
+    }
 }
 
 /// Hands each record of a stream batch to `handle`, in order. The first that fails is reported
