@@ -6,6 +6,12 @@ whatever other requests wrote in between (moto/dynamodb/models/__init__.py,
 transact_write_items). Serialising DynamoDB requests restores the guarantee the real service
 gives; SQS requests (long polls among them) still run concurrently.
 
+A table's stream is part of that snapshot. moto deep-copies every stream record with it, which
+makes each transaction slower the longer the stream grows; the records never change once
+written, so the snapshot here keeps its own list of the same records (what a cancelled
+transaction streamed still disappears with it). Stream reads are serialised with the table's
+requests too, so that no reader sees the records of a transaction that is then cancelled.
+
 Usage: python infra/moto_server.py PORT
 """
 
@@ -19,12 +25,26 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 
+from moto.dynamodb.models.table import StreamShard
+
+
+def _snapshot(self, memo):
+    copy = StreamShard.__new__(StreamShard)
+    copy.__dict__.update(self.__dict__)
+    copy.table = memo.get(id(self.table), self.table)
+    copy.items = list(self.items)
+    return copy
+
+
+StreamShard.__deepcopy__ = _snapshot
+
 app = DomainDispatcherApplication(create_backend_app)
 dynamodb = threading.Lock()
 
 
 def serialised(environ, start_response):
-    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+    # DynamoDB_20120810.* and DynamoDBStreams_20120810.*
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
         with dynamodb:
             # Produce the whole body while holding the lock.
             return list(app(environ, start_response))
