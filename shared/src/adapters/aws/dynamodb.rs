@@ -4,14 +4,12 @@
 //!
 //! | item | `pk` | `sk` | notes |
 //! |---|---|---|---|
-//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order; GSI keys below |
-//! | timeline entry | `ORDER#<id>` | `TL#<entry uuidv7>` | sorts by time |
+//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order; `tl` its timeline (a list, appended in the write that makes each entry); `ev` the provider events applied (a string set); `fx` the effects of this write that the stream relays; GSI keys below |
 //! | reservation | `ORDER#<id>` | `RES#<warehouse>` | `state`, `lines` |
 //! | external id guard | `EXT#<channel>#<external id>` | `EXT` | `order_id` |
 //! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id` |
 //! | counter | `COUNTER#<key>` | `COUNTER` | `high`: last value handed out |
 //! | alias (tracking number) | `ALIAS#<alias>` | `ALIAS` | `order_id` |
-//! | applied provider event | `EVENT#<event>` | `EVENT` | `order_id` |
 //! | stock | `SKU#<sku>` | `WH#<warehouse>` | `on_hand`, `reserved`, `available`, `safety` |
 //! | idempotency record | `IDEM#<key>` | `IDEM` | `expires_at` is the table's TTL attribute |
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
@@ -41,6 +39,13 @@
 //! at a time) and merge. `tests/tests/cost.rs` meters each family's writes per order and prints
 //! the capacity model; `docs/deploy.md` has the table.
 //!
+//! **A change is one single-item write.** Its order item is updated in place, on condition of
+//! the version and status the change was decided on (and, for a provider event, that the event
+//! is not in `ev` yet), with the timeline entries appended and the effects the relay carries in
+//! `fx`: one conditional `UpdateItem`, half the units of a transaction. A transaction is left for
+//! a change that also writes other items (an outbox record, a finished one's delete), and for an
+//! order created with its external id's guard.
+//!
 //! Stock keeps `available = on_hand - reserved` as its own attribute because a condition
 //! expression cannot do arithmetic: `available >= :q` is the check that makes overselling
 //! impossible, and every write keeps the three attributes consistent.
@@ -55,9 +60,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
@@ -91,12 +96,6 @@ mod keys {
     pub fn order(id: OrderId) -> (String, String) {
         (format!("ORDER#{id}"), "ORDER".into())
     }
-    pub fn timeline_prefix() -> &'static str {
-        "TL#"
-    }
-    pub fn timeline(id: OrderId, entry: uuid::Uuid) -> (String, String) {
-        (format!("ORDER#{id}"), format!("TL#{entry}"))
-    }
     pub fn reservation_prefix() -> &'static str {
         "RES#"
     }
@@ -111,9 +110,6 @@ mod keys {
     }
     pub fn alias(alias: &str) -> (String, String) {
         (format!("ALIAS#{alias}"), "ALIAS".into())
-    }
-    pub fn event(event: &str) -> (String, String) {
-        (format!("EVENT#{event}"), "EVENT".into())
     }
     pub fn counter(name: &str) -> (String, String) {
         (format!("COUNTER#{name}"), "COUNTER".into())
@@ -328,11 +324,9 @@ fn kind_of_key(pk: &str, sk: &str) -> &'static str {
         "NUMBER" => "order number",
         "COUNTER" => "counter",
         "ALIAS" => "alias",
-        "EVENT" => "provider event",
         "IDEM" => "idempotency record",
         "RESTOCK" => "restock guard",
         "CATALOGUE" => "catalogue",
-        _ if sk.starts_with("TL#") => "timeline",
         _ if sk.starts_with("RES#") => "reservation",
         _ if sk.starts_with("FX#") => "effect",
         _ if sk.starts_with("WH#") => "stock",
@@ -577,6 +571,97 @@ fn update(
     Ok(TransactWriteItem::builder()
         .update(build(b.build())?)
         .build())
+}
+
+/// The order item's attribute that holds its timeline, oldest first: entries are appended in
+/// the write that makes them, so a change and its entries are one single-item write.
+const TIMELINE: &str = "tl";
+/// The order item's string set of the provider events its changes applied: a change that
+/// carries an event is conditional on the event not being there yet.
+const EVENTS: &str = "ev";
+/// Order item attributes that only some versions have: an update that leaves them out removes
+/// them (the effects of the last write above all, which must not ride again).
+const OPTIONAL_ORDER_ATTRIBUTES: [&str; 5] =
+    ["gsi1pk", "gsi1sk", "gsi5pk", "gsi5sk", STREAMED_EFFECTS];
+
+/// An `UpdateItem` that writes a change to its order item.
+struct OrderUpdate {
+    expression: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+/// Sets every attribute of `item` (the order as the change leaves it), appends the change's
+/// timeline entries, adds its event, and removes the optional attributes `item` lacks; on
+/// condition that the order is at the version and status the change was decided on, and that
+/// the event was not applied before.
+fn order_update(item: &Item, change: &OrderChange) -> Result<OrderUpdate, StoreError> {
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut sets = Vec::new();
+    for (i, (name, value)) in item
+        .iter()
+        .filter(|(k, _)| k.as_str() != "pk" && k.as_str() != "sk")
+        .enumerate()
+    {
+        names.insert(format!("#a{i}"), name.clone());
+        values.insert(format!(":a{i}"), value.clone());
+        sets.push(format!("#a{i} = :a{i}"));
+    }
+    names.insert("#tl".into(), TIMELINE.into());
+    let entries = change.entries().map(to_av).collect::<Result<Vec<_>, _>>()?;
+    values.insert(":tl".into(), AttributeValue::L(entries));
+    values.insert(":nil".into(), AttributeValue::L(Vec::new()));
+    sets.push("#tl = list_append(if_not_exists(#tl, :nil), :tl)".into());
+    names.insert("#v".into(), "version".into());
+    names.insert("#st".into(), "status".into());
+    values.insert(":v".into(), n(change.expected_version));
+    values.insert(":st".into(), s(change.expected_status.as_str()));
+    let mut condition = "#v = :v AND #st = :st".to_owned();
+    let mut expression = format!("SET {}", sets.join(", "));
+    if let Some(event) = &change.event {
+        names.insert("#ev".into(), EVENTS.into());
+        values.insert(":ev".into(), AttributeValue::Ss(vec![event.clone()]));
+        values.insert(":e".into(), s(event.clone()));
+        condition.push_str(" AND NOT contains(#ev, :e)");
+        expression.push_str(" ADD #ev :ev");
+    }
+    let removed: Vec<String> = OPTIONAL_ORDER_ATTRIBUTES
+        .iter()
+        .filter(|a| !item.contains_key(**a))
+        .enumerate()
+        .map(|(i, a)| {
+            names.insert(format!("#r{i}"), (*a).to_owned());
+            format!("#r{i}")
+        })
+        .collect();
+    if !removed.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
+    }
+    Ok(OrderUpdate {
+        expression,
+        condition,
+        names,
+        values,
+    })
+}
+
+/// Why a change's write was refused, from the order item as it is (`None`: not there): its
+/// event was applied already, or the order moved on.
+fn refusal(id: OrderId, event: Option<&str>, now: Option<&Item>) -> StoreError {
+    let Some(now) = now.filter(|i| !i.is_empty()) else {
+        return StoreError::NotFound(id);
+    };
+    let applied = event.is_some_and(|e| {
+        now.get(EVENTS)
+            .and_then(|v| v.as_ss().ok())
+            .is_some_and(|set| set.iter().any(|x| x == e))
+    });
+    match event {
+        Some(e) if applied => StoreError::Duplicate(e.to_owned()),
+        _ => StoreError::Conflict(id),
+    }
 }
 
 impl DynamoStore {
@@ -1123,17 +1208,6 @@ impl DynamoStore {
         Ok(found)
     }
 
-    fn entry_put(
-        &self,
-        id: OrderId,
-        entry: &TimelineEntry,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(keys::timeline(id, entry.id));
-        item.insert("kind".into(), s("timeline"));
-        item.insert("doc".into(), to_av(entry)?);
-        put(&self.table, item, None, Item::new())
-    }
-
     async fn order_of_external(&self, k: (String, String)) -> Result<Option<Order>, StoreError> {
         let Some(item) = self.get_item(k).await? else {
             return Ok(None);
@@ -1243,15 +1317,14 @@ impl OrderStore for DynamoStore {
         entry: &TimelineEntry,
         effects: &[Effect],
     ) -> Result<Created, StoreError> {
-        let mut items = vec![
-            put(
-                &self.table,
-                self.order_item(order, effects)?,
-                Some("attribute_not_exists(pk)"),
-                Item::new(),
-            )?,
-            self.entry_put(order.id, entry)?,
-        ];
+        let mut order_item = self.order_item(order, effects)?;
+        order_item.insert(TIMELINE.into(), AttributeValue::L(vec![to_av(entry)?]));
+        let mut items = vec![put(
+            &self.table,
+            order_item.clone(),
+            Some("attribute_not_exists(pk)"),
+            Item::new(),
+        )?];
         let ext_key = order
             .external_id
             .as_ref()
@@ -1267,6 +1340,20 @@ impl OrderStore for DynamoStore {
             )?);
         }
         items.extend(self.effect_puts(effects, order)?);
+        if items.len() == 1 {
+            // The order alone: a conditional put, not a transaction (half the write units).
+            if self
+                .put_if(order_item, "attribute_not_exists(pk)", None)
+                .await?
+            {
+                return Ok(Created::New);
+            }
+            return self
+                .get_order(order.id)
+                .await?
+                .map(|o| Created::Existing(Box::new(o)))
+                .ok_or_else(|| corrupt("order creation refused for no known reason"));
+        }
         let indexed: Vec<Item> = items
             .iter()
             .filter_map(|i| i.put().map(|p| p.item().clone()))
@@ -1282,7 +1369,7 @@ impl OrderStore for DynamoStore {
             Err(Ok(cancelled)) => {
                 let existing = if cancelled.failed(0) {
                     self.get_order(order.id).await?
-                } else if let (true, Some(k)) = (cancelled.failed(2), ext_key) {
+                } else if let (true, Some(k)) = (cancelled.failed(1), ext_key) {
                     self.order_of_external(k).await?
                 } else {
                     None
@@ -1384,35 +1471,10 @@ impl OrderStore for DynamoStore {
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
         let id = change.order.id;
         let new_item = self.order_item(&change.order, &change.effects)?;
-        let order_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(new_item.clone()))
-            .condition_expression("#v = :v AND #st = :st")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":v", n(change.expected_version))
-            .expression_attribute_values(":st", s(change.expected_status.as_str()));
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .put(build(order_put.build())?)
-                .build(),
-        ];
-        if let Some(event) = &change.event {
-            let mut item = key(keys::event(event));
-            item.insert("order_id".into(), s(id.to_string()));
-            items.push(put(
-                &self.table,
-                item,
-                Some("attribute_not_exists(pk)"),
-                Item::new(),
-            )?);
-        }
-        for entry in change.entries() {
-            items.push(self.entry_put(id, entry)?);
-        }
-        items.extend(self.effect_puts(&change.effects, &change.order)?);
+        let update = order_update(&new_item, change)?;
+        let mut others = self.effect_puts(&change.effects, &change.order)?;
         for done in &change.done {
-            items.push(
+            others.push(
                 TransactWriteItem::builder()
                     .delete(build(
                         aws_sdk_dynamodb::types::Delete::builder()
@@ -1423,6 +1485,61 @@ impl OrderStore for DynamoStore {
                     .build(),
             );
         }
+        let old_keys = change.before.as_deref().map(Self::order_keys);
+        if others.is_empty() {
+            // One item: a conditional update, not a transaction (half the write units).
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(keys::order(id))))
+                .update_expression(&update.expression)
+                .condition_expression(&update.condition)
+                .set_expression_attribute_names(Some(update.names))
+                .set_expression_attribute_values(Some(update.values))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match out {
+                Ok(out) => {
+                    let written = out.attributes.unwrap_or_default();
+                    self.meter.write("order", item_size(&written), false);
+                    self.meter_indexes(old_keys.as_ref(), Some(&new_item));
+                    Ok(())
+                }
+                Err(e) => {
+                    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+                    if let Some(UpdateItemError::ConditionalCheckFailedException(f)) =
+                        e.as_service_error()
+                    {
+                        let old = f.item.clone();
+                        // A failed condition is billed as a write of the item.
+                        self.meter
+                            .write("order", old.as_ref().map_or(1, item_size), false);
+                        return Err(refusal(id, change.event.as_deref(), old.as_ref()));
+                    }
+                    Err(sdk(e))
+                }
+            };
+        }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(build(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(keys::order(id))))
+                        .update_expression(&update.expression)
+                        .condition_expression(&update.condition)
+                        .set_expression_attribute_names(Some(update.names))
+                        .set_expression_attribute_values(Some(update.values))
+                        .build(),
+                )?)
+                .build(),
+        ];
+        items.extend(others);
         let effect_items: Vec<Item> = items
             .iter()
             .filter_map(|i| i.put().map(|p| p.item().clone()))
@@ -1431,7 +1548,6 @@ impl OrderStore for DynamoStore {
         match self.transact(items).await {
             Ok(()) => {
                 // Index entries hold keys only: the keys of the order it replaced are enough.
-                let old_keys = change.before.as_deref().map(Self::order_keys);
                 self.meter_indexes(old_keys.as_ref(), Some(&new_item));
                 for item in &effect_items {
                     self.meter_indexes(None, Some(item));
@@ -1443,14 +1559,10 @@ impl OrderStore for DynamoStore {
                 Ok(())
             }
             Err(Err(e)) => Err(e),
-            Err(Ok(cancelled)) if change.event.is_some() && cancelled.failed(1) => Err(
-                StoreError::Duplicate(change.event.clone().unwrap_or_default()),
-            ),
-            Err(Ok(_)) => Err(if self.get_item(keys::order(id)).await?.is_some() {
-                StoreError::Conflict(id)
-            } else {
-                StoreError::NotFound(id)
-            }),
+            Err(Ok(_)) => {
+                let now = self.get_item(keys::order(id)).await?;
+                Err(refusal(id, change.event.as_deref(), now.as_ref()))
+            }
         }
     }
 
@@ -1475,21 +1587,35 @@ impl OrderStore for DynamoStore {
     }
 
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError> {
-        let exists = ConditionCheck::builder()
+        // The order does not change, and the effects of its last write must not ride again.
+        let out = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::order(id))))
+            .update_expression("SET #tl = list_append(if_not_exists(#tl, :nil), :tl) REMOVE #fx")
             .condition_expression("attribute_exists(pk)")
-            .build();
-        let items = vec![
-            TransactWriteItem::builder()
-                .condition_check(build(exists)?)
-                .build(),
-            self.entry_put(id, entry)?,
-        ];
-        match self.transact(items).await {
-            Ok(()) => Ok(()),
-            Err(Ok(_)) => Err(StoreError::NotFound(id)),
-            Err(Err(e)) => Err(e),
+            .expression_attribute_names("#tl", TIMELINE)
+            .expression_attribute_names("#fx", STREAMED_EFFECTS)
+            .expression_attribute_values(":tl", AttributeValue::L(vec![to_av(entry)?]))
+            .expression_attribute_values(":nil", AttributeValue::L(Vec::new()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let written = out.attributes.unwrap_or_default();
+                self.meter.write("order", item_size(&written), false);
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.meter.write("order", 1, false);
+                Err(StoreError::NotFound(id))
+            }
+            Err(e) => Err(sdk(e)),
         }
     }
 
@@ -1505,12 +1631,22 @@ impl OrderStore for DynamoStore {
     }
 
     async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError> {
-        let (pk, _) = keys::order(id);
-        self.query_prefix(pk, keys::timeline_prefix())
-            .await?
-            .iter()
-            .map(|item| from_av(item, "doc"))
-            .collect()
+        let Some(item) = self.get_item(keys::order(id)).await? else {
+            return Ok(Vec::new());
+        };
+        let mut entries: Vec<TimelineEntry> = match item.get(TIMELINE) {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .map(|v| {
+                    serde_dynamo::from_attribute_value(v.clone())
+                        .map_err(|e| StoreError::Backend(boxed(e)))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        // Oldest first: entry ids are UUIDv7s.
+        entries.sort_by_key(|e| e.id);
+        Ok(entries)
     }
 }
 
