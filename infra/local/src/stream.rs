@@ -357,13 +357,12 @@ pub async fn relay(
                     let response = if carrying.is_empty() {
                         Default::default()
                     } else {
-                        app.meter.invocation();
                         match event(carrying) {
                             Ok(ev) => {
-                                oms::adapters::aws::meter::in_step(
-                                    "relay",
-                                    oms::flow::relay::handle_stream(&app, ev),
-                                )
+                                oms::adapters::aws::meter::in_step("relay", async {
+                                    app.meter.invocation();
+                                    oms::flow::relay::handle_stream(&app, ev).await
+                                })
                                 .await
                             }
                             Err(e) => {

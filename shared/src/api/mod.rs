@@ -875,6 +875,15 @@ struct OrderView {
 }
 
 async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
+    let timeline = app.store.timeline(order.id).await?;
+    order_view_with(app, order, timeline).await
+}
+
+async fn order_view_with(
+    app: &App,
+    order: Order,
+    timeline: Vec<TimelineEntry>,
+) -> Result<OrderView, ApiError> {
     let allocations = app
         .store
         .reservations(order.id)
@@ -882,7 +891,6 @@ async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
         .into_iter()
         .map(Into::into)
         .collect();
-    let timeline = app.store.timeline(order.id).await?;
     let pending_effects = app.store.effects_of(order.id).await?;
     Ok(OrderView {
         order,
@@ -893,8 +901,16 @@ async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
 }
 
 async fn get_order(app: &App, id: &str) -> Reply {
-    let order = load(app, id).await?;
-    json(StatusCode::OK, &order_view(app, order).await?)
+    let id = order_id(id)?;
+    let (order, timeline) = app
+        .store
+        .order_and_timeline(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
+    json(
+        StatusCode::OK,
+        &order_view_with(app, order, timeline).await?,
+    )
 }
 
 #[derive(Serialize)]

@@ -647,6 +647,22 @@ fn order_update(item: &Item, change: &OrderChange) -> Result<OrderUpdate, StoreE
     })
 }
 
+/// The timeline an order item holds, oldest first (entry ids are UUIDv7s).
+fn timeline_of(item: &Item) -> Result<Vec<TimelineEntry>, StoreError> {
+    let mut entries: Vec<TimelineEntry> = match item.get(TIMELINE) {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| {
+                serde_dynamo::from_attribute_value(v.clone())
+                    .map_err(|e| StoreError::Backend(boxed(e)))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    entries.sort_by_key(|e| e.id);
+    Ok(entries)
+}
+
 /// Why a change's write was refused, from the order item as it is (`None`: not there): its
 /// event was applied already, or the order moved on.
 fn refusal(id: OrderId, event: Option<&str>, now: Option<&Item>) -> StoreError {
@@ -1634,19 +1650,17 @@ impl OrderStore for DynamoStore {
         let Some(item) = self.get_item(keys::order(id)).await? else {
             return Ok(Vec::new());
         };
-        let mut entries: Vec<TimelineEntry> = match item.get(TIMELINE) {
-            Some(AttributeValue::L(list)) => list
-                .iter()
-                .map(|v| {
-                    serde_dynamo::from_attribute_value(v.clone())
-                        .map_err(|e| StoreError::Backend(boxed(e)))
-                })
-                .collect::<Result<_, _>>()?,
-            _ => Vec::new(),
+        timeline_of(&item)
+    }
+
+    async fn order_and_timeline(
+        &self,
+        id: OrderId,
+    ) -> Result<Option<(Order, Vec<TimelineEntry>)>, StoreError> {
+        let Some(item) = self.get_item(keys::order(id)).await? else {
+            return Ok(None);
         };
-        // Oldest first: entry ids are UUIDv7s.
-        entries.sort_by_key(|e| e.id);
-        Ok(entries)
+        Ok(Some((from_av(&item, "doc")?, timeline_of(&item)?)))
     }
 }
 
