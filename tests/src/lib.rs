@@ -690,6 +690,35 @@ pub mod fake_kuaidi100 {
     }
 }
 
+/// The statuses of the notifications about `order` waiting on the notifications queue, in the
+/// order received (taken off the queue).
+pub async fn notified(app: &oms::app::App, order: &str) -> Vec<String> {
+    let mut told = Vec::new();
+    loop {
+        let got = app
+            .queue
+            .receive(
+                &oms::app::queues::name(oms::app::queues::NOTIFICATIONS),
+                oms::ports::Receive {
+                    max_messages: 10,
+                    visibility_timeout: std::time::Duration::from_secs(30),
+                    wait: std::time::Duration::ZERO,
+                },
+            )
+            .await
+            .expect("receive notifications");
+        if got.is_empty() {
+            return told;
+        }
+        for m in got {
+            let n: serde_json::Value = serde_json::from_str(&m.body).expect("a notification");
+            if n["order_id"] == order {
+                told.push(n["status"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+}
+
 /// Asks `look` until it answers `want`, for up to 10 s, and asserts it did. For what the
 /// DynamoDB relay carries out from the table's stream (stock released, alerts cleared,
 /// notifications sent) moments after the answer that caused it; on SQLite it is done before

@@ -400,30 +400,7 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
         .invoke("relay", &json!({ "Records": carrying }))
         .await;
     assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
-    let mut told = Vec::new();
-    loop {
-        let got = app
-            .queue
-            .receive(
-                &queues::name(queues::NOTIFICATIONS),
-                Receive {
-                    max_messages: 10,
-                    visibility_timeout: std::time::Duration::from_secs(30),
-                    wait: std::time::Duration::ZERO,
-                },
-            )
-            .await
-            .unwrap();
-        if got.is_empty() {
-            break;
-        }
-        for m in got {
-            let n: Value = serde_json::from_str(&m.body).unwrap();
-            if n["order_id"] == order_id.to_string().as_str() {
-                told.push(n["status"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    }
+    let mut told = oms_tests::notified(&app, &order_id.to_string()).await;
     told.sort();
     assert_eq!(told, ["awaiting_payment", "paid", "received"]);
     assert!(app.store.effects_of(order_id).await.unwrap().is_empty());

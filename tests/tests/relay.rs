@@ -12,8 +12,6 @@ use oms::app::{App, Backend, Outside, queues};
 use oms::clock::{Clock, ManualClock};
 use oms::config::Config;
 use oms::domain::EffectKind;
-use oms::ports::Receive;
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_rides_in_the_orders_write_and_the_relay_sends_it_or_keeps_it_for_later() {
@@ -125,7 +123,7 @@ async fn a_notification_rides_in_the_orders_write_and_the_relay_sends_it_or_keep
         .await
         .unwrap();
     assert!(app.store.effects_of(order_id).await.unwrap().is_empty());
-    let told = received(&app, &order_id.to_string()).await;
+    let told = oms_tests::notified(&app, &order_id.to_string()).await;
     assert_eq!(told, ["received"]);
 
     // The stream hands the write again (a retried batch): sent again, nothing kept.
@@ -134,7 +132,10 @@ async fn a_notification_rides_in_the_orders_write_and_the_relay_sends_it_or_keep
             .await;
     assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
     assert!(app.store.effects_of(order_id).await.unwrap().is_empty());
-    assert_eq!(received(&app, &order_id.to_string()).await, ["received"]);
+    assert_eq!(
+        oms_tests::notified(&app, &order_id.to_string()).await,
+        ["received"]
+    );
 
     // Neither the queue nor the table is there: the relay can neither send nor keep, and
     // reports the order's write as failed, so that the stream hands it (and what follows) again.
@@ -153,25 +154,4 @@ async fn a_notification_rides_in_the_orders_write_and_the_relay_sends_it_or_keep
         .map(|f| f.item_identifier.clone().unwrap_or_default())
         .collect();
     assert_eq!(failed, [order_record]);
-}
-
-/// The statuses of the notifications about `order` on the notifications queue (taken off it).
-async fn received(app: &App, order: &str) -> Vec<String> {
-    let got = app
-        .queue
-        .receive(
-            &queues::name(queues::NOTIFICATIONS),
-            Receive {
-                max_messages: 10,
-                visibility_timeout: std::time::Duration::from_secs(30),
-                wait: std::time::Duration::ZERO,
-            },
-        )
-        .await
-        .unwrap();
-    got.iter()
-        .map(|m| serde_json::from_str::<Value>(&m.body).unwrap())
-        .filter(|n| n["order_id"] == order)
-        .map(|n| n["status"].as_str().unwrap().to_owned())
-        .collect()
 }

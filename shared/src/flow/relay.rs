@@ -27,12 +27,7 @@ use crate::domain::Effect;
 /// The effects a stream record carries: those of an order item's new image, or `None` for
 /// every other item, for removals and for order writes that carry none.
 pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, StepError> {
-    let is_order = record
-        .change
-        .keys
-        .get("sk")
-        .is_some_and(|v| matches!(v, serde_dynamo::AttributeValue::S(s) if s == "ORDER"));
-    if !is_order || record.event_name == "REMOVE" {
+    if !is_order_write(record) {
         return Ok(None);
     }
     let Some(fx) = record.change.new_image.get(STREAMED_EFFECTS) else {
@@ -46,6 +41,16 @@ pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, St
     serde_json::from_str(json)
         .map(Some)
         .map_err(|e| StepError::Malformed(format!("the effects of an order write: {e}")))
+}
+
+/// Whether a stream record is a write of an order item (`sk = ORDER`), not its removal.
+pub fn is_order_write(record: &EventRecord) -> bool {
+    let is_order = record
+        .change
+        .keys
+        .get("sk")
+        .is_some_and(|v| matches!(v, serde_dynamo::AttributeValue::S(s) if s == "ORDER"));
+    is_order && record.event_name != "REMOVE"
 }
 
 /// Carries out the effects of one order write, all at once (each stands alone). One that fails

@@ -97,12 +97,7 @@ pub async fn drain_change_log(app: &App) -> Result<usize, StepError> {
 pub fn order_of_record(
     record: &aws_lambda_events::event::dynamodb::EventRecord,
 ) -> Result<Option<Order>, StepError> {
-    let is_order = record
-        .change
-        .keys
-        .get("sk")
-        .is_some_and(|v| matches!(v, serde_dynamo::AttributeValue::S(s) if s == "ORDER"));
-    if !is_order || record.event_name == "REMOVE" {
+    if !super::relay::is_order_write(record) {
         return Ok(None);
     }
     let doc = record

@@ -726,6 +726,21 @@ impl DynamoStore {
         }
     }
 
+    /// Puts an item over whatever was there, metered.
+    async fn put_item(&self, item: Item) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk)?;
+        self.meter_put(out.attributes.as_ref(), &item);
+        Ok(())
+    }
+
     /// Meters a single-item put that replaced `old` (if there was one): the larger of the two,
     /// and the index entries it wrote.
     fn meter_put(&self, old: Option<&Item>, new: &Item) {
@@ -1699,18 +1714,7 @@ impl OutboxStore for DynamoStore {
     }
 
     async fn keep_effect(&self, effect: &Effect) -> Result<(), StoreError> {
-        let item = self.effect_item(effect)?;
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item.clone()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(sdk)?;
-        self.meter_put(out.attributes.as_ref(), &item);
-        Ok(())
+        self.put_item(self.effect_item(effect)?).await
     }
 
     async fn due_effects(
@@ -1756,17 +1760,7 @@ impl CatalogueStore for DynamoStore {
         it.insert("doc".into(), to_av(item)?);
         it.insert("gsi4pk".into(), s(keys::catalogue_list()));
         it.insert("gsi4sk".into(), s(item.sku.as_str()));
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(it.clone()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(sdk)?;
-        self.meter_put(out.attributes.as_ref(), &it);
-        Ok(())
+        self.put_item(it).await
     }
 
     async fn item(&self, sku: &Sku) -> Result<Option<CatalogueItem>, StoreError> {
@@ -2242,17 +2236,7 @@ fn record_item(record: &Record) -> Item {
 impl RecordStore for DynamoStore {
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
         let it = record_item(record);
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(it.clone()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(sdk)?;
-        self.meter_put(out.attributes.as_ref(), &it);
-        Ok(())
+        self.put_item(it).await
     }
 
     async fn create_record(&self, record: &Record) -> Result<bool, StoreError> {
