@@ -224,7 +224,8 @@ pub fn held_for_merge(
     Some(seal(c, policy, now))
 }
 
-fn notification(order: &Order, status: Status, at: DateTime<Utc>) -> Notification {
+/// The notification of `order` entering `status` at `at`: the order's own contact and parcels.
+pub fn notification(order: &Order, status: Status, at: DateTime<Utc>) -> Notification {
     Notification {
         order_id: order.id,
         number: order.number.as_ref().map(ToString::to_string),

@@ -275,6 +275,24 @@ impl World {
                 );
             }
         }
+        // Every effect rides in the order's write as little as it can and comes back whole
+        // from the order written with it; a notification rides as its status and time.
+        for fx in &c.effects {
+            let carried = crate::domain::effects::Carried::of(fx, &c.order);
+            if matches!(fx.kind, EffectKind::Notify(_)) {
+                assert!(
+                    matches!(
+                        carried.what,
+                        crate::domain::effects::CarriedKind::Notify { .. }
+                    ),
+                    "a notification rides whole: {fx:?}"
+                );
+            }
+            let json = serde_json::to_string(&carried).expect("carried");
+            let back: crate::domain::effects::Carried =
+                serde_json::from_str(&json).expect("carried back");
+            assert_eq!(&back.effect(&c.order), fx, "{json}");
+        }
         self.pending.retain(|p| !c.done.contains(&p.id));
         self.pending.extend(c.effects.iter().cloned());
         self.order = c.order;

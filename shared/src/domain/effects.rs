@@ -88,6 +88,65 @@ impl EffectKind {
     }
 }
 
+/// An effect as it rides in its order's write (the DynamoDB store's `fx`, relayed from the
+/// table's stream): only what the order as written does not already say. A notification is
+/// its status and time, since its contents are the order's ([`super::decide::notification`]
+/// of the order the change leaves); every other effect is its kind. [`Carried::effect`] makes
+/// the effect again from the order the write carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    pub id: String,
+    pub due_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub what: CarriedKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CarriedKind {
+    Notify { status: Status, at: DateTime<Utc> },
+    Kind(EffectKind),
+}
+
+impl Carried {
+    /// How `effect`, one effect of a change that leaves the order as `order`, rides in the
+    /// order's write: a notification about `order` as it is shrinks to its status and time.
+    pub fn of(effect: &Effect, order: &super::Order) -> Carried {
+        let what = match &effect.kind {
+            EffectKind::Notify(n) if *n == super::decide::notification(order, n.status, n.at) => {
+                CarriedKind::Notify {
+                    status: n.status,
+                    at: n.at,
+                }
+            }
+            kind => CarriedKind::Kind(kind.clone()),
+        };
+        Carried {
+            id: effect.id.clone(),
+            due_at: effect.due_at,
+            what,
+        }
+    }
+
+    /// The effect again, from the order the write carried.
+    pub fn effect(self, order: &super::Order) -> Effect {
+        let kind = match self.what {
+            CarriedKind::Notify { status, at } => {
+                EffectKind::Notify(super::decide::notification(order, status, at))
+            }
+            CarriedKind::Kind(kind) => kind,
+        };
+        Effect {
+            id: self.id,
+            order_id: order.id,
+            kind,
+            due_at: self.due_at,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// The message integrators receive for e-mail or SMS. It carries the customer's contact so
 /// they can reach them; it is never logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,8 @@ use tracing::{Instrument, warn};
 use super::StepError;
 use crate::adapters::aws::STREAMED_EFFECTS;
 use crate::app::App;
-use crate::domain::Effect;
+use crate::domain::effects::Carried;
+use crate::domain::{Effect, Order};
 
 /// The effects a stream record carries: those of an order item's new image, or `None` for
 /// every other item, for removals and for order writes that carry none.
@@ -38,9 +39,33 @@ pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, St
             "the effects of an order write are not a string: {fx:?}"
         )));
     };
-    serde_json::from_str(json)
+    let carried: Vec<Carried> = serde_json::from_str(json)
+        .map_err(|e| StepError::Malformed(format!("the effects of an order write: {e}")))?;
+    // A notification rides as its status and time: its contents are the order's as written.
+    let Some(order) = order_of_record(record)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        carried.into_iter().map(|c| c.effect(&order)).collect(),
+    ))
+}
+
+/// The order a stream record carries: the new image of an order item (`sk = ORDER`), or `None`
+/// for every other item of the table and for removals.
+pub fn order_of_record(
+    record: &aws_lambda_events::event::dynamodb::EventRecord,
+) -> Result<Option<Order>, StepError> {
+    if !is_order_write(record) {
+        return Ok(None);
+    }
+    let doc = record
+        .change
+        .new_image
+        .get("doc")
+        .ok_or_else(|| StepError::Malformed("an order record without its document".into()))?;
+    serde_dynamo::from_attribute_value(doc.clone())
         .map(Some)
-        .map_err(|e| StepError::Malformed(format!("the effects of an order write: {e}")))
+        .map_err(|e| StepError::Malformed(format!("an order document: {e}")))
 }
 
 /// Whether a stream record is a write of an order item (`sk = ORDER`), not its removal.

@@ -92,30 +92,12 @@ pub async fn drain_change_log(app: &App) -> Result<usize, StepError> {
     Ok(changes.len())
 }
 
-/// The order a stream record carries: the new image of an order item (`sk = ORDER`), or `None`
-/// for every other item of the table and for removals.
-pub fn order_of_record(
-    record: &aws_lambda_events::event::dynamodb::EventRecord,
-) -> Result<Option<Order>, StepError> {
-    if !super::relay::is_order_write(record) {
-        return Ok(None);
-    }
-    let doc = record
-        .change
-        .new_image
-        .get("doc")
-        .ok_or_else(|| StepError::Malformed("an order record without its document".into()))?;
-    serde_dynamo::from_attribute_value(doc.clone())
-        .map(Some)
-        .map_err(|e| StepError::Malformed(format!("an order document: {e}")))
-}
-
 /// One batch of the table's stream (`ReportBatchItemFailures`): counts every order change in
 /// order; the first that fails, and every record after it, is reported back as failed, so the
 /// stream hands them again from there (a stream shard is ordered: later records must wait).
 pub async fn handle_stream(app: &App, event: StreamEvent) -> DynamoDbEventResponse {
     super::relay::in_order(&event.records, "counting", |record| async move {
-        match order_of_record(record) {
+        match super::relay::order_of_record(record) {
             Ok(Some(order)) => {
                 let span = tracing::info_span!("reports", order_id = %order.id);
                 count(app, &order).instrument(span).await.map(|_| ())

@@ -1058,9 +1058,10 @@ impl DynamoStore {
     /// each version carries its own change's effects only.
     fn order_item(&self, o: &Order, effects: &[Effect]) -> Result<Item, StoreError> {
         let mut item = Self::order_keys(o);
-        let streamed: Vec<&Effect> = effects
+        let streamed: Vec<crate::domain::effects::Carried> = effects
             .iter()
             .filter(|e| self.keeping(e, o) == Keeping::Streamed)
+            .map(|e| crate::domain::effects::Carried::of(e, o))
             .collect();
         if !streamed.is_empty() {
             // JSON in a string: the relay's stream filter matches the string's presence.
