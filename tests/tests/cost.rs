@@ -224,7 +224,7 @@ async fn full_order_lives_on_dynamodb_and_sqs_cost_these_units_per_order() {
     // Issue 10's targets per full life: 40 write units, 20 read units, 8 SQS requests. SQS
     // holds; writes and reads do not yet (docs/deploy.md says where the units go and what
     // would take them off), so for those two the test fails on a rise above today's figures
-    // (71.4 and 27.7) instead, and prints the targets beside them.
+    // (70.2 and 26.5) instead, and prints the targets beside them.
     let figure = |name: &str| per_order[name].as_f64().unwrap_or(f64::NAN);
     let (writes, reads, sqs) = (
         figure("dynamodb_write_units"),
