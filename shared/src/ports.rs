@@ -197,17 +197,6 @@ pub trait OrderStore: Send + Sync {
     async fn append_timeline(&self, id: OrderId, entry: &TimelineEntry) -> Result<(), StoreError>;
     /// The order's timeline, oldest first.
     async fn timeline(&self, id: OrderId) -> Result<Vec<TimelineEntry>, StoreError>;
-    /// The order and its timeline, as one read where the store keeps them together (the
-    /// DynamoDB store keeps the timeline in the order's item).
-    async fn order_and_timeline(
-        &self,
-        id: OrderId,
-    ) -> Result<Option<(Order, Vec<TimelineEntry>)>, StoreError> {
-        let Some(order) = self.get_order(id).await? else {
-            return Ok(None);
-        };
-        Ok(Some((order, self.timeline(id).await?)))
-    }
     /// Opens the connection ahead of the first request (TLS handshake, endpoint discovery), so
     /// that a function's first invocation does not pay for it. Costs no request units.
     async fn warm(&self) -> Result<(), StoreError> {

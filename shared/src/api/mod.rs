@@ -876,14 +876,6 @@ struct OrderView {
 
 async fn order_view(app: &App, order: Order) -> Result<OrderView, ApiError> {
     let timeline = app.store.timeline(order.id).await?;
-    order_view_with(app, order, timeline).await
-}
-
-async fn order_view_with(
-    app: &App,
-    order: Order,
-    timeline: Vec<TimelineEntry>,
-) -> Result<OrderView, ApiError> {
     let allocations = app
         .store
         .reservations(order.id)
@@ -901,16 +893,8 @@ async fn order_view_with(
 }
 
 async fn get_order(app: &App, id: &str) -> Reply {
-    let id = order_id(id)?;
-    let (order, timeline) = app
-        .store
-        .order_and_timeline(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("order {id} does not exist")))?;
-    json(
-        StatusCode::OK,
-        &order_view_with(app, order, timeline).await?,
-    )
+    let order = load(app, id).await?;
+    json(StatusCode::OK, &order_view(app, order).await?)
 }
 
 #[derive(Serialize)]

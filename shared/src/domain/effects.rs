@@ -97,53 +97,50 @@ impl EffectKind {
 pub struct Carried {
     pub id: String,
     pub due_at: DateTime<Utc>,
-    #[serde(flatten)]
-    pub what: CarriedKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CarriedKind {
-    Notify { status: Status, at: DateTime<Utc> },
-    Kind(EffectKind),
+    /// A notification: the status it tells of, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<(Status, DateTime<Utc>)>,
+    /// Any other effect, whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EffectKind>,
 }
 
 impl Carried {
     /// How `effect`, one effect of a change that leaves the order as `order`, rides in the
     /// order's write: a notification about `order` as it is shrinks to its status and time.
     pub fn of(effect: &Effect, order: &super::Order) -> Carried {
-        let what = match &effect.kind {
+        let (notify, kind) = match &effect.kind {
             EffectKind::Notify(n) if *n == super::decide::notification(order, n.status, n.at) => {
-                CarriedKind::Notify {
-                    status: n.status,
-                    at: n.at,
-                }
+                (Some((n.status, n.at)), None)
             }
-            kind => CarriedKind::Kind(kind.clone()),
+            kind => (None, Some(kind.clone())),
         };
         Carried {
             id: effect.id.clone(),
             due_at: effect.due_at,
-            what,
+            notify,
+            kind,
         }
     }
 
-    /// The effect again, from the order the write carried.
-    pub fn effect(self, order: &super::Order) -> Effect {
-        let kind = match self.what {
-            CarriedKind::Notify { status, at } => {
+    /// The effect again, from the order the write carried (`None` if it says neither what it
+    /// notifies nor what it is).
+    pub fn effect(self, order: &super::Order) -> Option<Effect> {
+        let kind = match (self.notify, self.kind) {
+            (Some((status, at)), _) => {
                 EffectKind::Notify(super::decide::notification(order, status, at))
             }
-            CarriedKind::Kind(kind) => kind,
+            (None, Some(kind)) => kind,
+            (None, None) => return None,
         };
-        Effect {
+        Some(Effect {
             id: self.id,
             order_id: order.id,
             kind,
             due_at: self.due_at,
             attempts: 0,
             last_error: None,
-        }
+        })
     }
 }
 

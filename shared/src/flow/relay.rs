@@ -45,9 +45,15 @@ pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, St
     let Some(order) = order_of_record(record)? else {
         return Ok(None);
     };
-    Ok(Some(
-        carried.into_iter().map(|c| c.effect(&order)).collect(),
-    ))
+    carried
+        .into_iter()
+        .map(|c| {
+            c.effect(&order).ok_or_else(|| {
+                StepError::Malformed("an effect of an order write says nothing".into())
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// The order a stream record carries: the new image of an order item (`sk = ORDER`), or `None`

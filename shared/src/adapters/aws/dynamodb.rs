@@ -1668,16 +1668,6 @@ impl OrderStore for DynamoStore {
         };
         timeline_of(&item)
     }
-
-    async fn order_and_timeline(
-        &self,
-        id: OrderId,
-    ) -> Result<Option<(Order, Vec<TimelineEntry>)>, StoreError> {
-        let Some(item) = self.get_item(keys::order(id)).await? else {
-            return Ok(None);
-        };
-        Ok(Some((from_av(&item, "doc")?, timeline_of(&item)?)))
-    }
 }
 
 #[async_trait]
