@@ -79,8 +79,8 @@ pub enum Created {
 
 /// Which orders to list. At least one of `customer`, `channel` or `status` is required (each
 /// has its own index); the others, and the creation-time window `[from, to)`, filter further.
-/// With `customer` or `channel` the newest orders come first; with only `status`, the most
-/// recently changed.
+/// The newest orders come first (by creation: a status list keeps its order while orders
+/// move through it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderQuery {
     pub status: Option<Status>,
@@ -115,13 +115,10 @@ impl OrderQuery {
         }
     }
 
-    /// The sort key of an order in the query's index: its id (time-ordered), or for status
-    /// lists its last change time and id. A cursor is the sort key of a page's last order.
+    /// The sort key of an order in the query's index: its id (UUIDv7, so creation order) in
+    /// every index. A cursor is the sort key of a page's last order.
     pub fn sort_key(&self, o: &Order) -> String {
-        match self.index() {
-            Some(ListIndex::Status) => format!("{}#{}", timestamp_key(o.updated_at), o.id),
-            _ => o.id.to_string(),
-        }
+        o.id.to_string()
     }
 
     pub fn matches(&self, o: &Order) -> bool {
@@ -176,7 +173,7 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<Option<Order>, StoreError>;
     /// A page of orders matching `query` (see [`OrderQuery`] for the order they come in).
     async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError>;
-    /// Orders in one status, least recently updated first (what the sweeper needs).
+    /// Orders in one status, oldest first.
     async fn orders_by_status(
         &self,
         status: Status,

@@ -185,15 +185,23 @@ pub fn due_at(order: &Order, policy: &Policy) -> Option<DateTime<Utc>> {
     }
     let budget = || {
         let factor = 1i32 << order.redrives.min(8);
-        Some(order.updated_at + policy.step_budget * factor)
+        let budget = policy.step_budget * factor;
+        // Held for merging: not before the window closes.
+        let fresh = Some(order.updated_at + budget).max(order.ship_after);
+        let least = Some(order.updated_at + budget / 2).max(order.ship_after);
+        // A due time set by the step before still gives this step at least half its budget:
+        // kept, so that an order passing through several steps in moments keeps one due time
+        // (and its due-index entry is not moved at every step).
+        match order.due_at {
+            Some(kept) if Some(kept) >= least && Some(kept) <= fresh => Some(kept),
+            _ => fresh,
+        }
     };
     match order.status() {
         AwaitingPayment => order.payment_due_at,
         Delivered => order.delivered_at.map(|d| d + policy.return_window),
-        Received | Numbered | Approved => budget(),
-        // Held for merging: not before the window closes.
-        Paid => budget().max(order.ship_after),
-        ReadyToShip if order.shipments.is_empty() => budget().max(order.ship_after),
+        Received | Numbered | Approved | Paid => budget(),
+        ReadyToShip if order.shipments.is_empty() => budget(),
         _ => None,
     }
 }

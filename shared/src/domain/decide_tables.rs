@@ -849,3 +849,62 @@ fn a_paid_order_is_held_once_for_the_merge_window_and_released_by_the_sweeper() 
     let later = released.order.updated_at + policy.step_budget;
     assert_eq!(decide::due_at(&released.order, &policy), Some(later));
 }
+
+#[test]
+fn steps_taken_in_moments_keep_one_due_time_and_a_late_step_gets_its_budget() {
+    let p = Policy::default();
+    let budget = p.step_budget;
+    let number = || super::values::OrderNumber::parse("2026112500001").unwrap();
+    let approve = Verdict::Approve(vec!["small".into()]);
+    // (name, seconds after intake that numbering and review decide, due after review)
+    let cases: Vec<(&str, i64, i64, DateTime<Utc>)> = vec![
+        (
+            "steps moments apart keep the due time set at intake",
+            1,
+            2,
+            now() + budget,
+        ),
+        (
+            "a step with half its budget left keeps it",
+            0,
+            budget.num_seconds() / 2,
+            now() + budget,
+        ),
+        (
+            "a step with less than half left gets a budget of its own",
+            0,
+            budget.num_seconds() / 2 + 1,
+            now() + Duration::seconds(budget.num_seconds() / 2 + 1) + budget,
+        ),
+    ];
+    for (name, at_numbering, at_review, due) in cases {
+        let received = decide::accepted(order("prepaid", &[]), &p, now()).order;
+        assert_eq!(received.due_at, Some(now() + budget), "{name}: at intake");
+        let t1 = now() + Duration::seconds(at_numbering);
+        let numbered = decide::numbered(&received, number(), "daily", &p, t1)
+            .expect("numbered")
+            .order;
+        let t2 = now() + Duration::seconds(at_review);
+        let approved = decide::reviewed(&numbered, &approve, &p, t2)
+            .expect("approved")
+            .order;
+        assert_eq!(approved.status(), Approved, "{name}");
+        assert_eq!(approved.due_at, Some(due), "{name}");
+        // The rule is a fixed point: the sweeper's reading of the stored order is the same.
+        assert_eq!(
+            decide::due_at(&approved, &p),
+            Some(due),
+            "{name}: as stored"
+        );
+        assert!(
+            decide::sweep(&approved, &p, due - Duration::seconds(1)).is_none(),
+            "{name}: not redriven before"
+        );
+        let redriven = decide::sweep(&approved, &p, due).expect("redriven");
+        assert_eq!(
+            redriven.order.due_at,
+            Some(due + budget * 2),
+            "{name}: a re-send doubles the budget, from the re-send"
+        );
+    }
+}

@@ -15,17 +15,18 @@
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
 //! | outbox record (effect) | `ORDER#<id>` | `FX#<effect id>` | `doc`; in `by_due` until done |
 //! | restock guard | `RESTOCK#<key>` | `RESTOCK` | returned goods counted once |
-//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, `gsi4sk = <sku>`) |
+//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, `lsk = <sku>`) |
 //! | record (staff key, webhook endpoint, delivery) | `REC#<kind>` | `<id>` | `doc`; with a due time in `by_due` as `RECDUE#<family>#<shard>`, `<due>#<kind>#<id>`; `expires_at` TTL |
 //!
 //! GSIs, each projecting the keys only (an entry is about 200 bytes, one write unit, and a
 //! write that keeps an item's index keys does not touch the index; queries read the items back
 //! with `GetItem`): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
-//! (`gsi2pk = CUST#<customer>`, `gsi2sk = <order id>`), `by_status`
-//! (`gsi3pk = STATUS#<status>#<shard>`, `gsi3sk = <updated_at>#<id>`), `by_channel`
-//! (`gsi4pk = CHANNEL#<channel>#<shard>`, `gsi4sk = <order id>`). Order ids are UUIDv7, so id
-//! order is creation order. Order items also carry `status`, `channel`, `customer` and
-//! `created` at the top level.
+//! (`gsi2pk = CUST#<customer>`), `by_status` (`gsi3pk = STATUS#<status>#<shard>`, the
+//! statuses an order passes through in moments sharing `STATUS#pipeline#<shard>`), `by_channel`
+//! (`gsi4pk = CHANNEL#<channel>#<shard>`). The three list indexes share one sort key
+//! attribute, `lsk = <order id>`: ids are UUIDv7, so id order is creation order, and an entry
+//! stays put until its partition changes. Order items also carry `status` and `version` at the
+//! top level, for the write conditions.
 //!
 //! `by_due` (`gsi5pk`, `gsi5sk`) is sparse: an order with a due time is in `DUE#<shard>` sorted
 //! by `<due_at>#<id>`; an order that waits for a person is in `ATTN#<shard>`; an outbox record
@@ -129,8 +130,21 @@ mod keys {
     pub fn by_customer(c: &crate::domain::CustomerId) -> String {
         format!("CUST#{c}")
     }
+    /// The `by_status` partition of an order in status `s`: the statuses an order passes
+    /// through in moments (received, numbered, approved) share one, [`PIPELINE`], so that
+    /// moving between them leaves the index entry as it is (no index write); a list of one of
+    /// them reads the shared partitions and keeps the orders in that status.
     pub fn by_status(s: Status, shard: u16) -> String {
-        format!("STATUS#{s}#{shard}")
+        match status_group(s) {
+            Some(group) => format!("STATUS#{group}#{shard}"),
+            None => format!("STATUS#{s}#{shard}"),
+        }
+    }
+    /// The shared `by_status` partition of the statuses an order only passes through.
+    pub const PIPELINE: &str = "pipeline";
+    /// The shared partition a status is listed under, if it shares one.
+    pub fn status_group(s: Status) -> Option<&'static str> {
+        matches!(s, Status::Received | Status::Numbered | Status::Approved).then_some(PIPELINE)
     }
     pub fn by_channel(c: &ChannelId, shard: u16) -> String {
         format!("CHANNEL#{c}#{shard}")
@@ -252,7 +266,8 @@ struct FanOut {
     pk: &'static str,
     sk: &'static str,
     partitions: Vec<String>,
-    /// An upper bound on the sort key: the operator (`<` or `<=`) and the value.
+    /// A bound on the sort key: the operator (`<` or `<=`, or `>` to go on after an entry of
+    /// an ascending walk) and the value.
     below: Option<(&'static str, String)>,
     forward: bool,
 }
@@ -275,12 +290,17 @@ impl FanOut {
     }
 }
 
+/// The sort key attribute of the three list indexes (`by_customer`, `by_status`,
+/// `by_channel`): an order's id (UUIDv7, so creation order), a catalogue entry's SKU. One
+/// attribute, not one per index: 84 bytes less in every write of an order item.
+const LIST_SORT: &str = "lsk";
+
 /// Index names, their key attributes and what they project.
 const GSIS: [(&str, &str, &str, Projected); 5] = [
     ("by_number", "gsi1pk", "gsi1sk", Projected::Keys),
-    ("by_customer", "gsi2pk", "gsi2sk", Projected::Keys),
-    ("by_status", "gsi3pk", "gsi3sk", Projected::Keys),
-    ("by_channel", "gsi4pk", "gsi4sk", Projected::Keys),
+    ("by_customer", "gsi2pk", LIST_SORT, Projected::Keys),
+    ("by_status", "gsi3pk", LIST_SORT, Projected::Keys),
+    ("by_channel", "gsi4pk", LIST_SORT, Projected::Keys),
     ("by_due", "gsi5pk", "gsi5sk", Projected::Keys),
 ];
 
@@ -473,21 +493,27 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
                 .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
                 .build(),
         )?);
+    // Each key attribute defined once: the list indexes share their sort key.
+    let mut defined = std::collections::BTreeSet::new();
+    for (_, pk, sk, _) in GSIS {
+        for a in [pk, sk] {
+            if defined.insert(a) {
+                req = req.attribute_definitions(attr(a)?);
+            }
+        }
+    }
     for (index, pk, sk, projected) in GSIS {
-        req = req
-            .attribute_definitions(attr(pk)?)
-            .attribute_definitions(attr(sk)?)
-            .global_secondary_indexes(build(
-                GlobalSecondaryIndex::builder()
-                    .index_name(index)
-                    .set_key_schema(Some(key_schema(pk, sk)?))
-                    .projection(match projected {
-                        Projected::Keys => Projection::builder()
-                            .projection_type(ProjectionType::KeysOnly)
-                            .build(),
-                    })
-                    .build(),
-            )?);
+        req = req.global_secondary_indexes(build(
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .set_key_schema(Some(key_schema(pk, sk)?))
+                .projection(match projected {
+                    Projected::Keys => Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                })
+                .build(),
+        )?);
     }
     match req.send().await {
         Ok(_) => {}
@@ -1073,9 +1099,6 @@ impl DynamoStore {
         item.insert("status".into(), s(o.status().as_str()));
         item.insert("version".into(), n(o.version()));
         item.insert("doc".into(), to_av(o)?);
-        item.insert("channel".into(), s(o.channel.as_str()));
-        item.insert("customer".into(), s(o.customer.id.as_str()));
-        item.insert("created".into(), s(timestamp_key(o.created_at)));
         Ok(item)
     }
 
@@ -1088,7 +1111,8 @@ impl DynamoStore {
             item.insert("gsi1sk".into(), s("ORDER"));
         }
         item.insert("gsi2pk".into(), s(keys::by_customer(&o.customer.id)));
-        item.insert("gsi2sk".into(), s(o.id.to_string()));
+        // The three list indexes sort by the order id (creation order), one attribute for all.
+        item.insert(LIST_SORT.into(), s(o.id.to_string()));
         item.insert(
             "gsi3pk".into(),
             s(keys::by_status(
@@ -1097,17 +1121,12 @@ impl DynamoStore {
             )),
         );
         item.insert(
-            "gsi3sk".into(),
-            s(format!("{}#{}", timestamp_key(o.updated_at), o.id)),
-        );
-        item.insert(
             "gsi4pk".into(),
             s(keys::by_channel(
                 &o.channel,
                 keys::shard(o.id, keys::CHANNEL_SHARDS),
             )),
         );
-        item.insert("gsi4sk".into(), s(o.id.to_string()));
         if !o.attention.is_empty() {
             item.insert(
                 "gsi5pk".into(),
@@ -1231,10 +1250,11 @@ impl DynamoStore {
             found.extend(items.into_iter().filter(|i| keep.is_none_or(|k| k(i))));
             // Without a filter the first round is exact; ascending walks take one round.
             let Some(last) = last else { break };
-            if keep.is_none() || fan.forward || seen_all {
+            // An ascending walk with a bound of its own (the due indexes) takes one round.
+            if keep.is_none() || seen_all || (fan.forward && fan.below.is_some()) {
                 break;
             }
-            below = Some(("<", last));
+            below = Some((if fan.forward { ">" } else { "<" }, last));
         }
         found.truncate(limit);
         Ok(found)
@@ -1490,14 +1510,17 @@ impl OrderStore for DynamoStore {
         let fan = FanOut {
             index: "by_status",
             pk: "gsi3pk",
-            sk: "gsi3sk",
+            sk: LIST_SORT,
             partitions: (0..keys::status_shards(status))
                 .map(|shard| keys::by_status(status, shard))
                 .collect(),
             below: None,
             forward: true,
         };
-        orders_of(&self.fan_out(&fan, limit, None).await?)
+        // Statuses that share their partitions (and entries the index has not yet moved) are
+        // told apart by the orders read back.
+        let keep = |item: &Item| get_s(item, "status").is_ok_and(|st| st == status.as_str());
+        orders_of(&self.fan_out(&fan, limit, Some(&keep)).await?)
     }
 
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
@@ -1750,7 +1773,7 @@ impl CatalogueStore for DynamoStore {
         it.insert("kind".into(), s("catalogue"));
         it.insert("doc".into(), to_av(item)?);
         it.insert("gsi4pk".into(), s(keys::catalogue_list()));
-        it.insert("gsi4sk".into(), s(item.sku.as_str()));
+        it.insert(LIST_SORT.into(), s(item.sku.as_str()));
         self.put_item(it).await
     }
 
@@ -1786,7 +1809,7 @@ impl CatalogueStore for DynamoStore {
         };
         if let Some(a) = after {
             q.key_condition = "#pk = :pk AND #sk > :after".into();
-            q.names.insert("#sk".into(), "gsi4sk".into());
+            q.names.insert("#sk".into(), LIST_SORT.into());
             q.values.insert(":after".into(), s(a.as_str()));
         }
         self.index_items(&q, limit)
@@ -2320,11 +2343,12 @@ pub fn shards_of(family: &str) -> Option<u16> {
     let (_, key) = family.rsplit_once(' ')?;
     let head = key.split('#').next().unwrap_or_default();
     match head {
-        "STATUS" => key
-            .split('#')
-            .nth(1)
-            .and_then(|st| st.parse::<Status>().ok())
-            .map(keys::status_shards),
+        "STATUS" => match key.split('#').nth(1) {
+            Some(keys::PIPELINE) => Some(keys::STATUS_SHARDS),
+            st => st
+                .and_then(|st| st.parse::<Status>().ok())
+                .map(keys::status_shards),
+        },
         "CHANNEL" => Some(keys::CHANNEL_SHARDS),
         "DUE" => Some(keys::DUE_SHARDS),
         "FXDUE" => Some(keys::EFFECT_SHARDS),

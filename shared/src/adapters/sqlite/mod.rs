@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE UNIQUE INDEX IF NOT EXISTS orders_by_external ON orders(channel, external_id)
     WHERE external_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, id);
-CREATE INDEX IF NOT EXISTS orders_by_status ON orders(status, updated_at, id);
+-- Status lists go by id, as the other lists do (the index was (status, updated_at, id)).
+DROP INDEX IF EXISTS orders_by_status;
+CREATE INDEX IF NOT EXISTS orders_by_status_id ON orders(status, id);
 CREATE INDEX IF NOT EXISTS orders_by_channel ON orders(channel, id);
 CREATE INDEX IF NOT EXISTS orders_by_due ON orders(due_at, id) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS orders_by_attention ON orders(id) WHERE attention = 1;

@@ -14,7 +14,7 @@ use crate::domain::{
     OrderNumber, Sku, Status, StepMessage, TimelineEntry, WarehouseId,
 };
 use crate::ports::{
-    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, Keeping, ListIndex,
+    Allocation, CatalogueStore, Created, IdempotencyRecord, IdempotencyStore, Keeping,
     LowStockAlert, NumberStore, OrderPage, OrderQuery, OrderStore, OutboxStore, Record,
     RecordStore, Reservation, ReservationState, Reserved, Shortage, StockLevel, StockStore,
     StoreError, sum_allocations, timestamp_key,
@@ -308,15 +308,11 @@ impl OrderStore for SqliteStore {
     }
 
     async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError> {
-        let by_status = match query.index() {
-            Some(ListIndex::Status) => true,
-            Some(_) => false,
-            None => {
-                return Err(StoreError::InvalidQuery(
-                    "name a customer, a channel or a status".into(),
-                ));
-            }
-        };
+        if query.index().is_none() {
+            return Err(StoreError::InvalidQuery(
+                "name a customer, a channel or a status".into(),
+            ));
+        }
         // Only the filters that are set go into the WHERE clause, so that SQLite picks the index
         // of the one that names a customer, a channel or a status (`?N IS NULL OR col = ?N`
         // would make it scan the table).
@@ -329,20 +325,9 @@ impl OrderStore for SqliteStore {
         w.filter("channel =", query.channel.as_ref().map(ToString::to_string));
         w.filter("created_at >=", query.from.map(timestamp_key));
         w.filter("created_at <", query.to.map(timestamp_key));
-        // By status the index is (status, updated_at, id) and the cursor `updated_at#id`; else
-        // the customer's or channel's index ends in the id, and the cursor is the id.
-        let order_by = if by_status {
-            if let Some(cursor) = &query.cursor {
-                let (at, id) = cursor.split_once('#').unwrap_or((cursor.as_str(), ""));
-                let a = w.arg(rusqlite::types::Value::Text(at.to_owned()));
-                let b = w.arg(rusqlite::types::Value::Text(id.to_owned()));
-                w.clauses.push(format!("(updated_at, id) < ({a}, {b})"));
-            }
-            "updated_at DESC, id DESC"
-        } else {
-            w.filter("id <", query.cursor.clone());
-            "id DESC"
-        };
+        // Each index (customer's, channel's, status's) ends in the id, and the cursor is the id.
+        w.filter("id <", query.cursor.clone());
+        let order_by = "id DESC";
         let limit = w.arg(rusqlite::types::Value::Integer(to_sql_int(
             query.limit as u64,
         )?));
@@ -369,7 +354,7 @@ impl OrderStore for SqliteStore {
             .call(move |conn| {
                 orders_where(
                     conn,
-                    "SELECT doc FROM orders WHERE status = ?1 ORDER BY updated_at, id LIMIT (?2 + 0)",
+                    "SELECT doc FROM orders WHERE status = ?1 ORDER BY id LIMIT (?2 + 0)",
                     params![status.as_str(), limit],
                 )
             })
