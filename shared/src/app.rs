@@ -71,6 +71,10 @@ pub enum Backend {
     /// The embedded default: one SQLite file (with the `local` feature; not in Lambda builds).
     #[cfg(feature = "local")]
     Sqlite { path: std::path::PathBuf },
+    /// The embedded store with reads that may miss the latest write lagging as a DynamoDB
+    /// replica's may ([`crate::adapters::sqlite::SqliteStore::lagging`]): for tests.
+    #[cfg(feature = "local")]
+    SqliteLagging { path: std::path::PathBuf },
     /// DynamoDB and SQS (AWS, or a wire-compatible endpoint such as moto).
     Aws {
         settings: AwsSettings,
@@ -220,11 +224,14 @@ impl App {
         let meter = Arc::new(Meter::default());
         let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = match backend {
             #[cfg(feature = "local")]
-            Backend::Sqlite { path } => {
+            Backend::Sqlite { path } | Backend::SqliteLagging { path } => {
                 let db = crate::adapters::sqlite::SqliteDb::open(path)?;
                 // The queue's visibility timeouts run on real time, whatever clock the orders
                 // run on (tests drive a manual one).
-                let (store, queue) = db.store_and_queue(Arc::new(SystemClock));
+                let (mut store, queue) = db.store_and_queue(Arc::new(SystemClock));
+                if matches!(backend, Backend::SqliteLagging { .. }) {
+                    store = store.lagging();
+                }
                 (Arc::new(store), Arc::new(queue))
             }
             Backend::Aws {

@@ -164,6 +164,13 @@ pub trait OrderStore: Send + Sync {
         effects: &[Effect],
     ) -> Result<Created, StoreError>;
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// The order as a read that may miss its latest write sees it (on DynamoDB an eventually
+    /// consistent read: half the read units). Only for a caller that writes on condition of the
+    /// version it read, and reads again with [`Self::get_order`] when what it saw gives it
+    /// nothing to do.
+    async fn get_order_eventually(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.get_order(id).await
+    }
     async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError>;
     /// The order a channel sent with this external id.
     async fn get_order_by_external(

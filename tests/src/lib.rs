@@ -309,6 +309,23 @@ impl Local {
         .await
     }
 
+    /// On the embedded store with reads that may miss the latest write lagging one write
+    /// behind (`Backend::SqliteLagging`), with a configuration of the caller's and a sweep timer.
+    pub async fn sqlite_lagging(
+        config: oms::config::Config,
+        sweep_every: std::time::Duration,
+    ) -> Local {
+        Self::start(
+            |dir| oms::app::Backend::SqliteLagging {
+                path: dir.join("oms.sqlite"),
+            },
+            config,
+            sweep_every,
+            Outside::default(),
+        )
+        .await
+    }
+
     /// On DynamoDB + SQS at the test endpoint, with a fresh table and queue prefix.
     pub async fn dynamodb() -> Option<Local> {
         Self::dynamodb_with(oms::config::Config::demo(), Self::NO_TIMER).await

@@ -266,7 +266,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     // On SQS each receive is a billed request and the deployed functions are fed by the event
     // source mapping, so the local runtime keeps one poller per queue there.
     let pollers = match opts.backend {
-        Backend::Sqlite { .. } => POLLERS_PER_STEP,
+        Backend::Sqlite { .. } | Backend::SqliteLagging { .. } => POLLERS_PER_STEP,
         _ => 1,
     };
     for step in STEPS {

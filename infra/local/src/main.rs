@@ -444,7 +444,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     match &backend {
-        Backend::Sqlite { path } => println!("oms-local: state in {}", path.display()),
+        Backend::Sqlite { path } | Backend::SqliteLagging { path } => {
+            println!("oms-local: state in {}", path.display())
+        }
         Backend::Aws {
             table,
             queue_prefix,

@@ -226,7 +226,18 @@ pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
     let msg: StepMessage =
         serde_json::from_str(body).map_err(|e| StepError::Malformed(e.to_string()))?;
     tracing::Span::current().record("order_id", tracing::field::display(msg.order_id));
-    let order = load(app, msg.order_id).await?;
+    // Numbering reads strongly: a stale order would be numbered again (a number lost). The
+    // other steps write on condition of the version they read, so a first read may be stale;
+    // an order not (yet) at the step is read again strongly before the step lets it be.
+    let order = match app.store.get_order_eventually(msg.order_id).await? {
+        Some(o)
+            if step != Step::Numbering
+                && crate::domain::decide::step_of(&o) == Some(step.queue()) =>
+        {
+            o
+        }
+        _ => load(app, msg.order_id).await?,
+    };
     match step {
         Step::Numbering => numbering::run(app, order).await,
         Step::Review => review::run(app, order).await,
@@ -257,10 +268,26 @@ pub async fn decide_and_commit(
         chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<OrderChange>, Refusal>,
 ) -> Result<Outcome, StepError> {
+    // The first read may be stale (half the read units): the write is conditional on its
+    // version, and a stale order that gives nothing to do, or lost the race, is read again
+    // strongly.
+    let mut strong = false;
     for _ in 0..5 {
-        let order = load(app, id).await?;
-        let Some(change) = decide_fn(&order, &policy(app, &order), app.clock.now())? else {
-            return Ok(Outcome::Nothing(order));
+        let order = match strong {
+            false => app.store.get_order_eventually(id).await?,
+            true => None,
+        };
+        let (order, fresh) = match order {
+            Some(o) => (o, false),
+            None => (load(app, id).await?, true),
+        };
+        strong = true;
+        let change = match decide_fn(&order, &policy(app, &order), app.clock.now()) {
+            Ok(Some(change)) => change,
+            // Nothing to do, or refused, on what may be an older version: read again.
+            Ok(None) | Err(_) if !fresh => continue,
+            Ok(None) => return Ok(Outcome::Nothing(order)),
+            Err(refusal) => return Err(refusal.into()),
         };
         match commit(app, &change).await {
             Ok(()) => return Ok(Outcome::Committed(change.order)),

@@ -1440,6 +1440,13 @@ impl OrderStore for DynamoStore {
             .transpose()
     }
 
+    async fn get_order_eventually(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.read_item(keys::order(id), false)
+            .await?
+            .map(|item| from_av(&item, "doc"))
+            .transpose()
+    }
+
     async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError> {
         Ok(self
             .query_index(0, keys::by_number(number), true, 1)

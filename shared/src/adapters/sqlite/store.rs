@@ -26,13 +26,39 @@ pub struct SqliteStore {
     /// The clock of the queue in the same file, when the store puts step messages on it in the
     /// commit of the change that sends them (see [`SqliteDb::store_and_queue`]).
     steps_in_commit: Option<Arc<dyn Clock>>,
+    /// With [`SqliteStore::lagging`]: per order, what its next eventually consistent read
+    /// answers (the version before its last write; `None` after its creation).
+    behind: Option<Arc<std::sync::Mutex<Behind>>>,
 }
+
+/// Per order, what a lagging store's next eventually consistent read answers.
+type Behind = std::collections::HashMap<OrderId, Option<Order>>;
 
 impl SqliteStore {
     pub(super) fn new(db: SqliteDb, steps_in_commit: Option<Arc<dyn Clock>>) -> Self {
         Self {
             db,
             steps_in_commit,
+            behind: None,
+        }
+    }
+
+    /// A store whose eventually consistent reads lag as a DynamoDB replica may: the first
+    /// [`OrderStore::get_order_eventually`] after a write of an order answers the order as it
+    /// was before that write (nothing, after its creation); later reads are up to date. For the
+    /// tests of the readers that must cope (`Backend::SqliteLagging`).
+    pub fn lagging(mut self) -> Self {
+        self.behind = Some(Arc::default());
+        self
+    }
+
+    /// Remembers what the next eventually consistent read of `id` answers.
+    fn fall_behind(&self, id: OrderId, was: Option<Order>) {
+        if let Some(behind) = &self.behind {
+            behind
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, was);
         }
     }
 
@@ -230,6 +256,7 @@ impl OrderStore for SqliteStore {
     ) -> Result<Created, StoreError> {
         let (doc, entry) = (json(order)?, entry_row(entry)?);
         let (effects, messages) = self.split(effects)?;
+        let id = order.id;
         let order = order.clone();
         let (existing, written) = self
             .db
@@ -276,8 +303,24 @@ impl OrderStore for SqliteStore {
         self.wake(&written);
         Ok(match parse_order(existing)? {
             Some(existing) => Created::Existing(Box::new(existing)),
-            None => Created::New,
+            None => {
+                self.fall_behind(id, None);
+                Created::New
+            }
         })
+    }
+
+    async fn get_order_eventually(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        if let Some(behind) = &self.behind {
+            let was = behind
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            if let Some(was) = was {
+                return Ok(was);
+            }
+        }
+        self.get_order(id).await
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -363,6 +406,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
+        let (id, was) = (change.order.id, change.before.as_deref().cloned());
         let change = change.clone();
         let doc = json(&change.order)?;
         let entries = change
@@ -430,6 +474,7 @@ impl OrderStore for SqliteStore {
             })
             .await?;
         self.wake(&written);
+        self.fall_behind(id, was);
         Ok(())
     }
 
