@@ -229,13 +229,12 @@ pub async fn run(app: &App, step: Step, body: &str) -> Result<(), StepError> {
     // Numbering reads strongly: a stale order would be numbered again (a number lost). The
     // other steps write on condition of the version they read, so a first read may be stale;
     // an order not (yet) at the step is read again strongly before the step lets it be.
-    let order = match app.store.get_order_eventually(msg.order_id).await? {
-        Some(o)
-            if step != Step::Numbering
-                && crate::domain::decide::step_of(&o) == Some(step.queue()) =>
-        {
-            o
-        }
+    let eventually = match step {
+        Step::Numbering => None,
+        _ => app.store.get_order_eventually(msg.order_id).await?,
+    };
+    let order = match eventually {
+        Some(o) if crate::domain::decide::step_of(&o) == Some(step.queue()) => o,
         _ => load(app, msg.order_id).await?,
     };
     match step {

@@ -1955,9 +1955,8 @@ impl StockStore for DynamoStore {
             per_warehouse.entry(wh).or_default().push((sku.clone(), *q));
         }
         for _ in 0..MAX_CONFLICT_ATTEMPTS {
-            if !self.reservations(order).await?.is_empty() {
-                return Ok(Reserved::AlreadyHeld);
-            }
+            // No read of the order's reservations first (the inventory step has just read them):
+            // a reservation already there fails its put's condition, and the whole transaction.
             // Stock updates first, then one reservation record per warehouse; the indexes of
             // the cancellation reasons follow this order.
             let mut items = Vec::with_capacity(sums.len() + per_warehouse.len());
