@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::aws::meter::Meter;
-use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, ensure_table, sdk_config};
+use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, sdk_config};
 use crate::adapters::https::HttpsClient;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
@@ -241,8 +241,11 @@ impl App {
             } => {
                 let sdk = sdk_config(settings).await;
                 let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+                // Only the local runtime and the tests provision: a deployed table comes from
+                // the template, and the functions leave the code out.
+                #[cfg(feature = "local")]
                 if provision {
-                    ensure_table(&dynamo, table).await?;
+                    crate::adapters::aws::ensure_table(&dynamo, table).await?;
                 }
                 (
                     // Its stream feeds the relay: `functions/relay` on AWS, the local

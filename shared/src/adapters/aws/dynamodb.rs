@@ -60,11 +60,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use std::sync::Arc;
@@ -454,7 +450,12 @@ pub struct DynamoStore {
 
 /// Creates the table with its indexes, stream (new images) and TTL if it does not exist, and
 /// waits until it is active.
+#[cfg(feature = "local")]
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    };
     let attr = |name: &str| {
         build(
             AttributeDefinition::builder()

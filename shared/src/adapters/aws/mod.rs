@@ -11,7 +11,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
-pub use dynamodb::{DynamoStore, STREAMED_EFFECTS, ensure_table, shards_of};
+#[cfg(feature = "local")]
+pub use dynamodb::ensure_table;
+pub use dynamodb::{DynamoStore, STREAMED_EFFECTS, shards_of};
 pub use sqs::SqsQueue;
 
 use crate::ports::BoxError;
