@@ -361,6 +361,15 @@ pub const STREAMED_EFFECTS: &str = "fx";
 /// reads still compare `expires_ms` with the clock.
 const TTL_ATTRIBUTE: &str = "expires_at";
 
+/// Values a write returns only for the meter: none where nothing meters.
+fn for_meter(v: ReturnValue) -> ReturnValue {
+    if super::meter::METERED {
+        v
+    } else {
+        ReturnValue::None
+    }
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -735,7 +744,7 @@ impl DynamoStore {
             .set_item(Some(item.clone()))
             .condition_expression(condition)
             // The item it replaced, for the meter (returned values cost nothing).
-            .return_values(ReturnValue::AllOld);
+            .return_values(for_meter(ReturnValue::AllOld));
         if let Some((name, v)) = value {
             req = req.expression_attribute_values(name, v);
         }
@@ -760,7 +769,7 @@ impl DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.clone()))
-            .return_values(ReturnValue::AllOld)
+            .return_values(for_meter(ReturnValue::AllOld))
             .send()
             .await
             .map_err(sdk)?;
@@ -771,6 +780,9 @@ impl DynamoStore {
     /// Meters a single-item put that replaced `old` (if there was one): the larger of the two,
     /// and the index entries it wrote.
     fn meter_put(&self, old: Option<&Item>, new: &Item) {
+        if !super::meter::METERED {
+            return;
+        }
         let old = old.filter(|o| !o.is_empty());
         let bytes = item_size(new).max(old.map_or(0, item_size));
         self.meter.write(kind_of(new), bytes, false);
@@ -785,6 +797,9 @@ impl DynamoStore {
         item: Option<&Item>,
         bytes: usize,
     ) {
+        if !super::meter::METERED {
+            return;
+        }
         let units = self.meter.index_write(gsi.0, bytes);
         let pk = item
             .and_then(|i| i.get(gsi.1))
@@ -796,6 +811,9 @@ impl DynamoStore {
 
     /// Meters the index writes of one item going from `old` to `new` (`None`: no item).
     fn meter_indexes(&self, old: Option<&Item>, new: Option<&Item>) {
+        if !super::meter::METERED {
+            return;
+        }
         for gsi in GSIS {
             let before = old.and_then(|o| index_entry(o, gsi));
             let after = new.and_then(|n| index_entry(n, gsi));
@@ -846,6 +864,9 @@ impl DynamoStore {
     /// writes are metered by the caller once the transaction went through
     /// ([`DynamoStore::meter_indexes`]): it knows the items the puts replace.
     fn meter_transaction(&self, items: &[TransactWriteItem]) {
+        if !super::meter::METERED {
+            return;
+        }
         for i in items {
             if let Some(p) = i.put() {
                 self.meter
@@ -1050,12 +1071,14 @@ impl DynamoStore {
         let page = out.items.unwrap_or_default();
         // Index queries are eventually consistent: half the units. One that found nothing is
         // what looking costs whatever the orders (a sweep of empty shards), counted apart too.
-        let kind = format!("index {}", q.index);
-        if page.is_empty() {
-            self.meter.read_nothing(&kind, false);
-        } else {
-            self.meter
-                .read(&kind, page.iter().map(item_size).sum(), false, false);
+        if super::meter::METERED {
+            let kind = format!("index {}", q.index);
+            if page.is_empty() {
+                self.meter.read_nothing(&kind, false);
+            } else {
+                self.meter
+                    .read(&kind, page.iter().map(item_size).sum(), false, false);
+            }
         }
         Ok((page, out.last_evaluated_key))
     }
@@ -1548,7 +1571,11 @@ impl OrderStore for DynamoStore {
                     .build(),
             );
         }
-        let old_keys = change.before.as_deref().map(Self::order_keys);
+        let old_keys = change
+            .before
+            .as_deref()
+            .filter(|_| super::meter::METERED)
+            .map(Self::order_keys);
         if others.is_empty() {
             // One item: a conditional update, not a transaction (half the write units).
             let out = self
@@ -1560,7 +1587,8 @@ impl OrderStore for DynamoStore {
                 .condition_expression(&update.condition)
                 .set_expression_attribute_names(Some(update.names))
                 .set_expression_attribute_values(Some(update.values))
-                .return_values(ReturnValue::AllNew)
+                // The item written, for the meter (its size is the write's units).
+                .return_values(for_meter(ReturnValue::AllNew))
                 .return_values_on_condition_check_failure(
                     aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -1662,7 +1690,7 @@ impl OrderStore for DynamoStore {
             .expression_attribute_names("#fx", STREAMED_EFFECTS)
             .expression_attribute_values(":tl", AttributeValue::L(vec![to_av(entry)?]))
             .expression_attribute_values(":nil", AttributeValue::L(Vec::new()))
-            .return_values(ReturnValue::AllNew)
+            .return_values(for_meter(ReturnValue::AllNew))
             .send()
             .await;
         match out {
@@ -1717,7 +1745,7 @@ impl OutboxStore for DynamoStore {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(k.clone()))
-            .return_values(ReturnValue::AllOld)
+            .return_values(for_meter(ReturnValue::AllOld))
             .send()
             .await
             .map_err(sdk)?;
