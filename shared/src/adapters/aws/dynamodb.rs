@@ -609,6 +609,39 @@ fn update(
         .build())
 }
 
+/// The order item's document: the order's JSON, deflated, in a binary attribute. Every write
+/// of the item (about ten a life) is billed by the item's size, and deflate takes the JSON from
+/// about 1.2 KB to 0.6 KB (the attribute map it replaces took 1.1 KB). An item written before
+/// keeps its document as a map, which is read as before.
+fn order_doc(o: &Order) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_vec(o).map_err(|e| StoreError::Backend(boxed(e)))?;
+    Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        deflate(&json),
+    )))
+}
+
+/// Deflate at the level the order documents are written with (6: zlib's default; 9 saves
+/// about 1 % more for twice the time).
+pub fn deflate(json: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec(json, 6)
+}
+
+/// The order of a deflated document (an item's, or a stream record's).
+pub fn inflate_order(deflated: &[u8]) -> Result<Order, String> {
+    // A document is a few KB; the limit keeps a corrupt one from taking the memory.
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, 1 << 20)
+        .map_err(|e| format!("an order document does not inflate: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| format!("an order document: {e}"))
+}
+
+/// The order an order item holds.
+fn order_of(item: &Item) -> Result<Order, StoreError> {
+    match item.get("doc") {
+        Some(AttributeValue::B(b)) => inflate_order(b.as_ref()).map_err(corrupt),
+        _ => from_av(item, "doc"),
+    }
+}
+
 /// The order item's attribute that holds its timeline, oldest first: entries are appended in
 /// the write that makes them, so a change and its entries are one single-item write.
 const TIMELINE: &str = "tl";
@@ -1122,7 +1155,7 @@ impl DynamoStore {
         item.insert("kind".into(), s("order"));
         item.insert("status".into(), s(o.status().as_str()));
         item.insert("version".into(), n(o.version()));
-        item.insert("doc".into(), to_av(o)?);
+        item.insert("doc".into(), order_doc(o)?);
         Ok(item)
     }
 
@@ -1368,10 +1401,7 @@ async fn backoff(attempt: u32) {
 }
 
 fn orders_of(items: &[Item]) -> Result<Vec<Order>, StoreError> {
-    items
-        .iter()
-        .map(|item| from_av::<Order>(item, "doc"))
-        .collect()
+    items.iter().map(order_of).collect()
 }
 
 fn level(item: &Item) -> Result<StockLevel, StoreError> {
@@ -1460,14 +1490,14 @@ impl OrderStore for DynamoStore {
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.get_item(keys::order(id))
             .await?
-            .map(|item| from_av(&item, "doc"))
+            .map(|item| order_of(&item))
             .transpose()
     }
 
     async fn get_order_eventually(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.read_item(keys::order(id), false)
             .await?
-            .map(|item| from_av(&item, "doc"))
+            .map(|item| order_of(&item))
             .transpose()
     }
 
@@ -1528,7 +1558,7 @@ impl OrderStore for DynamoStore {
         };
         // The index holds keys only: the other filters apply to the orders read back, which
         // also leaves out an entry the index has not yet moved (an order that changed status).
-        let keep = |item: &Item| from_av::<Order>(item, "doc").map_or(true, |o| query.matches(&o));
+        let keep = |item: &Item| order_of(item).map_or(true, |o| query.matches(&o));
         let orders = orders_of(&self.fan_out(&fan, query.limit, Some(&keep)).await?)?;
         Ok(OrderPage::of(query, orders))
     }
@@ -1661,7 +1691,7 @@ impl OrderStore for DynamoStore {
         self.due_items(keys::due, keys::DUE_SHARDS, now, limit)
             .await?
             .iter()
-            .map(|item| from_av::<Order>(item, "doc"))
+            .map(order_of)
             .collect()
     }
 
@@ -2398,6 +2428,55 @@ pub fn shards_of(family: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn an_order() -> Order {
+        let draft: crate::domain::OrderDraft = serde_json::from_value(serde_json::json!({
+            "channel": "web",
+            "customer": {"id": "C1", "name": "Li Lei", "email": "li@example.com"},
+            "lines": [{"sku": "TEA-001", "quantity": 2, "unit_price": 4990}],
+            "currency": "CNY",
+            "shipping_address": {"name": "Li Lei", "country": "CN", "region": "Jiangsu",
+                                 "city": "Nanjing", "line1": "1 Zhongshan Rd"},
+            "payment_method": "prepaid"
+        }))
+        .expect("draft");
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 3, 9, 0, 0).unwrap();
+        draft
+            .validate()
+            .expect("valid")
+            .accept(OrderId::generate(), at)
+            .0
+    }
+
+    /// The document is deflated JSON in a binary attribute, much smaller than the attribute
+    /// map; it reads back equal, a map written before reads as before, and a corrupt one is an
+    /// error, not an order.
+    #[test]
+    fn an_order_document_is_deflated_json_and_reads_back_equal() {
+        let o = an_order();
+        let AttributeValue::B(deflated) = order_doc(&o).unwrap() else {
+            panic!("a binary attribute");
+        };
+        let as_map = to_av(&o).unwrap();
+        let map_size =
+            super::super::meter::item_size(&HashMap::from([("doc".into(), as_map.clone())]));
+        assert!(
+            deflated.as_ref().len() * 10 < map_size * 8,
+            "{} deflated bytes against a {map_size}-byte map",
+            deflated.as_ref().len()
+        );
+        let item = HashMap::from([("doc".to_owned(), AttributeValue::B(deflated.clone()))]);
+        assert_eq!(order_of(&item).unwrap(), o);
+        let older = HashMap::from([("doc".to_owned(), as_map)]);
+        assert_eq!(order_of(&older).unwrap(), o);
+        let mut bytes = deflated.into_inner();
+        bytes.truncate(bytes.len() / 2);
+        let cut = HashMap::from([(
+            "doc".to_owned(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
+        )]);
+        assert!(order_of(&cut).is_err());
+    }
 
     /// Orders land evenly on the shards of every sharded family: with a million order ids no
     /// shard takes more than 12 % over its share (or under it), so the capacity model's
