@@ -662,6 +662,55 @@ mod cases {
         assert_eq!(timeline[2].actor, Actor::Staff("ops1".into()));
         assert_eq!(timeline[3].reason.as_deref(), Some("unusual amount"));
 
+        // A change to the order as read back (on DynamoDB the whole timeline is written again,
+        // deflated), then one to the order as held here (its entries appended): every entry
+        // stays, the note beside the changes too, in order.
+        let loaded = b.store.get_order(o.id).await.unwrap().unwrap();
+        let approved = loaded
+            .transition(
+                Status::Approved,
+                Actor::Staff("ops1".into()),
+                Some("checked".into()),
+                t0() + chrono::Duration::milliseconds(3),
+            )
+            .unwrap();
+        b.store.save_change(&approved).await.unwrap();
+        let noted = approved.order.revise(
+            Actor::Staff("ops2".into()),
+            "noted".into(),
+            t0() + chrono::Duration::milliseconds(4),
+        );
+        b.store.save_change(&noted).await.unwrap();
+        let again = b.store.get_order(o.id).await.unwrap().unwrap();
+        let last = again.revise(
+            Actor::Staff("ops3".into()),
+            "last".into(),
+            t0() + chrono::Duration::milliseconds(5),
+        );
+        b.store.save_change(&last).await.unwrap();
+        let reasons: Vec<_> = b
+            .store
+            .timeline(o.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.reason.unwrap_or_default())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "",
+                "",
+                "called the customer",
+                "unusual amount",
+                "checked",
+                "noted",
+                "last"
+            ],
+            "{}",
+            b.name
+        );
+
         let (ghost, _) = order("C1", None, &[("TEA-001", 1)]);
         assert!(matches!(
             b.store.append_timeline(ghost.id, &note.entry).await,

@@ -4,7 +4,7 @@
 //!
 //! | item | `pk` | `sk` | notes |
 //! |---|---|---|---|
-//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order; `tl` its timeline (a list, appended in the write that makes each entry); `ev` the provider events applied (a string set); `fx` the effects of this write that the stream relays; GSI keys below |
+//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order (deflated JSON); `tz` its timeline (deflated JSON, written whole by a change to an order this process loaded) and `tl` entries appended by other writes (a list), together in id order; `ev` the provider events applied (a string set); `fx` the effects of this write that the stream relays; GSI keys below |
 //! | reservation | `ORDER#<id>` | `RES#<warehouse>` | `state`, `lines` |
 //! | external id guard | `EXT#<channel>#<external id>` | `EXT` | `order_id` |
 //! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id` |
@@ -455,7 +455,14 @@ pub struct DynamoStore {
     /// A relay reads the table's stream ([`DynamoStore::relayed`]): notifications and stock
     /// moves ride in the order's write ([`Keeping::Streamed`]) instead of outbox records.
     relayed: bool,
+    /// The deflated timelines (`tz`) of the orders this process loaded, by order and version:
+    /// a change to a loaded order writes its whole timeline deflated, with no read of its own.
+    loaded: Arc<std::sync::Mutex<HashMap<(OrderId, u64), AttributeValue>>>,
 }
+
+/// Loaded timelines kept at most; past it the cache starts again (the orders in flight in one
+/// process are a few hundred at most).
+const LOADED_TIMELINES: usize = 4096;
 
 /// Creates the table with its indexes, stream (new images) and TTL if it does not exist, and
 /// waits until it is active.
@@ -642,9 +649,33 @@ fn order_of(item: &Item) -> Result<Order, StoreError> {
     }
 }
 
-/// The order item's attribute that holds its timeline, oldest first: entries are appended in
-/// the write that makes them, so a change and its entries are one single-item write.
+/// The order item's attribute that holds its timeline as deflated JSON (a list of entries):
+/// written whole by a change to an order this process loaded (it knows the timeline the
+/// version it changes had), about a third of the bytes of the same entries as attribute maps.
+const TIMELINE_DEFLATED: &str = "tz";
+/// The order item's attribute that holds timeline entries as a list of attribute maps: those
+/// appended by a write that did not load the order's timeline (or by an item written before
+/// the deflated timeline), appended in the write that makes them. The timeline is both, in id
+/// order.
 const TIMELINE: &str = "tl";
+
+/// A deflated timeline attribute of `entries`.
+fn deflated_timeline(entries: &[TimelineEntry]) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_vec(entries).map_err(|e| StoreError::Backend(boxed(e)))?;
+    Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        deflate(&json),
+    )))
+}
+
+/// The entries of a deflated timeline attribute.
+fn inflated_timeline(v: &AttributeValue) -> Result<Vec<TimelineEntry>, StoreError> {
+    let AttributeValue::B(b) = v else {
+        return Err(corrupt("a deflated timeline that is not binary"));
+    };
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(b.as_ref(), 1 << 22)
+        .map_err(|e| corrupt(format!("a timeline does not inflate: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Backend(boxed(e)))
+}
 /// The order item's string set of the provider events its changes applied: a change that
 /// carries an event is conditional on the event not being there yet.
 const EVENTS: &str = "ev";
@@ -665,7 +696,11 @@ struct OrderUpdate {
 /// timeline entries, adds its event, and removes the optional attributes `item` lacks; on
 /// condition that the order is at the version and status the change was decided on, and that
 /// the event was not applied before.
-fn order_update(item: &Item, change: &OrderChange) -> Result<OrderUpdate, StoreError> {
+fn order_update(
+    item: &Item,
+    change: &OrderChange,
+    timeline: Option<AttributeValue>,
+) -> Result<OrderUpdate, StoreError> {
     let mut names = HashMap::new();
     let mut values = HashMap::new();
     let mut sets = Vec::new();
@@ -678,11 +713,18 @@ fn order_update(item: &Item, change: &OrderChange) -> Result<OrderUpdate, StoreE
         values.insert(format!(":a{i}"), value.clone());
         sets.push(format!("#a{i} = :a{i}"));
     }
-    names.insert("#tl".into(), TIMELINE.into());
-    let entries = change.entries().map(to_av).collect::<Result<Vec<_>, _>>()?;
-    values.insert(":tl".into(), AttributeValue::L(entries));
-    values.insert(":nil".into(), AttributeValue::L(Vec::new()));
-    sets.push("#tl = list_append(if_not_exists(#tl, :nil), :tl)".into());
+    if let Some(tz) = timeline {
+        // The whole timeline, the change's entries with it (its `tl` entries stay where they are).
+        names.insert("#tz".into(), TIMELINE_DEFLATED.into());
+        values.insert(":tz".into(), tz);
+        sets.push("#tz = :tz".into());
+    } else {
+        names.insert("#tl".into(), TIMELINE.into());
+        let entries = change.entries().map(to_av).collect::<Result<Vec<_>, _>>()?;
+        values.insert(":tl".into(), AttributeValue::L(entries));
+        values.insert(":nil".into(), AttributeValue::L(Vec::new()));
+        sets.push("#tl = list_append(if_not_exists(#tl, :nil), :tl)".into());
+    }
     names.insert("#v".into(), "version".into());
     names.insert("#st".into(), "status".into());
     values.insert(":v".into(), n(change.expected_version));
@@ -728,6 +770,9 @@ fn timeline_of(item: &Item) -> Result<Vec<TimelineEntry>, StoreError> {
             .collect::<Result<_, _>>()?,
         _ => Vec::new(),
     };
+    if let Some(tz) = item.get(TIMELINE_DEFLATED) {
+        entries.extend(inflated_timeline(tz)?);
+    }
     entries.sort_by_key(|e| e.id);
     Ok(entries)
 }
@@ -880,6 +925,7 @@ impl DynamoStore {
             table: table.into(),
             meter,
             relayed: false,
+            loaded: Arc::default(),
         }
     }
 
@@ -1139,6 +1185,39 @@ impl DynamoStore {
     /// The order's item, carrying the effects of the write that the stream relays
     /// ([`Keeping::Streamed`]) in `fx`: the next write replaces the item and drops them, so
     /// each version carries its own change's effects only.
+    /// The order an item holds, its deflated timeline kept for a change to it.
+    fn loaded_order(&self, item: &Item) -> Result<Order, StoreError> {
+        let order = order_of(item)?;
+        if let Some(tz) = item.get(TIMELINE_DEFLATED) {
+            let mut loaded = self
+                .loaded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if loaded.len() >= LOADED_TIMELINES {
+                loaded.clear();
+            }
+            loaded.insert((order.id, order.version()), tz.clone());
+        }
+        Ok(order)
+    }
+
+    /// The whole deflated timeline after `change`, if this process loaded the version it
+    /// changes (the write's condition on that version makes it the timeline there is); `None`:
+    /// the change's entries are appended to the item's `tl` instead.
+    fn timeline_after(&self, change: &OrderChange) -> Result<Option<AttributeValue>, StoreError> {
+        let was = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(change.order.id, change.expected_version));
+        let Some(was) = was else {
+            return Ok(None);
+        };
+        let mut entries = inflated_timeline(&was)?;
+        entries.extend(change.entries().cloned());
+        deflated_timeline(&entries).map(Some)
+    }
+
     fn order_item(&self, o: &Order, effects: &[Effect]) -> Result<Item, StoreError> {
         let mut item = Self::order_keys(o);
         let streamed: Vec<crate::domain::effects::Carried> = effects
@@ -1424,7 +1503,10 @@ impl OrderStore for DynamoStore {
         effects: &[Effect],
     ) -> Result<Created, StoreError> {
         let mut order_item = self.order_item(order, effects)?;
-        order_item.insert(TIMELINE.into(), AttributeValue::L(vec![to_av(entry)?]));
+        order_item.insert(
+            TIMELINE_DEFLATED.into(),
+            deflated_timeline(std::slice::from_ref(entry))?,
+        );
         let mut items = vec![put(
             &self.table,
             order_item.clone(),
@@ -1490,14 +1572,14 @@ impl OrderStore for DynamoStore {
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.get_item(keys::order(id))
             .await?
-            .map(|item| order_of(&item))
+            .map(|item| self.loaded_order(&item))
             .transpose()
     }
 
     async fn get_order_eventually(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.read_item(keys::order(id), false)
             .await?
-            .map(|item| order_of(&item))
+            .map(|item| self.loaded_order(&item))
             .transpose()
     }
 
@@ -1587,7 +1669,8 @@ impl OrderStore for DynamoStore {
     async fn save_change(&self, change: &OrderChange) -> Result<(), StoreError> {
         let id = change.order.id;
         let new_item = self.order_item(&change.order, &change.effects)?;
-        let update = order_update(&new_item, change)?;
+        let timeline = self.timeline_after(change)?;
+        let update = order_update(&new_item, change, timeline)?;
         let mut others = self.effect_puts(&change.effects, &change.order)?;
         for done in &change.done {
             others.push(
@@ -1691,7 +1774,7 @@ impl OrderStore for DynamoStore {
         self.due_items(keys::due, keys::DUE_SHARDS, now, limit)
             .await?
             .iter()
-            .map(order_of)
+            .map(|item| self.loaded_order(item))
             .collect()
     }
 
