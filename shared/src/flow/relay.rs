@@ -69,15 +69,15 @@ pub fn order_of_record(
         .new_image
         .get("doc")
         .ok_or_else(|| StepError::Malformed("an order record without its document".into()))?;
-    match doc {
-        // Deflated JSON, as the store writes it.
-        serde_dynamo::AttributeValue::B(deflated) => crate::adapters::aws::inflate_order(deflated)
-            .map(Some)
-            .map_err(StepError::Malformed),
-        doc => serde_dynamo::from_attribute_value(doc.clone())
-            .map(Some)
-            .map_err(|e| StepError::Malformed(format!("an order document: {e}"))),
-    }
+    // Deflated JSON, as the store writes it.
+    let serde_dynamo::AttributeValue::B(deflated) = doc else {
+        return Err(StepError::Malformed(
+            "an order record's document is not deflated JSON".into(),
+        ));
+    };
+    crate::adapters::aws::inflate_order(deflated)
+        .map(Some)
+        .map_err(StepError::Malformed)
 }
 
 /// Whether a stream record is a write of an order item (`sk = ORDER`), not its removal.
