@@ -429,6 +429,12 @@ pub trait StockStore: Send + Sync {
     ) -> Result<StockLevel, StoreError>;
     /// Stock of a SKU in every warehouse that has a record of it.
     async fn stock_of(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError>;
+    /// [`Self::stock_of`] as a read that may miss the latest writes sees it (on DynamoDB an
+    /// eventually consistent read: half the read units). For a caller that reads again with
+    /// `stock_of` before it concludes anything from too little stock.
+    async fn stock_of_eventually(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError> {
+        self.stock_of(sku).await
+    }
     /// Reserves every allocation of an order in one atomic step, or nothing
     /// (`InsufficientStock` names each short SKU and warehouse). Allocations sharing a SKU and
     /// warehouse are summed first. Available stock never goes below zero.

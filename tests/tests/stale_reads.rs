@@ -174,3 +174,42 @@ async fn demo_lives_on_reads_that_lag_all_end() {
     assert!(summary.accounts_for_every_order(), "{summary}");
     local.running.stop().await;
 }
+
+#[tokio::test]
+async fn an_allocation_that_sees_too_little_stock_reads_it_again_before_it_waits_for_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = lagging_app(dir.path()).await;
+    let store = &app.store;
+    let (sku, wh) = (
+        oms::domain::Sku::parse("TEA-001").unwrap(),
+        oms::domain::WarehouseId::parse("nj").unwrap(),
+    );
+    store.set_stock(&sku, &wh, 10, 0).await.unwrap();
+    // The lagging store's first look sees none of it.
+    let seen = store.stock_of_eventually(&sku).await.unwrap();
+    assert_eq!(seen.iter().map(|l| l.available()).sum::<u64>(), 0);
+
+    let (o, entry) = order("C1", None, &[("TEA-001", 2)]);
+    store.create_order(&o, &entry, &[]).await.unwrap();
+    let numbered = o
+        .transition(Status::Numbered, by("numbering"), None, t0())
+        .unwrap();
+    store.save_change(&numbered).await.unwrap();
+    let approved = numbered
+        .order
+        .transition(Status::Approved, by("review"), None, t0())
+        .unwrap();
+    store.save_change(&approved).await.unwrap();
+    let body = format!("{{\"order_id\":\"{}\"}}", o.id);
+    oms::flow::run(&app, Step::Inventory, &body)
+        .await
+        .expect("inventory");
+    let after = store.get_order(o.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.status(),
+        Status::AwaitingPayment,
+        "reserved, not waiting for stock"
+    );
+    let level = store.stock_of(&sku).await.unwrap();
+    assert_eq!((level[0].on_hand, level[0].reserved), (10, 2));
+}

@@ -113,21 +113,32 @@ async fn reserve(app: &App, order: &Order, split_lines: bool) -> Result<Lock, St
         &app.config.warehouses,
         order.shipping_address.region.as_str(),
     );
-    for _ in 0..3 {
+    for attempt in 0..4 {
+        // The first look may miss the latest stock moves (half the read units): the reservation
+        // is conditional on what is there, and too little stock or an unknown SKU is only
+        // concluded from a strong read.
+        let eventually = attempt == 0;
         let mut levels = Vec::new();
         let mut unknown = Vec::new();
         for sku in &skus {
-            let of_sku = app.store.stock_of(sku).await?;
+            let of_sku = match eventually {
+                true => app.store.stock_of_eventually(sku).await?,
+                false => app.store.stock_of(sku).await?,
+            };
             if of_sku.is_empty() {
                 unknown.push((*sku).clone());
             }
             levels.extend(of_sku);
         }
         if !unknown.is_empty() {
+            if eventually {
+                continue;
+            }
             return Ok(Lock::Unknown(unknown));
         }
         let allocations = match allocate(&lines, &order_of, &levels, split_lines) {
             Ok(a) => a,
+            Err(_) if eventually => continue,
             Err(missing) => return Ok(Lock::Missing(missing)),
         };
         match app.store.reserve(order.id, &allocations).await {

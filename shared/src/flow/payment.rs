@@ -44,10 +44,22 @@ pub fn facts(ev: &PaymentEvent) -> PaymentFacts {
 /// order is decided again on the newest order.
 pub async fn apply(app: &App, ev: &PaymentEvent) -> Result<Applied, StepError> {
     let facts = facts(ev);
-    let id = find(app, &ev.order).await?.id;
+    // An event that names the order's id needs no look-up: the decision reads the order.
+    let id = match &ev.order {
+        OrderRef::Id(id) => *id,
+        by_number => find(app, by_number).await?.id,
+    };
     tracing::Span::current().record("order_id", tracing::field::display(id));
-    let outcome =
-        decide_and_commit(app, id, |o, p, now| Ok(decide::payment(o, &facts, p, now))).await?;
+    let outcome = match decide_and_commit(app, id, |o, p, now| {
+        Ok(decide::payment(o, &facts, p, now))
+    })
+    .await
+    {
+        Err(StepError::UnknownOrder(_)) => {
+            return Err(StepError::NotOurs(format!("no order for {:?}", ev.order)));
+        }
+        outcome => outcome?,
+    };
     Ok(match outcome {
         Outcome::Committed(order) => {
             tracing::info!(order_id = %id, provider = %ev.provider, kind = ?ev.kind, status = %order.status(), "payment event applied");

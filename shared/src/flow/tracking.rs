@@ -29,9 +29,13 @@ pub async fn apply(
     })
     .await?;
     // A merged parcel carries other orders' goods too: the update is theirs as well, applied
-    // once per order (the event id names the order), also when this order had it already.
-    let merged: Vec<crate::domain::OrderId> = super::load(app, order_id)
-        .await?
+    // once per order (the event id names the order), also when this order had it already. The
+    // order as the decision left it names them (read again only after a duplicate).
+    let order = match &outcome {
+        Outcome::Committed(order) | Outcome::Nothing(order) => order.clone(),
+        Outcome::Duplicate => super::load(app, order_id).await?,
+    };
+    let merged: Vec<crate::domain::OrderId> = order
         .shipments
         .iter()
         .filter(|s| s.tracking_number == update.tracking_number)

@@ -1060,6 +1060,16 @@ impl DynamoStore {
 
     /// All items of one partition whose sort key starts with `prefix`, following pages.
     async fn query_prefix(&self, pk: String, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        self.query_prefix_read(pk, prefix, true).await
+    }
+
+    /// [`Self::query_prefix`], read strongly consistent or not.
+    async fn query_prefix_read(
+        &self,
+        pk: String,
+        prefix: &str,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -1070,7 +1080,7 @@ impl DynamoStore {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .expression_attribute_values(":prefix", s(prefix))
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -1079,7 +1089,7 @@ impl DynamoStore {
             self.meter.read(
                 kind_of_key(&pk, prefix),
                 page.iter().map(item_size).sum(),
-                true,
+                consistent,
                 false,
             );
             items.extend(page);
@@ -2080,6 +2090,14 @@ impl StockStore for DynamoStore {
 
     async fn stock_of(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError> {
         self.query_prefix(keys::stock_partition(sku), "WH#")
+            .await?
+            .iter()
+            .map(level)
+            .collect()
+    }
+
+    async fn stock_of_eventually(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError> {
+        self.query_prefix_read(keys::stock_partition(sku), "WH#", false)
             .await?
             .iter()
             .map(level)

@@ -45,8 +45,9 @@ impl SqliteStore {
 
     /// A store whose eventually consistent reads lag as a DynamoDB replica may: the first
     /// [`OrderStore::get_order_eventually`] after a write of an order answers the order as it
-    /// was before that write (nothing, after its creation); later reads are up to date. For the
-    /// tests of the readers that must cope (`Backend::SqliteLagging`).
+    /// was before that write (nothing, after its creation), later reads are up to date; and
+    /// every [`StockStore::stock_of_eventually`] answers no stock available. For the tests of
+    /// the readers that must cope (`Backend::SqliteLagging`).
     pub fn lagging(mut self) -> Self {
         self.behind = Some(Arc::default());
         self
@@ -923,6 +924,17 @@ impl StockStore for SqliteStore {
                 rows.into_iter().map(to_level).collect()
             })
             .await
+    }
+
+    async fn stock_of_eventually(&self, sku: &Sku) -> Result<Vec<StockLevel>, StoreError> {
+        let mut levels = self.stock_of(sku).await?;
+        if self.behind.is_some() {
+            // Lagging: as a replica that has not seen the stock put on hand yet.
+            for l in &mut levels {
+                l.on_hand = l.reserved;
+            }
+        }
+        Ok(levels)
     }
 
     async fn reserve(
