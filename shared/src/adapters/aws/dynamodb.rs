@@ -7,7 +7,7 @@
 //! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order (deflated JSON); `tz` its timeline (deflated JSON, written whole by a change to an order this process loaded) and `tl` entries appended by other writes (a list), together in id order; `ev` the provider events applied (a string set); `fx` the effects of this write that the stream relays; GSI keys below |
 //! | reservation | `ORDER#<id>` | `RES#<warehouse>` | `state`, `lines` |
 //! | external id guard | `EXT#<channel>#<external id>` | `EXT` | `order_id` |
-//! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id` |
+//! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id`; how an order is found by its number (no index of numbers) |
 //! | counter | `COUNTER#<key>` | `COUNTER` | `high`: last value handed out |
 //! | alias (tracking number) | `ALIAS#<alias>` | `ALIAS` | `order_id` |
 //! | stock | `SKU#<sku>` | `WH#<warehouse>` | `on_hand`, `reserved`, `available`, `safety` |
@@ -20,8 +20,7 @@
 //!
 //! GSIs, each projecting the keys only (an entry is about 200 bytes, one write unit, and a
 //! write that keeps an item's index keys does not touch the index; queries read the items back
-//! with `GetItem`): `by_number` (`gsi1pk = NUM#<number>`), `by_customer`
-//! (`gsi2pk = CUST#<customer>`), `by_status` (`gsi3pk = STATUS#<status>#<shard>`, the
+//! with `GetItem`): `by_customer` (`gsi2pk = CUST#<customer>`), `by_status` (`gsi3pk = STATUS#<status>#<shard>`, the
 //! statuses an order passes through in moments sharing `STATUS#pipeline#<shard>`), `by_channel`
 //! (`gsi4pk = CHANNEL#<channel>#<shard>`). The three list indexes share one sort key
 //! attribute, `lsk = <order id>`: ids are UUIDv7, so id order is creation order, and an entry
@@ -119,9 +118,6 @@ mod keys {
     }
     pub fn idempotency(key: &str) -> (String, String) {
         (format!("IDEM#{key}"), "IDEM".into())
-    }
-    pub fn by_number(n: &OrderNumber) -> String {
-        format!("NUM#{n}")
     }
     pub fn by_customer(c: &crate::domain::CustomerId) -> String {
         format!("CUST#{c}")
@@ -225,7 +221,6 @@ mod keys {
             ["STATUS", status, ..] => format!("STATUS#{status}"),
             ["CHANNEL", channel, ..] => format!("CHANNEL#{channel}"),
             ["CUST", ..] => "CUST#<customer>".into(),
-            ["NUM", ..] => "NUM#<number>".into(),
             ["SKU", ..] => "SKU#<sku>".into(),
             _ => pk.to_owned(),
         }
@@ -292,8 +287,7 @@ impl FanOut {
 const LIST_SORT: &str = "lsk";
 
 /// Index names, their key attributes and what they project.
-const GSIS: [(&str, &str, &str, Projected); 5] = [
-    ("by_number", "gsi1pk", "gsi1sk", Projected::Keys),
+const GSIS: [(&str, &str, &str, Projected); 4] = [
     ("by_customer", "gsi2pk", LIST_SORT, Projected::Keys),
     ("by_status", "gsi3pk", LIST_SORT, Projected::Keys),
     ("by_channel", "gsi4pk", LIST_SORT, Projected::Keys),
@@ -681,8 +675,7 @@ fn inflated_timeline(v: &AttributeValue) -> Result<Vec<TimelineEntry>, StoreErro
 const EVENTS: &str = "ev";
 /// Order item attributes that only some versions have: an update that leaves them out removes
 /// them (the effects of the last write above all, which must not ride again).
-const OPTIONAL_ORDER_ATTRIBUTES: [&str; 5] =
-    ["gsi1pk", "gsi1sk", "gsi5pk", "gsi5sk", STREAMED_EFFECTS];
+const OPTIONAL_ORDER_ATTRIBUTES: [&str; 3] = ["gsi5pk", "gsi5sk", STREAMED_EFFECTS];
 
 /// An `UpdateItem` that writes a change to its order item.
 struct OrderUpdate {
@@ -1101,25 +1094,6 @@ impl DynamoStore {
     }
 
     /// Orders from one GSI partition, up to `limit`.
-    async fn query_index(
-        &self,
-        index: usize,
-        pk_value: String,
-        forward: bool,
-        limit: usize,
-    ) -> Result<Vec<Order>, StoreError> {
-        let (index, pk, sk, _) = GSIS[index];
-        let fan = FanOut {
-            index,
-            pk,
-            sk,
-            partitions: vec![pk_value],
-            below: None,
-            forward,
-        };
-        orders_of(&self.fan_out(&fan, limit, None).await?)
-    }
-
     /// Up to `limit` items of an index query, read back from the table, following pages.
     async fn index_items(&self, q: &IndexQuery, limit: usize) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
@@ -1252,10 +1226,6 @@ impl DynamoStore {
     /// indexes project keys only), so the meter's image of the order a save replaces.
     fn order_keys(o: &Order) -> Item {
         let mut item = key(keys::order(o.id));
-        if let Some(num) = &o.number {
-            item.insert("gsi1pk".into(), s(keys::by_number(num)));
-            item.insert("gsi1sk".into(), s("ORDER"));
-        }
         item.insert("gsi2pk".into(), s(keys::by_customer(&o.customer.id)));
         // The three list indexes sort by the order id (creation order), one attribute for all.
         item.insert(LIST_SORT.into(), s(o.id.to_string()));
@@ -1594,10 +1564,24 @@ impl OrderStore for DynamoStore {
     }
 
     async fn get_order_by_number(&self, number: &OrderNumber) -> Result<Option<Order>, StoreError> {
-        Ok(self
-            .query_index(0, keys::by_number(number), true, 1)
-            .await?
-            .pop())
+        // The number's claim names the order (no index of numbers: one write less a life). A
+        // claim whose order took another number after all (its change lost a race) is not it.
+        // Eventually consistent reads first (half the units), the latest when they find
+        // nothing: a claim is made once and never changes.
+        let claim = match self.read_item(keys::number(number), false).await? {
+            Some(claim) => Some(claim),
+            None => self.get_item(keys::number(number)).await?,
+        };
+        let Some(claim) = claim else {
+            return Ok(None);
+        };
+        let id = OrderId::parse(get_s(&claim, "order_id")?)
+            .map_err(|e| StoreError::Backend(boxed(e)))?;
+        let numbered = |o: &Order| o.number.as_ref() == Some(number);
+        if let Some(o) = self.get_order_eventually(id).await?.filter(numbered) {
+            return Ok(Some(o));
+        }
+        Ok(self.get_order(id).await?.filter(numbered))
     }
 
     async fn get_order_by_external(
@@ -1612,10 +1596,10 @@ impl OrderStore for DynamoStore {
     async fn list_orders(&self, query: &OrderQuery) -> Result<OrderPage, StoreError> {
         let (index, partitions) = match query.index() {
             Some(ListIndex::Customer) => {
-                (1, query.customer.iter().map(keys::by_customer).collect())
+                (0, query.customer.iter().map(keys::by_customer).collect())
             }
             Some(ListIndex::Channel) => (
-                3,
+                2,
                 query
                     .channel
                     .iter()
@@ -1623,7 +1607,7 @@ impl OrderStore for DynamoStore {
                     .collect(),
             ),
             Some(ListIndex::Status) => (
-                2,
+                1,
                 query
                     .status
                     .iter()
