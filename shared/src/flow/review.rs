@@ -11,15 +11,19 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
     if order.status() != Status::Numbered {
         return Ok(());
     }
-    let history = app
-        .store
-        .list_orders(&OrderQuery {
-            customer: Some(order.customer.id.clone()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await?
-        .orders;
+    let history = match crate::review::needs_history(&order, &app.config.review) {
+        true => {
+            app.store
+                .list_orders(&OrderQuery {
+                    customer: Some(order.customer.id.clone()),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await?
+                .orders
+        }
+        false => Vec::new(),
+    };
     let now = app.clock.now();
     let skus: Vec<_> = order.lines.iter().map(|l| l.sku.clone()).collect();
     let items = app.store.items(&skus).await?;
