@@ -107,6 +107,30 @@ pub async fn sqlite() -> Backend {
     }
 }
 
+/// An app on `backend` with the demo configuration, simulated providers and `clock`, making
+/// the table and queues it needs: for tests that call the flows and the store directly,
+/// without the local runtime.
+pub async fn app_on(
+    backend: &oms::app::Backend,
+    clock: Arc<dyn oms::clock::Clock>,
+) -> oms::app::App {
+    oms::app::App::connect(
+        backend,
+        oms::config::Config::demo(),
+        None,
+        b"k".to_vec(),
+        clock,
+        true,
+        oms::app::Outside {
+            secrets: oms::payments::Secrets::default(),
+            gateway: Arc::new(oms::payments::SimulatedGateway),
+            carriers: Arc::new(oms::shipping::SimulatedCarrier),
+        },
+    )
+    .await
+    .expect("app")
+}
+
 /// A fresh table and queue prefix on the AWS endpoint, or `None` (announced on stderr, past the
 /// test harness's capture) when no endpoint is configured.
 pub async fn dynamodb() -> Option<Backend> {

@@ -2,27 +2,13 @@
 
 use std::sync::Arc;
 
-use oms::app::{App, Backend, Outside, queues};
-use oms::config::Config;
+use oms::app::{App, Backend, queues};
 
 async fn app(dir: &std::path::Path) -> App {
-    App::connect(
-        &Backend::Sqlite {
-            path: dir.join("oms.sqlite"),
-        },
-        Config::demo(),
-        None,
-        b"k".to_vec(),
-        Arc::new(oms::clock::SystemClock),
-        true,
-        Outside {
-            secrets: oms::payments::Secrets::default(),
-            gateway: Arc::new(oms::payments::SimulatedGateway),
-            carriers: Arc::new(oms::shipping::SimulatedCarrier),
-        },
-    )
-    .await
-    .unwrap()
+    let backend = Backend::Sqlite {
+        path: dir.join("oms.sqlite"),
+    };
+    oms_tests::app_on(&backend, Arc::new(oms::clock::SystemClock)).await
 }
 
 #[tokio::test]

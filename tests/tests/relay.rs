@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use oms::app::{App, Backend, Outside, queues};
+use oms::app::{Backend, queues};
 use oms::clock::{Clock, ManualClock};
-use oms::config::Config;
 use oms::domain::EffectKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,25 +25,12 @@ async fn a_notification_rides_in_the_orders_write_and_the_relay_sends_it_or_keep
         region: None,
     };
     let clock = Arc::new(ManualClock::new(oms_tests::t0()));
-    let app = App::connect(
-        &Backend::Aws {
-            settings: settings.clone(),
-            table: table.clone(),
-            queue_prefix: prefix.clone(),
-        },
-        Config::demo(),
-        None,
-        b"k".to_vec(),
-        clock.clone(),
-        true,
-        Outside {
-            secrets: oms::payments::Secrets::default(),
-            gateway: Arc::new(oms::payments::SimulatedGateway),
-            carriers: Arc::new(oms::shipping::SimulatedCarrier),
-        },
-    )
-    .await
-    .expect("app");
+    let backend = Backend::Aws {
+        settings: settings.clone(),
+        table: table.clone(),
+        queue_prefix: prefix.clone(),
+    };
+    let app = oms_tests::app_on(&backend, clock.clone()).await;
     let mut stream = oms_tests::stream::Reader::new(&endpoint, &table).await;
 
     // Intake's write: the order, and its "received" notification riding in it.

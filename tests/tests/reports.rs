@@ -6,28 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
-use oms::app::{App, Backend, Outside};
-use oms::config::Config;
+use oms::app::{App, Backend};
 use oms::domain::reports::{self, Cell, CustomerClass, Figures, Filter};
 use oms::domain::{Actor, Order, OrderChange, Status};
 use oms_tests::t0;
 
 async fn app(backend: Backend) -> App {
-    App::connect(
-        &backend,
-        Config::demo(),
-        None,
-        b"k".to_vec(),
-        Arc::new(oms::clock::SystemClock),
-        true,
-        Outside {
-            secrets: oms::payments::Secrets::default(),
-            gateway: Arc::new(oms::payments::SimulatedGateway),
-            carriers: Arc::new(oms::shipping::SimulatedCarrier),
-        },
-    )
-    .await
-    .expect("app")
+    oms_tests::app_on(&backend, Arc::new(oms::clock::SystemClock)).await
 }
 
 /// The next version of `order` on a random path through its life, with the fields a real step

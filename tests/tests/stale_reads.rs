@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use oms::app::{App, Backend, Outside};
+use oms::app::{App, Backend};
 use oms::config::Config;
 use oms::domain::decide::{self, Refusal};
 use oms::domain::{Actor, Status};
@@ -14,23 +14,10 @@ use oms::flow::{Outcome, Step};
 use oms_tests::{Local, STAFF_TOKEN, order, t0};
 
 async fn lagging_app(dir: &std::path::Path) -> App {
-    App::connect(
-        &Backend::SqliteLagging {
-            path: dir.join("oms.sqlite"),
-        },
-        Config::demo(),
-        None,
-        b"k".to_vec(),
-        Arc::new(oms::clock::SystemClock),
-        true,
-        Outside {
-            secrets: oms::payments::Secrets::default(),
-            gateway: Arc::new(oms::payments::SimulatedGateway),
-            carriers: Arc::new(oms::shipping::SimulatedCarrier),
-        },
-    )
-    .await
-    .expect("app")
+    let backend = Backend::SqliteLagging {
+        path: dir.join("oms.sqlite"),
+    };
+    oms_tests::app_on(&backend, Arc::new(oms::clock::SystemClock)).await
 }
 
 fn by(name: &str) -> Actor {
