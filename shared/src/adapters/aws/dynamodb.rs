@@ -615,10 +615,23 @@ fn update(
 /// about 1.2 KB to 0.6 KB (the attribute map it replaced took 1.1 KB). Items written with the
 /// map are not read (there is no deployment of that format to migrate).
 fn order_doc(o: &Order) -> Result<AttributeValue, StoreError> {
-    let json = serde_json::to_vec(o).map_err(|e| StoreError::Backend(boxed(e)))?;
+    deflated_json(o)
+}
+
+/// A binary attribute holding `v` as deflated JSON.
+fn deflated_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_vec(v).map_err(|e| StoreError::Backend(boxed(e)))?;
     Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
         deflate(&json),
     )))
+}
+
+/// The value of deflated JSON (an item's attribute, or a stream record's).
+fn inflated_json<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, String> {
+    // A document is a few KB; the limit keeps a corrupt one from taking the memory.
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, 1 << 22)
+        .map_err(|e| format!("deflated JSON that does not inflate: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 
 /// Deflate at the level the order documents are written with (6: zlib's default; 9 saves
@@ -629,10 +642,7 @@ pub fn deflate(json: &[u8]) -> Vec<u8> {
 
 /// The order of a deflated document (an item's, or a stream record's).
 pub fn inflate_order(deflated: &[u8]) -> Result<Order, String> {
-    // A document is a few KB; the limit keeps a corrupt one from taking the memory.
-    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, 1 << 20)
-        .map_err(|e| format!("an order document does not inflate: {e}"))?;
-    serde_json::from_slice(&json).map_err(|e| format!("an order document: {e}"))
+    inflated_json(deflated).map_err(|e| format!("an order document: {e}"))
 }
 
 /// The order an order item holds.
@@ -655,10 +665,7 @@ const TIMELINE: &str = "tl";
 
 /// A deflated timeline attribute of `entries`.
 fn deflated_timeline(entries: &[TimelineEntry]) -> Result<AttributeValue, StoreError> {
-    let json = serde_json::to_vec(entries).map_err(|e| StoreError::Backend(boxed(e)))?;
-    Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
-        deflate(&json),
-    )))
+    deflated_json(entries)
 }
 
 /// The entries of a deflated timeline attribute.
@@ -666,9 +673,7 @@ fn inflated_timeline(v: &AttributeValue) -> Result<Vec<TimelineEntry>, StoreErro
     let AttributeValue::B(b) = v else {
         return Err(corrupt("a deflated timeline that is not binary"));
     };
-    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(b.as_ref(), 1 << 22)
-        .map_err(|e| corrupt(format!("a timeline does not inflate: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| StoreError::Backend(boxed(e)))
+    inflated_json(b.as_ref()).map_err(|e| corrupt(format!("a timeline: {e}")))
 }
 /// The order item's string set of the provider events its changes applied: a change that
 /// carries an event is conditional on the event not being there yet.
