@@ -200,3 +200,41 @@ fn each_staff_operation_states_the_role_the_gate_checks() {
     }
     assert!(staff_ops >= 19, "{staff_ops}");
 }
+
+/// A delivery is listed as the domain type serializes it: one with every optional field set (an
+/// attempt in flight, a retry due, attempts with and without an answer) is described, so a list
+/// taken while a worker holds an attempt matches `WebhookDelivery`.
+#[test]
+fn a_delivery_with_every_field_set_is_described() {
+    use oms::domain::outbound::{Attempt, Delivery, DeliveryState};
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-03T11:02:11Z")
+        .expect("a time")
+        .to_utc();
+    let delivery = Delivery {
+        id: "msg_001".into(),
+        endpoint_id: "ep_1".into(),
+        event_type: "order.created".into(),
+        body: "{}".into(),
+        created_at: at,
+        state: DeliveryState::Pending,
+        attempts: vec![
+            Attempt {
+                at,
+                status: None,
+                error: Some("client error (Connect)".into()),
+            },
+            Attempt {
+                at,
+                status: Some(503),
+                error: None,
+            },
+        ],
+        next_attempt_at: Some(at),
+        attempting_until: Some(at),
+    };
+    let body = serde_json::to_value(vec![delivery]).expect("a delivery serializes");
+    for field in ["next_attempt_at", "attempting_until"] {
+        assert!(body[0][field].is_string(), "{field} is written: {body}");
+    }
+    assert_described("GET", "/webhook-endpoints/{id}/deliveries", 200, &body);
+}
