@@ -21,7 +21,7 @@
 //! GSIs, each projecting the keys only (an entry is about 200 bytes, one write unit, and a
 //! write that keeps an item's index keys does not touch the index; queries read the items back
 //! with `GetItem`): `by_customer` (`gsi2pk = CUST#<customer>`), `by_status` (`gsi3pk = STATUS#<status>#<shard>`, the
-//! statuses an order passes through in moments sharing `STATUS#pipeline#<shard>`), `by_channel`
+//! statuses before fulfilment (received to paid) sharing `STATUS#pipeline#<shard>`), `by_channel`
 //! (`gsi4pk = CHANNEL#<channel>#<shard>`). The three list indexes share one sort key
 //! attribute, `lsk = <order id>`: ids are UUIDv7, so id order is creation order, and an entry
 //! stays put until its partition changes. Order items also carry `status` and `version` at the
@@ -122,10 +122,12 @@ mod keys {
     pub fn by_customer(c: &crate::domain::CustomerId) -> String {
         format!("CUST#{c}")
     }
-    /// The `by_status` partition of an order in status `s`: the statuses an order passes
-    /// through in moments (received, numbered, approved) share one, [`PIPELINE`], so that
+    /// The `by_status` partition of an order in status `s`: the statuses before fulfilment
+    /// (received, numbered, approved, awaiting payment, paid) share one, [`PIPELINE`], so that
     /// moving between them leaves the index entry as it is (no index write); a list of one of
-    /// them reads the shared partitions and keeps the orders in that status.
+    /// them reads the shared partitions and keeps the orders in that status. The group stays
+    /// small: an order leaves it in moments, or when its payment comes or its payment deadline
+    /// passes, so a list of its rarer statuses reads at most the orders awaiting payment.
     pub fn by_status(s: Status, shard: u16) -> String {
         match status_group(s) {
             Some(group) => format!("STATUS#{group}#{shard}"),
@@ -136,7 +138,8 @@ mod keys {
     pub const PIPELINE: &str = "pipeline";
     /// The shared partition a status is listed under, if it shares one.
     pub fn status_group(s: Status) -> Option<&'static str> {
-        matches!(s, Status::Received | Status::Numbered | Status::Approved).then_some(PIPELINE)
+        use Status::*;
+        matches!(s, Received | Numbered | Approved | AwaitingPayment | Paid).then_some(PIPELINE)
     }
     pub fn by_channel(c: &ChannelId, shard: u16) -> String {
         format!("CHANNEL#{c}#{shard}")
