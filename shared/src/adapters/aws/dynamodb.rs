@@ -613,10 +613,11 @@ fn update(
         .build())
 }
 
-/// The order item's document: the order's JSON, deflated, in a binary attribute. Every write
-/// of the item (about ten a life) is billed by the item's size, and deflate takes the JSON from
-/// about 1.2 KB to 0.6 KB (the attribute map it replaced took 1.1 KB). Items written with the
-/// map are not read (there is no deployment of that format to migrate).
+/// The order item's document: the order's JSON, deflated ([`deflate`]), in a binary attribute.
+/// Every write of the item (about eight a life) is billed by the item's size, and deflate takes
+/// the JSON from about 1.3 KB to 0.35 KB (the attribute map it replaced took 1.1 KB). Items
+/// written with the map, or deflated without the dictionary, are not read (there is no
+/// deployment of those formats to migrate).
 fn order_doc(o: &Order) -> Result<AttributeValue, StoreError> {
     deflated_json(o)
 }
@@ -631,16 +632,86 @@ fn deflated_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<AttributeValue, 
 
 /// The value of deflated JSON (an item's attribute, or a stream record's).
 fn inflated_json<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, String> {
-    // A document is a few KB; the limit keeps a corrupt one from taking the memory.
-    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, 1 << 22)
-        .map_err(|e| format!("deflated JSON that does not inflate: {e}"))?;
+    let json = inflate(deflated)?;
     serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 
-/// Deflate at the level the order documents are written with (6: zlib's default; 9 saves
-/// about 1 % more for twice the time).
+/// The first byte of a deflated document: its format. `1` is raw deflate primed with
+/// [`DICTIONARY`]. A format's dictionary never changes (documents written with it must stay
+/// readable); a better one is a new format byte.
+const PRIMED: u8 = 1;
+
+/// What deflate finds repeated in order documents and timelines before it reads one: the field
+/// names, statuses, actors and reason phrases the product writes (no customer data). A 1.3 KB
+/// document refers back into it instead of spelling them out: an order's document and its
+/// timeline each come out about 40 % smaller than deflated alone (a completed demo order:
+/// 0.63 + 0.69 KB to 0.34 + 0.43 KB), which keeps most order writes under one write unit.
+const DICTIONARY: &[u8] = include_bytes!("dynamodb/deflate_dictionary.txt");
+const _: () = assert!(
+    DICTIONARY.len() < 0xffff,
+    "the dictionary fits one stored block"
+);
+
+/// Deflates `json` at level 6 (zlib's default; 9 saves about 1 % more for twice the time),
+/// primed with [`DICTIONARY`]: a preset dictionary, made with the plain deflate format. The
+/// compressor reads the dictionary first and flushes to a byte boundary (a sync flush); what
+/// it writes after that is kept, behind the format byte. Its back-references may reach into the
+/// dictionary, which [`inflate`] puts in front again as a stored block.
+///
+/// Hand-written because `miniz_oxide` (the pure-Rust deflate the functions already link) has
+/// no preset-dictionary call, and zlib or zstd would add a C library to every function.
 pub fn deflate(json: &[u8]) -> Vec<u8> {
-    miniz_oxide::deflate::compress_to_vec(json, 6)
+    use miniz_oxide::deflate::core::{
+        CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
+    };
+    fn run(c: &mut CompressorOxide, mut input: &[u8], flush: TDEFLFlush, out: &mut Vec<u8>) {
+        let mut buf = vec![0u8; input.len() + 256];
+        loop {
+            let (status, read, written) = compress(c, input, &mut buf, flush);
+            out.extend_from_slice(&buf[..written]);
+            input = &input[read.min(input.len())..];
+            // Done (finished), or all input taken and the flush fitted the buffer.
+            let flushed = input.is_empty() && written < buf.len();
+            match status {
+                TDEFLStatus::Done => return,
+                TDEFLStatus::Okay if flushed && flush != TDEFLFlush::Finish => return,
+                TDEFLStatus::Okay => {}
+                // Only a bad parameter or a failed output callback gets here, and neither is
+                // possible with a buffer; stop rather than loop.
+                _ => return,
+            }
+        }
+    }
+    let mut c = CompressorOxide::new(create_comp_flags_from_zip_params(6, 0, 0));
+    let mut primer = Vec::with_capacity(DICTIONARY.len());
+    run(&mut c, DICTIONARY, TDEFLFlush::Sync, &mut primer);
+    let mut out = vec![PRIMED];
+    run(&mut c, json, TDEFLFlush::Finish, &mut out);
+    out
+}
+
+/// The JSON [`deflate`] made: the dictionary as a stored (uncompressed, not final) block, then
+/// the kept stream, inflated, and the dictionary cut off again.
+pub fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let Some((&PRIMED, rest)) = deflated.split_first() else {
+        return Err(format!(
+            "a deflated document of unknown format {:?}",
+            deflated.first()
+        ));
+    };
+    let len = DICTIONARY.len() as u16;
+    let mut stream = Vec::with_capacity(5 + DICTIONARY.len() + rest.len());
+    stream.push(0);
+    stream.extend_from_slice(&len.to_le_bytes());
+    stream.extend_from_slice(&(!len).to_le_bytes());
+    stream.extend_from_slice(DICTIONARY);
+    stream.extend_from_slice(rest);
+    // A document is a few KB; the limit keeps a corrupt one from taking the memory.
+    let mut json =
+        miniz_oxide::inflate::decompress_to_vec_with_limit(&stream, DICTIONARY.len() + (1 << 22))
+            .map_err(|e| format!("deflated JSON that does not inflate: {e}"))?;
+    json.drain(..DICTIONARY.len());
+    Ok(json)
 }
 
 /// The order of a deflated document (an item's, or a stream record's).
@@ -2568,6 +2639,56 @@ mod tests {
             AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
         )]);
         assert!(order_of(&cut).is_err());
+    }
+
+    /// The primed deflate reads back exactly what it was given, whatever it is (empty, text the
+    /// dictionary does not know, text far longer than the deflate window, every byte value),
+    /// and an order's JSON comes out smaller than deflate alone makes it.
+    #[test]
+    fn primed_deflate_reads_back_what_it_was_given_and_is_smaller_than_deflate_alone() {
+        // A fixed xorshift sequence: bytes deflate cannot shorten, and letters it can a little.
+        let mut state = 20261203u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let order = serde_json::to_vec(&an_order()).unwrap();
+        let mut samples: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"{}".to_vec(),
+            DICTIONARY.to_vec(),
+            order.clone(),
+            order.repeat(100),
+            (0..=255u8).collect(),
+        ];
+        for len in [1, 7, 300, 5_000, 70_000] {
+            samples.push((0..len).map(|_| next() as u8).collect());
+            samples.push((0..len).map(|_| b'a' + (next() % 26) as u8).collect());
+        }
+        for sample in &samples {
+            let deflated = deflate(sample);
+            assert_eq!(deflated[0], PRIMED);
+            assert_eq!(
+                &inflate(&deflated).unwrap(),
+                sample,
+                "{} bytes",
+                sample.len()
+            );
+        }
+        let alone = miniz_oxide::deflate::compress_to_vec(&order, 6).len();
+        let primed = deflate(&order).len();
+        assert!(
+            primed * 10 < alone * 8,
+            "{primed} bytes primed against {alone} deflated alone ({} of JSON)",
+            order.len()
+        );
+        // Another format, or none, is refused, not misread.
+        let mut other = deflate(&order);
+        other[0] = 0;
+        assert!(inflate(&other).is_err());
+        assert!(inflate(&[]).is_err());
     }
 
     /// Orders land evenly on the shards of every sharded family: with a million order ids no
