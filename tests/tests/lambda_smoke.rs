@@ -392,7 +392,7 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
         .into_iter()
         .filter(|r| {
             r["dynamodb"]["Keys"]["sk"]["S"] == "ORDER"
-                && r["dynamodb"]["NewImage"]["fx"]["S"].is_string()
+                && r["dynamodb"]["NewImage"]["fx"]["B"].is_string()
         })
         .collect();
     assert!(carrying.len() >= 3, "{carrying:?}");

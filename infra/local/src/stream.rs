@@ -318,7 +318,7 @@ impl Positions {
 fn carries_effects(record: &Value) -> bool {
     let d = &record["dynamodb"];
     d["Keys"]["sk"]["S"] == "ORDER"
-        && d["NewImage"][oms::adapters::aws::STREAMED_EFFECTS]["S"].is_string()
+        && d["NewImage"][oms::adapters::aws::STREAMED_EFFECTS]["B"].is_string()
 }
 
 fn sequence_of(record: &Value) -> Option<&str> {

@@ -34,12 +34,13 @@ pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, St
     let Some(fx) = record.change.new_image.get(STREAMED_EFFECTS) else {
         return Ok(None);
     };
-    let serde_dynamo::AttributeValue::S(json) = fx else {
+    // Deflated JSON, as the store writes it.
+    let serde_dynamo::AttributeValue::B(deflated) = fx else {
         return Err(StepError::Malformed(format!(
-            "the effects of an order write are not a string: {fx:?}"
+            "the effects of an order write are not deflated JSON: {fx:?}"
         )));
     };
-    let carried: Vec<Carried> = serde_json::from_str(json)
+    let carried: Vec<Carried> = crate::adapters::aws::inflate_json(deflated)
         .map_err(|e| StepError::Malformed(format!("the effects of an order write: {e}")))?;
     // A notification rides as its status and time: its contents are the order's as written.
     let Some(order) = order_of_record(record)? else {

@@ -4,7 +4,7 @@
 //!
 //! | item | `pk` | `sk` | notes |
 //! |---|---|---|---|
-//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order (deflated JSON); `tz` its timeline (deflated JSON, written whole by a change to an order this process loaded) and `tl` entries appended by other writes (a list), together in id order; `ev` the provider events applied (a string set); `fx` the effects of this write that the stream relays; GSI keys below |
+//! | order | `ORDER#<id>` | `ORDER` | `doc` holds the order (deflated JSON); `tz` its timeline (deflated JSON, written whole by a change to an order this process loaded) and `tl` entries appended by other writes (a list), together in id order; `ev` the provider events applied (a binary set of 12-byte digests); `fx` the effects of this write that the stream relays (deflated JSON); GSI keys below |
 //! | reservation | `ORDER#<id>` | `RES#<warehouse>` | `state`, `lines` |
 //! | external id guard | `EXT#<channel>#<external id>` | `EXT` | `order_id` |
 //! | order number claim | `NUMBER#<number>` | `NUMBER` | `order_id`; how an order is found by its number (no index of numbers) |
@@ -15,21 +15,21 @@
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
 //! | outbox record (effect) | `ORDER#<id>` | `FX#<effect id>` | `doc`; in `by_due` until done |
 //! | restock guard | `RESTOCK#<key>` | `RESTOCK` | returned goods counted once |
-//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, `lsk = <sku>`) |
+//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, sorted by `pk`) |
 //! | record (staff key, webhook endpoint, delivery) | `REC#<kind>` | `<id>` | `doc`; with a due time in `by_due` as `RECDUE#<family>#<shard>`, `<due>#<kind>#<id>`; `expires_at` TTL |
 //!
 //! GSIs, each projecting the keys only (an entry is about 200 bytes, one write unit, and a
 //! write that keeps an item's index keys does not touch the index; queries read the items back
-//! with `GetItem`): `by_customer` (`gsi2pk = CUST#<customer>`), `by_status` (`gsi3pk = STATUS#<status>#<shard>`, the
-//! statuses before fulfilment (received to paid) sharing `STATUS#pipeline#<shard>`), `by_channel`
-//! (`gsi4pk = CHANNEL#<channel>#<shard>`). The three list indexes share one sort key
-//! attribute, `lsk = <order id>`: ids are UUIDv7, so id order is creation order, and an entry
-//! stays put until its partition changes. Order items also carry `status` and `version` at the
-//! top level, for the write conditions.
+//! with `GetItem`): `by_customer` (`gsi2pk = CUST#<customer>`), `by_status`
+//! (`gsi3pk = STATUS#<status>#<shard>`, the statuses before fulfilment, received to paid,
+//! sharing `STATUS#pipeline#<shard>`), `by_channel` (`gsi4pk = CHANNEL#<channel>#<shard>`).
+//! The three list indexes sort by the table's own `pk`, `ORDER#<id>`: ids are UUIDv7, so id
+//! order is creation order, and an entry stays put until its partition changes. Order items
+//! also carry `status` and `version` at the top level, for the write conditions.
 //!
 //! `by_due` (`gsi5pk`, `gsi5sk`) is sparse: an order with a due time is in `DUE#<shard>` sorted
-//! by `<due_at>#<id>`; an order that waits for a person is in `ATTN#<shard>`; an outbox record
-//! not yet done is in `FXDUE#<shard>` sorted by `<due_at>#<order>#<effect>`.
+//! by its due time in milliseconds (`due_key`); an order that waits for a person is in
+//! `ATTN#<shard>`; an outbox record not yet done is in `FXDUE#<shard>` sorted by `<due>#<order>#<effect>`.
 //!
 //! **Write sharding.** A partition key takes about 1,000 writes a second, so every key family
 //! that each order writes is spread over shards picked from the order id's random bits
@@ -90,7 +90,11 @@ mod keys {
     use crate::domain::{ChannelId, ExternalId, OrderId, OrderNumber, Sku, Status, WarehouseId};
 
     pub fn order(id: OrderId) -> (String, String) {
-        (format!("ORDER#{id}"), "ORDER".into())
+        (order_key_of(&id.to_string()), "ORDER".into())
+    }
+    /// The partition key of the order whose id is `id` (text: a list cursor).
+    pub fn order_key_of(id: &str) -> String {
+        format!("ORDER#{id}")
     }
     pub fn reservation_prefix() -> &'static str {
         "RES#"
@@ -285,9 +289,10 @@ impl FanOut {
 }
 
 /// The sort key attribute of the three list indexes (`by_customer`, `by_status`,
-/// `by_channel`): an order's id (UUIDv7, so creation order), a catalogue entry's SKU. One
-/// attribute, not one per index: 84 bytes less in every write of an order item.
-const LIST_SORT: &str = "lsk";
+/// `by_channel`): the table's own partition key, `ORDER#<id>` (ids are UUIDv7, so creation
+/// order) or a catalogue entry's `SKU#<sku>`. No attribute of its own: every write of an order
+/// item is billed for its attributes, and this one would repeat the id.
+const LIST_SORT: &str = "pk";
 
 /// Index names, their key attributes and what they project.
 const GSIS: [(&str, &str, &str, Projected); 4] = [
@@ -507,8 +512,8 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
                 .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
                 .build(),
         )?);
-    // Each key attribute defined once: the list indexes share their sort key.
-    let mut defined = std::collections::BTreeSet::new();
+    // Each key attribute defined once: the list indexes sort by the table's `pk`.
+    let mut defined = std::collections::BTreeSet::from(["pk", "sk"]);
     for (_, pk, sk, _) in GSIS {
         for a in [pk, sk] {
             if defined.insert(a) {
@@ -714,6 +719,12 @@ pub fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
     Ok(json)
 }
 
+/// The value of a deflated JSON attribute of a stream record (the effects an order write
+/// carries).
+pub fn inflate_json<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, String> {
+    inflated_json(deflated)
+}
+
 /// The order of a deflated document (an item's, or a stream record's).
 pub fn inflate_order(deflated: &[u8]) -> Result<Order, String> {
     inflated_json(deflated).map_err(|e| format!("an order document: {e}"))
@@ -749,9 +760,20 @@ fn inflated_timeline(v: &AttributeValue) -> Result<Vec<TimelineEntry>, StoreErro
     };
     inflated_json(b.as_ref()).map_err(|e| corrupt(format!("a timeline: {e}")))
 }
-/// The order item's string set of the provider events its changes applied: a change that
-/// carries an event is conditional on the event not being there yet.
+/// The order item's binary set of the provider events its changes applied, each as
+/// [`event_digest`]: a change that carries an event is conditional on the event not being there
+/// yet.
 const EVENTS: &str = "ev";
+
+/// An applied event as the order item keeps it: the first 12 bytes of the SHA-256 of its key
+/// (`payment:<provider>:<event>`, `tracking:<carrier>:<event>`, 40 to 60 characters). Every
+/// later write of the item is billed for the set, which a delivered order's four events took
+/// to about 180 bytes as text and take to about 50 now. Two events of one order share a digest
+/// with a chance of 2⁻⁹⁶ (which would drop the second as a duplicate).
+fn event_digest(event: &str) -> aws_sdk_dynamodb::primitives::Blob {
+    use sha2::{Digest, Sha256};
+    aws_sdk_dynamodb::primitives::Blob::new(&Sha256::digest(event.as_bytes())[..12])
+}
 /// Order item attributes that only some versions have: an update that leaves them out removes
 /// them (the effects of the last write above all, which must not ride again).
 const OPTIONAL_ORDER_ATTRIBUTES: [&str; 3] = ["gsi5pk", "gsi5sk", STREAMED_EFFECTS];
@@ -805,8 +827,9 @@ fn order_update(
     let mut expression = format!("SET {}", sets.join(", "));
     if let Some(event) = &change.event {
         names.insert("#ev".into(), EVENTS.into());
-        values.insert(":ev".into(), AttributeValue::Ss(vec![event.clone()]));
-        values.insert(":e".into(), s(event.clone()));
+        let digest = event_digest(event);
+        values.insert(":ev".into(), AttributeValue::Bs(vec![digest.clone()]));
+        values.insert(":e".into(), AttributeValue::B(digest));
         condition.push_str(" AND NOT contains(#ev, :e)");
         expression.push_str(" ADD #ev :ev");
     }
@@ -856,9 +879,10 @@ fn refusal(id: OrderId, event: Option<&str>, now: Option<&Item>) -> StoreError {
         return StoreError::NotFound(id);
     };
     let applied = event.is_some_and(|e| {
+        let digest = event_digest(e);
         now.get(EVENTS)
-            .and_then(|v| v.as_ss().ok())
-            .is_some_and(|set| set.iter().any(|x| x == e))
+            .and_then(|v| v.as_bs().ok())
+            .is_some_and(|set| set.contains(&digest))
     });
     match event {
         Some(e) if applied => StoreError::Duplicate(e.to_owned()),
@@ -1289,12 +1313,12 @@ impl DynamoStore {
             .map(|e| crate::domain::effects::Carried::of(e, o))
             .collect();
         if !streamed.is_empty() {
-            // JSON in a string: the relay's stream filter matches the string's presence.
-            let json =
-                serde_json::to_string(&streamed).map_err(|e| StoreError::Backend(boxed(e)))?;
-            item.insert(STREAMED_EFFECTS.into(), s(json));
+            // Deflated JSON, like the document (a notification's two times repeat each other
+            // and the order's); the relay's stream filter matches the attribute's presence.
+            item.insert(STREAMED_EFFECTS.into(), deflated_json(&streamed)?);
         }
-        item.insert("kind".into(), s("order"));
+        // No `kind`: an order item is told by its sort key, `ORDER` (`kind_of`), and every
+        // write of it is billed for each attribute it has.
         item.insert("status".into(), s(o.status().as_str()));
         item.insert("version".into(), n(o.version()));
         item.insert("doc".into(), order_doc(o)?);
@@ -1305,9 +1329,8 @@ impl DynamoStore {
     /// indexes project keys only), so the meter's image of the order a save replaces.
     fn order_keys(o: &Order) -> Item {
         let mut item = key(keys::order(o.id));
+        // The three list indexes sort by the table key, `ORDER#<id>` (creation order).
         item.insert("gsi2pk".into(), s(keys::by_customer(&o.customer.id)));
-        // The three list indexes sort by the order id (creation order), one attribute for all.
-        item.insert(LIST_SORT.into(), s(o.id.to_string()));
         item.insert(
             "gsi3pk".into(),
             s(keys::by_status(
@@ -1333,10 +1356,7 @@ impl DynamoStore {
                 "gsi5pk".into(),
                 s(keys::due(keys::shard(o.id, keys::DUE_SHARDS))),
             );
-            item.insert(
-                "gsi5sk".into(),
-                s(format!("{}#{}", timestamp_key(due), o.id)),
-            );
+            item.insert("gsi5sk".into(), s(due_key(due)));
         }
         item
     }
@@ -1354,12 +1374,7 @@ impl DynamoStore {
         );
         item.insert(
             "gsi5sk".into(),
-            s(format!(
-                "{}#{}#{}",
-                timestamp_key(e.due_at),
-                e.order_id,
-                e.id
-            )),
+            s(format!("{}#{}#{}", due_key(e.due_at), e.order_id, e.id)),
         );
         Ok(item)
     }
@@ -1391,8 +1406,9 @@ impl DynamoStore {
             pk: "gsi5pk",
             sk: "gsi5sk",
             partitions: (0..shards).map(partition).collect(),
-            // `~` sorts after every character of an id: all items due up to `now`.
-            below: Some(("<=", format!("{}~", timestamp_key(now)))),
+            // `~` sorts after `#` and every character of an id: all items due up to `now`.
+            // `now` rounded down, so that an item due later in this millisecond waits.
+            below: Some(("<=", format!("{:013}~", now.timestamp_millis().max(0)))),
             forward: true,
         };
         self.fan_out(&fan, limit, None).await
@@ -1708,7 +1724,8 @@ impl OrderStore for DynamoStore {
             pk,
             sk,
             partitions,
-            below: query.cursor.clone().map(|c| ("<", c)),
+            // The cursor is the last order's id; the index sorts by `ORDER#<id>`.
+            below: query.cursor.as_ref().map(|c| ("<", keys::order_key_of(c))),
             forward: false,
         };
         // The index holds keys only: the other filters apply to the orders read back, which
@@ -1994,8 +2011,8 @@ impl CatalogueStore for DynamoStore {
         let mut it = key(keys::catalogue(&item.sku));
         it.insert("kind".into(), s("catalogue"));
         it.insert("doc".into(), to_av(item)?);
+        // Listed in SKU order: `by_channel` sorts by the table key, `SKU#<sku>`.
         it.insert("gsi4pk".into(), s(keys::catalogue_list()));
-        it.insert(LIST_SORT.into(), s(item.sku.as_str()));
         self.put_item(it).await
     }
 
@@ -2032,7 +2049,7 @@ impl CatalogueStore for DynamoStore {
         if let Some(a) = after {
             q.key_condition = "#pk = :pk AND #sk > :after".into();
             q.names.insert("#sk".into(), LIST_SORT.into());
-            q.values.insert(":after".into(), s(a.as_str()));
+            q.values.insert(":after".into(), s(keys::catalogue(a).0));
         }
         self.index_items(&q, limit)
             .await?
@@ -2447,6 +2464,17 @@ fn record_of(item: &Item) -> Result<Record, StoreError> {
     })
 }
 
+/// The time part of a `by_due` sort key: milliseconds since 1970 in 13 digits (text order is
+/// time order until the year 2286), rounded up, so that nothing is found due before its time
+/// (at most a millisecond after). An order's entry is this alone (no id: entries need not be
+/// unique, and every write of the order item is billed for the key: 13 bytes, not the 58 of an
+/// RFC 3339 time with the id); records and outbox records add `#<kind or order>#<id>`.
+fn due_key(t: DateTime<Utc>) -> String {
+    let later_in_its_millisecond = t.timestamp_subsec_nanos() % 1_000_000 != 0;
+    let millis = t.timestamp_millis().max(0) + i64::from(later_in_its_millisecond);
+    format!("{millis:013}")
+}
+
 fn record_item(record: &Record) -> Item {
     let mut it = key(keys::record(&record.kind, &record.id));
     it.insert("kind".into(), s("record"));
@@ -2460,12 +2488,7 @@ fn record_item(record: &Record) -> Item {
         );
         it.insert(
             "gsi5sk".into(),
-            s(format!(
-                "{}#{}#{}",
-                timestamp_key(due),
-                record.kind,
-                record.id
-            )),
+            s(format!("{}#{}#{}", due_key(due), record.kind, record.id)),
         );
     }
     if let Some(expires) = record.expires {
@@ -2639,6 +2662,44 @@ mod tests {
             AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
         )]);
         assert!(order_of(&cut).is_err());
+    }
+
+    /// `by_due` keys sort as their times do, and the sweeper's bound finds an entry due at or
+    /// before `now` and never one due after it, within the millisecond too.
+    #[test]
+    fn due_keys_sort_by_time_and_the_bound_finds_only_what_is_due() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let bound = |now: DateTime<Utc>| format!("{:013}~", now.timestamp_millis());
+        let times = [
+            "2026-12-03T11:00:00Z",
+            "2026-12-03T11:00:00.000400Z",
+            "2026-12-03T11:00:00.001Z",
+            "2026-12-03T11:00:00.001000001Z",
+            "2027-01-01T00:00:00Z",
+            "2286-11-20T17:46:39.999Z",
+        ];
+        let keys: Vec<String> = times.iter().map(|t| due_key(at(t))).collect();
+        assert!(keys.iter().all(|k| k.len() == 13), "{keys:?}");
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{keys:?}");
+        for (due, key) in times.iter().zip(&keys) {
+            for now in times {
+                let (due, now) = (at(due), at(now));
+                let found = *key <= bound(now);
+                // Never before its time; at most a millisecond after it.
+                if due > now {
+                    assert!(!found, "{due} found at {now}");
+                }
+                let now_ms = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
+                if due <= now_ms {
+                    assert!(found, "{due} not found at {now}");
+                }
+            }
+        }
+        // Due exactly now is found; due a microsecond later is not.
+        let now = at("2026-12-03T11:00:00.005Z");
+        assert!(due_key(now) <= bound(now));
+        assert!(due_key(now + chrono::Duration::microseconds(1)) > bound(now));
+        assert!(due_key(now - chrono::Duration::microseconds(1)) <= bound(now));
     }
 
     /// The primed deflate reads back exactly what it was given, whatever it is (empty, text the
