@@ -73,7 +73,9 @@ pub enum Created {
     /// Stored now.
     New,
     /// An order with this id, or with this channel's external id, was already stored: it is
-    /// returned and nothing was written.
+    /// returned and nothing was written. Also: the channel's external id was claimed by a
+    /// creation that stopped before its order was stored, and this call stored the order under
+    /// the claimed id (returned as stored; a backend that writes both at once never does this).
     Existing(Box<Order>),
 }
 

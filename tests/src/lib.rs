@@ -134,6 +134,12 @@ pub async fn app_on(
 /// A fresh table and queue prefix on the AWS endpoint, or `None` (announced on stderr, past the
 /// test harness's capture) when no endpoint is configured.
 pub async fn dynamodb() -> Option<Backend> {
+    dynamodb_with_client().await.map(|(backend, _, _)| backend)
+}
+
+/// [`dynamodb`], with the SDK client and the table's name, for a test that must put the table
+/// in a state the store's own calls never leave it in (a process that died midway).
+pub async fn dynamodb_with_client() -> Option<(Backend, aws_sdk_dynamodb::Client, String)> {
     let Ok(endpoint) = std::env::var(AWS_ENDPOINT_VAR) else {
         if std::env::var(REQUIRE_AWS_VAR).as_deref() == Ok("1") {
             panic!("{REQUIRE_AWS_VAR}=1 but {AWS_ENDPOINT_VAR} is not set");
@@ -156,12 +162,13 @@ pub async fn dynamodb() -> Option<Backend> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let table = format!("oms-test-{}", &id[..12]);
     ensure_table(&dynamo, &table).await.expect("create table");
-    Some(Backend {
+    let backend = Backend {
         name: "dynamodb",
-        store: Arc::new(DynamoStore::new(dynamo, table)),
+        store: Arc::new(DynamoStore::new(dynamo.clone(), table.clone())),
         queue: Arc::new(SqsQueue::new(sqs, format!("t{}-", &id[..10]))),
         _dir: None,
-    })
+    };
+    Some((backend, dynamo, table))
 }
 
 /// A fixed instant for tests that do not depend on the real clock.

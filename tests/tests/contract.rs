@@ -74,6 +74,94 @@ contract!(
     records_are_kept_per_kind_newest_first_and_found_when_due,
 );
 
+/// DynamoDB creates an order with an external id in two conditional puts, the guard first
+/// (no transaction): an order whose creator died between them is finished by the next writer
+/// with that external id, under the id the guard names, and writers racing on one external id
+/// store exactly one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_external_id_guard_without_its_order_is_finished_by_the_next_writer() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let Some((b, client, table)) = oms_tests::dynamodb_with_client().await else {
+        return;
+    };
+    // A creator that died after its guard: the guard (as the store lays it out) names an order
+    // that was never written.
+    let (died, _) = order("C1", Some("TM-ORPHAN"), &[("TEA-001", 1)]);
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("EXT#web#TM-ORPHAN".into()))
+        .item("sk", AttributeValue::S("EXT".into()))
+        .item("order_id", AttributeValue::S(died.id.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let ext = oms::domain::ExternalId::parse("TM-ORPHAN").unwrap();
+    let web = ChannelId::parse("web").unwrap();
+    assert_eq!(
+        b.store.get_order_by_external(&web, &ext).await.unwrap(),
+        None
+    );
+    // The channel sends it again: stored under the guard's id, with the retry's contents.
+    let (retry, entry) = order("C1", Some("TM-ORPHAN"), &[("TEA-001", 2)]);
+    let Created::Existing(stored) = b.store.create_order(&retry, &entry, &[]).await.unwrap() else {
+        panic!("the guard's order is finished, not a new id stored");
+    };
+    assert_eq!(stored.id, died.id);
+    assert_eq!(stored.lines, retry.lines);
+    assert_eq!(
+        b.store.get_order(died.id).await.unwrap().map(|o| o.lines),
+        Some(retry.lines.clone())
+    );
+    assert_eq!(b.store.get_order(retry.id).await.unwrap(), None);
+    assert_eq!(
+        b.store
+            .get_order_by_external(&web, &ext)
+            .await
+            .unwrap()
+            .map(|o| o.id),
+        Some(died.id)
+    );
+    assert_eq!(b.store.timeline(died.id).await.unwrap().len(), 1);
+    // And again: now it is simply there.
+    let (third, entry) = order("C1", Some("TM-ORPHAN"), &[("TEA-001", 3)]);
+    let again = b.store.create_order(&third, &entry, &[]).await.unwrap();
+    assert_eq!(
+        again,
+        Created::Existing(Box::new(b.store.get_order(died.id).await.unwrap().unwrap()))
+    );
+
+    // Eight writers at once with one new external id: exactly one order, and every writer is
+    // told its id. (A writer that finds the guard before its creator's order may finish the
+    // order itself; then no writer answers `New`.)
+    let drafts: Vec<_> = (0..8)
+        .map(|i| order("C2", Some("TM-RACE"), &[("TEA-001", i + 1)]))
+        .collect();
+    let results =
+        futures::future::join_all(drafts.iter().map(|(o, e)| b.store.create_order(o, e, &[])))
+            .await;
+    let mut new = 0;
+    let mut ids = HashSet::new();
+    for ((o, _), r) in drafts.iter().zip(results) {
+        match r.unwrap() {
+            Created::New => {
+                new += 1;
+                ids.insert(o.id);
+            }
+            Created::Existing(e) => {
+                ids.insert(e.id);
+            }
+        }
+    }
+    assert!(new <= 1, "{new} writers created it");
+    assert_eq!(ids.len(), 1, "every writer names the same order: {ids:?}");
+    let mut stored = 0;
+    for (o, _) in &drafts {
+        stored += usize::from(b.store.get_order(o.id).await.unwrap().is_some());
+    }
+    assert_eq!(stored, 1);
+}
+
 fn sku(s: &str) -> Sku {
     Sku::parse(s).unwrap()
 }

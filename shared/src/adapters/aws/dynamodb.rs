@@ -43,8 +43,10 @@
 //! the version and status the change was decided on (and, for a provider event, that the event
 //! is not in `ev` yet), with the timeline entries appended and the effects the relay carries in
 //! `fx`: one conditional `UpdateItem`, half the units of a transaction. A transaction is left for
-//! a change that also writes other items (an outbox record, a finished one's delete), and for an
-//! order created with its external id's guard.
+//! a change that also writes other items (an outbox record, a finished one's delete). An order
+//! with an external id is created in two conditional puts, the guard first
+//! (`DynamoStore::create_guarded`: the next writer with that external id finishes an order
+//! whose creator died between them).
 //!
 //! Stock keeps `available = on_hand - reserved` as its own attribute because a condition
 //! expression cannot do arithmetic: `available >= :q` is the check that makes overselling
@@ -1480,6 +1482,80 @@ impl DynamoStore {
         self.get_order(id).await
     }
 
+    /// Creates an order with an external id without a transaction: the external id's guard
+    /// first (naming the order), then the order, each a conditional put.
+    ///
+    /// An order whose guard is there but which is not (its creator died between the two puts,
+    /// or is between them now) is finished by whoever comes next with that external id, under
+    /// the id the guard names: its order put is conditional on that order not existing, so of
+    /// any number of writers exactly one order is stored, and the guard never names another.
+    /// The writer that finishes it answers [`Created::Existing`] with the order it wrote (the
+    /// intake flow then sends its first step, as for any replay of an order still received).
+    async fn create_guarded(
+        &self,
+        order: &Order,
+        entry: &TimelineEntry,
+        effects: &[Effect],
+        guard: (String, String),
+    ) -> Result<Created, StoreError> {
+        let item_of = |o: &Order| -> Result<Item, StoreError> {
+            // The effects as they are for the order stored (a notification names its order).
+            let effects: Vec<Effect> = effects
+                .iter()
+                .map(|e| Effect {
+                    order_id: o.id,
+                    kind: match &e.kind {
+                        EffectKind::Notify(n) => EffectKind::Notify(
+                            crate::domain::decide::notification(o, n.status, n.at),
+                        ),
+                        other => other.clone(),
+                    },
+                    ..e.clone()
+                })
+                .collect();
+            let mut item = self.order_item(o, &effects)?;
+            item.insert(
+                TIMELINE_DEFLATED.into(),
+                deflated_timeline(std::slice::from_ref(entry))?,
+            );
+            Ok(item)
+        };
+        let mut claim = key(guard.clone());
+        claim.insert("order_id".into(), s(order.id.to_string()));
+        let (id, ours) = if self.put_if(claim, "attribute_not_exists(pk)", None).await? {
+            (order.id, true)
+        } else {
+            let taken = self
+                .get_item(guard)
+                .await?
+                .ok_or_else(|| corrupt("an external id's guard refused a put and is not there"))?;
+            let id = OrderId::parse(get_s(&taken, "order_id")?)
+                .map_err(|e| StoreError::Backend(boxed(e)))?;
+            if let Some(existing) = self.get_order(id).await? {
+                return Ok(Created::Existing(Box::new(existing)));
+            }
+            (id, false)
+        };
+        let mut stored = order.clone();
+        stored.id = id;
+        if self
+            .put_if(item_of(&stored)?, "attribute_not_exists(pk)", None)
+            .await?
+        {
+            return Ok(if ours {
+                Created::New
+            } else {
+                tracing::warn!(order_id = %id, "finished an order whose creation stopped after its external id's guard");
+                Created::Existing(Box::new(stored))
+            });
+        }
+        // Another writer stored it first (the same order id, or the guard's order).
+        self.get_order(id)
+            .await?
+            .map(|o| Created::Existing(Box::new(o)))
+            .ok_or_else(|| corrupt("order creation refused for no known reason"))
+    }
+
     /// Moves the order's held reservations (all, or one warehouse's) to `to`, adjusting stock:
     /// released units become available again; committed units leave on-hand stock.
     async fn settle(
@@ -1603,6 +1679,11 @@ impl OrderStore for DynamoStore {
             )?);
         }
         items.extend(self.effect_puts(effects, order)?);
+        if let (Some(k), 2) = (&ext_key, items.len()) {
+            // The order and its external id's guard, nothing else: two conditional puts, not a
+            // transaction (half the write units), in an order that needs no undo.
+            return self.create_guarded(order, entry, effects, k.clone()).await;
+        }
         if items.len() == 1 {
             // The order alone: a conditional put, not a transaction (half the write units).
             if self
