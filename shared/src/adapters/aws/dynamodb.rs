@@ -15,19 +15,21 @@
 //! | low-stock alert | `ALERTS` | `SKU#<sku>#WH#<warehouse>` | `doc` |
 //! | outbox record (effect) | `ORDER#<id>` | `FX#<effect id>` | `doc`; in `by_due` until done |
 //! | restock guard | `RESTOCK#<key>` | `RESTOCK` | returned goods counted once |
-//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`gsi4pk = CATALOGUE`, sorted by `pk`) |
+//! | catalogue entry | `SKU#<sku>` | `CATALOGUE` | `doc`; listed through `by_channel` (`hx = CATALOGUE`, sorted by `pk`) |
 //! | record (staff key, webhook endpoint, delivery) | `REC#<kind>` | `<id>` | `doc`; with a due time in `by_due` as `RECDUE#<family>#<shard>`, `<due>#<kind>#<id>`; `expires_at` TTL |
 //!
 //! GSIs, each projecting the keys only (an entry is about 200 bytes, one write unit, and a
 //! write that keeps an item's index keys does not touch the index; queries read the items back
-//! with `GetItem`): `by_customer` (`gsi2pk = CUST#<customer>`), `by_status`
-//! (`gsi3pk = STATUS#<status>#<shard>`, the statuses before fulfilment, received to paid,
-//! sharing `STATUS#pipeline#<shard>`), `by_channel` (`gsi4pk = CHANNEL#<channel>#<shard>`).
-//! The three list indexes sort by the table's own `pk`, `ORDER#<id>`: ids are UUIDv7, so id
-//! order is creation order, and an entry stays put until its partition changes. Order items
-//! also carry `status` and `version` at the top level, for the write conditions.
+//! with `GetItem`): `by_customer` (`cx = CUST#<customer>`), `by_status`
+//! (`sx = STATUS#<status>#<shard>`; received to paid share `STATUS#pipeline#<shard>`, ready to
+//! ship and shipped `STATUS#fulfilment#<shard>`), `by_channel`
+//! (`hx = CHANNEL#<channel>#<shard>`). The three list indexes sort by the table's own `pk`,
+//! `ORDER#<id>`: ids are UUIDv7, so id order is creation order, and an entry stays put until
+//! its partition changes. Order items also carry `status` and `v` (the version) at the top
+//! level, for the write conditions. Attribute names are short: every write of an order item is
+//! billed for them.
 //!
-//! `by_due` (`gsi5pk`, `gsi5sk`) is sparse: an order with a due time is in `DUE#<shard>` sorted
+//! `by_due` (`dx`, `dt`) is sparse: an order with a due time is in `DUE#<shard>` sorted
 //! by its due time in milliseconds (`due_key`); an order that waits for a person is in
 //! `ATTN#<shard>`; an outbox record not yet done is in `FXDUE#<shard>` sorted by `<due>#<order>#<effect>`.
 //!
@@ -128,24 +130,38 @@ mod keys {
     pub fn by_customer(c: &crate::domain::CustomerId) -> String {
         format!("CUST#{c}")
     }
-    /// The `by_status` partition of an order in status `s`: the statuses before fulfilment
-    /// (received, numbered, approved, awaiting payment, paid) share one, [`PIPELINE`], so that
-    /// moving between them leaves the index entry as it is (no index write); a list of one of
-    /// them reads the shared partitions and keeps the orders in that status. The group stays
-    /// small: an order leaves it in moments, or when its payment comes or its payment deadline
-    /// passes, so a list of its rarer statuses reads at most the orders awaiting payment.
+    /// The `by_status` partition of an order in status `s`. Statuses that follow each other
+    /// on the main path share one, so that moving between them leaves the index entry as it
+    /// is (no index write); a list of one of them reads the shared partitions and keeps the
+    /// orders in that status:
+    ///
+    /// - [`PIPELINE`]: received, numbered, approved, awaiting payment, paid. An order leaves
+    ///   it in moments, or when its payment comes or its deadline passes, so a list of one of
+    ///   them reads at most the orders awaiting payment besides.
+    /// - [`FULFILMENT`]: ready to ship and shipped: an order leaves it when the courier
+    ///   delivers it, so a list of one reads at most the parcels in transit or waiting for a
+    ///   courier besides (and, newest first, the newest orders are mostly still to ship).
+    ///
+    /// Statuses with no end (completed, cancelled, ...) and delivered (which lasts the return
+    /// window, longer than the others together) keep partitions of their own.
     pub fn by_status(s: Status, shard: u16) -> String {
         match status_group(s) {
             Some(group) => format!("STATUS#{group}#{shard}"),
             None => format!("STATUS#{s}#{shard}"),
         }
     }
-    /// The shared `by_status` partition of the statuses an order only passes through.
+    /// The shared `by_status` partition of the statuses before fulfilment.
     pub const PIPELINE: &str = "pipeline";
+    /// The shared `by_status` partition of the orders to ship and on their way.
+    pub const FULFILMENT: &str = "fulfilment";
     /// The shared partition a status is listed under, if it shares one.
     pub fn status_group(s: Status) -> Option<&'static str> {
         use Status::*;
-        matches!(s, Received | Numbered | Approved | AwaitingPayment | Paid).then_some(PIPELINE)
+        match s {
+            Received | Numbered | Approved | AwaitingPayment | Paid => Some(PIPELINE),
+            ReadyToShip | Shipped => Some(FULFILMENT),
+            _ => None,
+        }
     }
     pub fn by_channel(c: &ChannelId, shard: u16) -> String {
         format!("CHANNEL#{c}#{shard}")
@@ -296,12 +312,25 @@ impl FanOut {
 /// item is billed for its attributes, and this one would repeat the id.
 const LIST_SORT: &str = "pk";
 
+/// Index key attributes. Their names are short because every write of an order item is billed
+/// for each attribute's name as well as its value: `by_customer`'s partition key,
+const BY_CUSTOMER: &str = "cx";
+/// `by_status`'s,
+const BY_STATUS: &str = "sx";
+/// `by_channel`'s,
+const BY_CHANNEL: &str = "hx";
+/// and `by_due`'s partition and sort keys.
+const DUE_PK: &str = "dx";
+const DUE_SK: &str = "dt";
+/// An order item's version (for the write conditions; the document has it too).
+const VERSION: &str = "v";
+
 /// Index names, their key attributes and what they project.
 const GSIS: [(&str, &str, &str, Projected); 4] = [
-    ("by_customer", "gsi2pk", LIST_SORT, Projected::Keys),
-    ("by_status", "gsi3pk", LIST_SORT, Projected::Keys),
-    ("by_channel", "gsi4pk", LIST_SORT, Projected::Keys),
-    ("by_due", "gsi5pk", "gsi5sk", Projected::Keys),
+    ("by_customer", BY_CUSTOMER, LIST_SORT, Projected::Keys),
+    ("by_status", BY_STATUS, LIST_SORT, Projected::Keys),
+    ("by_channel", BY_CHANNEL, LIST_SORT, Projected::Keys),
+    ("by_due", DUE_PK, DUE_SK, Projected::Keys),
 ];
 
 /// The entry an item has in an index (`None` if it lacks a key of the index): its size as
@@ -778,7 +807,7 @@ fn event_digest(event: &str) -> aws_sdk_dynamodb::primitives::Blob {
 }
 /// Order item attributes that only some versions have: an update that leaves them out removes
 /// them (the effects of the last write above all, which must not ride again).
-const OPTIONAL_ORDER_ATTRIBUTES: [&str; 3] = ["gsi5pk", "gsi5sk", STREAMED_EFFECTS];
+const OPTIONAL_ORDER_ATTRIBUTES: [&str; 3] = [DUE_PK, DUE_SK, STREAMED_EFFECTS];
 
 /// An `UpdateItem` that writes a change to its order item.
 struct OrderUpdate {
@@ -821,7 +850,7 @@ fn order_update(
         values.insert(":nil".into(), AttributeValue::L(Vec::new()));
         sets.push("#tl = list_append(if_not_exists(#tl, :nil), :tl)".into());
     }
-    names.insert("#v".into(), "version".into());
+    names.insert("#v".into(), VERSION.into());
     names.insert("#st".into(), "status".into());
     values.insert(":v".into(), n(change.expected_version));
     values.insert(":st".into(), s(change.expected_status.as_str()));
@@ -1322,7 +1351,7 @@ impl DynamoStore {
         // No `kind`: an order item is told by its sort key, `ORDER` (`kind_of`), and every
         // write of it is billed for each attribute it has.
         item.insert("status".into(), s(o.status().as_str()));
-        item.insert("version".into(), n(o.version()));
+        item.insert(VERSION.into(), n(o.version()));
         item.insert("doc".into(), order_doc(o)?);
         Ok(item)
     }
@@ -1332,16 +1361,16 @@ impl DynamoStore {
     fn order_keys(o: &Order) -> Item {
         let mut item = key(keys::order(o.id));
         // The three list indexes sort by the table key, `ORDER#<id>` (creation order).
-        item.insert("gsi2pk".into(), s(keys::by_customer(&o.customer.id)));
+        item.insert(BY_CUSTOMER.into(), s(keys::by_customer(&o.customer.id)));
         item.insert(
-            "gsi3pk".into(),
+            BY_STATUS.into(),
             s(keys::by_status(
                 o.status(),
                 keys::shard(o.id, keys::status_shards(o.status())),
             )),
         );
         item.insert(
-            "gsi4pk".into(),
+            BY_CHANNEL.into(),
             s(keys::by_channel(
                 &o.channel,
                 keys::shard(o.id, keys::CHANNEL_SHARDS),
@@ -1349,16 +1378,16 @@ impl DynamoStore {
         );
         if !o.attention.is_empty() {
             item.insert(
-                "gsi5pk".into(),
+                DUE_PK.into(),
                 s(keys::attention(keys::shard(o.id, keys::ATTENTION_SHARDS))),
             );
-            item.insert("gsi5sk".into(), s(o.id.to_string()));
+            item.insert(DUE_SK.into(), s(o.id.to_string()));
         } else if let Some(due) = o.due_at {
             item.insert(
-                "gsi5pk".into(),
+                DUE_PK.into(),
                 s(keys::due(keys::shard(o.id, keys::DUE_SHARDS))),
             );
-            item.insert("gsi5sk".into(), s(due_key(due)));
+            item.insert(DUE_SK.into(), s(due_key(due)));
         }
         item
     }
@@ -1368,14 +1397,14 @@ impl DynamoStore {
         item.insert("kind".into(), s("effect"));
         item.insert("doc".into(), to_av(e)?);
         item.insert(
-            "gsi5pk".into(),
+            DUE_PK.into(),
             s(keys::effect_due(keys::shard(
                 e.order_id,
                 keys::EFFECT_SHARDS,
             ))),
         );
         item.insert(
-            "gsi5sk".into(),
+            DUE_SK.into(),
             s(format!("{}#{}#{}", due_key(e.due_at), e.order_id, e.id)),
         );
         Ok(item)
@@ -1405,8 +1434,8 @@ impl DynamoStore {
     ) -> Result<Vec<Item>, StoreError> {
         let fan = FanOut {
             index: "by_due",
-            pk: "gsi5pk",
-            sk: "gsi5sk",
+            pk: DUE_PK,
+            sk: DUE_SK,
             partitions: (0..shards).map(partition).collect(),
             // `~` sorts after `#` and every character of an id: all items due up to `now`.
             // `now` rounded down, so that an item due later in this millisecond waits.
@@ -1823,7 +1852,7 @@ impl OrderStore for DynamoStore {
     ) -> Result<Vec<Order>, StoreError> {
         let fan = FanOut {
             index: "by_status",
-            pk: "gsi3pk",
+            pk: BY_STATUS,
             sk: LIST_SORT,
             partitions: (0..keys::status_shards(status))
                 .map(|shard| keys::by_status(status, shard))
@@ -1952,8 +1981,8 @@ impl OrderStore for DynamoStore {
     async fn orders_needing_attention(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
         let fan = FanOut {
             index: "by_due",
-            pk: "gsi5pk",
-            sk: "gsi5sk",
+            pk: DUE_PK,
+            sk: DUE_SK,
             partitions: (0..keys::ATTENTION_SHARDS).map(keys::attention).collect(),
             below: None,
             forward: true,
@@ -2093,7 +2122,7 @@ impl CatalogueStore for DynamoStore {
         it.insert("kind".into(), s("catalogue"));
         it.insert("doc".into(), to_av(item)?);
         // Listed in SKU order: `by_channel` sorts by the table key, `SKU#<sku>`.
-        it.insert("gsi4pk".into(), s(keys::catalogue_list()));
+        it.insert(BY_CHANNEL.into(), s(keys::catalogue_list()));
         self.put_item(it).await
     }
 
@@ -2123,7 +2152,7 @@ impl CatalogueStore for DynamoStore {
         let mut q = IndexQuery {
             index: "by_channel",
             key_condition: "#pk = :pk".into(),
-            names: HashMap::from([("#pk".to_owned(), "gsi4pk".to_owned())]),
+            names: HashMap::from([("#pk".to_owned(), BY_CHANNEL.to_owned())]),
             values: HashMap::from([(":pk".to_owned(), s(keys::catalogue_list()))]),
             forward: true,
         };
@@ -2564,11 +2593,11 @@ fn record_item(record: &Record) -> Item {
         let family = Record::family(&record.kind);
         it.insert("due".into(), s(timestamp_key(due)));
         it.insert(
-            "gsi5pk".into(),
+            DUE_PK.into(),
             s(keys::record_due(family, keys::record_shard(&record.id))),
         );
         it.insert(
-            "gsi5sk".into(),
+            DUE_SK.into(),
             s(format!("{}#{}#{}", due_key(due), record.kind, record.id)),
         );
     }
@@ -2677,7 +2706,7 @@ pub fn shards_of(family: &str) -> Option<u16> {
     let head = key.split('#').next().unwrap_or_default();
     match head {
         "STATUS" => match key.split('#').nth(1) {
-            Some(keys::PIPELINE) => Some(keys::STATUS_SHARDS),
+            Some(keys::PIPELINE | keys::FULFILMENT) => Some(keys::STATUS_SHARDS),
             st => st
                 .and_then(|st| st.parse::<Status>().ok())
                 .map(keys::status_shards),
