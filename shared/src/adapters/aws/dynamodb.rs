@@ -2392,27 +2392,38 @@ impl StockStore for DynamoStore {
     }
 
     async fn raise_alert(&self, alert: &LowStockAlert) -> Result<bool, StoreError> {
-        let mut item = key(keys::alert(&alert.sku, &alert.warehouse));
-        item.insert("doc".into(), to_av(alert)?);
-        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
-            return Ok(true);
-        }
-        // Already open: refresh the figures, keep when it was first raised.
+        // While stock stays low every reservation raises the alert again: refreshing the open
+        // one's figures (keeping when it was first raised) comes first, one write; only if
+        // there is none is it put (a failed condition is billed as a write too).
         self.meter.write("alert", 1, false);
-        self.client
+        let refreshed = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::alert(&alert.sku, &alert.warehouse))))
             .update_expression("SET doc.available = :a, doc.safety = :s")
+            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":a", n(alert.available))
             .expression_attribute_values(":s", n(alert.safety))
             .send()
-            .await
-            .map_err(sdk)?;
-        Ok(false)
+            .await;
+        match refreshed {
+            Ok(_) => return Ok(false),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
+            Err(e) => return Err(sdk(e)),
+        }
+        let mut item = key(keys::alert(&alert.sku, &alert.warehouse));
+        item.insert("doc".into(), to_av(alert)?);
+        // Raised by another writer in between: that one announced it.
+        self.put_if(item, "attribute_not_exists(pk)", None).await
     }
 
     async fn clear_alert(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<bool, StoreError> {
+        // Stock moved back above its safety level, which is most of the time: a read (a fifth
+        // of a write's price) finds out whether an alert is open before a delete is paid for.
+        if self.get_item(keys::alert(sku, warehouse)).await?.is_none() {
+            return Ok(false);
+        }
         self.meter.write("alert", 1, false);
         let out = self
             .client
