@@ -73,10 +73,12 @@ pub enum Created {
     /// Stored now.
     New,
     /// An order with this id, or with this channel's external id, was already stored: it is
-    /// returned and nothing was written. Also: the channel's external id was claimed by a
-    /// creation that stopped before its order was stored, and this call stored the order under
-    /// the claimed id (returned as stored; a backend that writes both at once never does this).
+    /// returned and nothing was written.
     Existing(Box<Order>),
+    /// Stored now, under another id: the channel's external id was claimed (for that id) by a
+    /// creation that stopped before its order was stored. The order as stored. Only a backend
+    /// that writes the claim and the order apart (DynamoDB) answers this.
+    Stored(Box<Order>),
 }
 
 /// Which orders to list. At least one of `customer`, `channel` or `status` is required (each
@@ -158,7 +160,9 @@ impl OrderPage {
 #[async_trait]
 pub trait OrderStore: Send + Sync {
     /// Stores a new order with its first timeline entry and its outbox records, unless one with
-    /// the same id or the same `(channel, external_id)` exists (then nothing is written).
+    /// the same id or the same `(channel, external_id)` exists (then nothing is written), or
+    /// the external id was claimed by a creation that stopped before its order was stored (then
+    /// the order is stored under the claimed id: [`Created::Stored`]).
     async fn create_order(
         &self,
         order: &Order,

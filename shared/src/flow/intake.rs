@@ -25,6 +25,21 @@ pub async fn accept(app: &App, new: NewOrder, id: OrderId) -> Result<(Order, boo
             super::effects::kick(app, &change.order, &change.effects).await;
             Ok((change.order, false))
         }
+        Created::Stored(stored) => {
+            // The order finished an earlier creation that stopped after claiming its external
+            // id: stored now, under that creation's id.
+            app.metrics.order_accepted(stored.channel.as_str());
+            let effects: Vec<Effect> = change
+                .effects
+                .iter()
+                .map(|fx| Effect {
+                    order_id: stored.id,
+                    ..fx.clone()
+                })
+                .collect();
+            super::effects::kick(app, &stored, &effects).await;
+            Ok((*stored, false))
+        }
         Created::Existing(existing) => {
             // A replay: if the first attempt's process died before sending its numbering
             // message, send it now rather than after the grace time or the step budget: the

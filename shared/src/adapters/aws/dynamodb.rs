@@ -136,8 +136,9 @@ mod keys {
     /// orders in that status:
     ///
     /// - [`PIPELINE`]: received, numbered, approved, awaiting payment, paid. An order leaves
-    ///   it in moments, or when its payment comes or its deadline passes, so a list of one of
-    ///   them reads at most the orders awaiting payment besides.
+    ///   it in moments, when its payment comes or its deadline passes, or (paid and held for
+    ///   merging) when its channel's merge window closes, so a list of one of them reads at
+    ///   most the orders awaiting payment or held for merging besides.
     /// - [`FULFILMENT`]: ready to ship and shipped: an order leaves it when the courier
     ///   delivers it, so a list of one reads at most the parcels in transit or waiting for a
     ///   courier besides (and, newest first, the newest orders are mostly still to ship).
@@ -342,9 +343,12 @@ fn index_entry<'a>(
     if !item.contains_key(hash) || !item.contains_key(range) {
         return None;
     }
-    let names = match projected {
-        Projected::Keys => [hash, range, "pk", "sk"],
+    let mut names = match projected {
+        Projected::Keys => vec![hash, range, "pk", "sk"],
     };
+    // The list indexes sort by the table's own `pk`: held once.
+    names.sort_unstable();
+    names.dedup();
     let held = names
         .iter()
         .filter_map(|n| item.get_key_value(*n))
@@ -661,8 +665,9 @@ fn order_doc(o: &Order) -> Result<AttributeValue, StoreError> {
 /// A binary attribute holding `v` as deflated JSON.
 fn deflated_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<AttributeValue, StoreError> {
     let json = serde_json::to_vec(v).map_err(|e| StoreError::Backend(boxed(e)))?;
+    let deflated = deflate(&json).map_err(|e| StoreError::Backend(e.into()))?;
     Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
-        deflate(&json),
+        deflated,
     )))
 }
 
@@ -696,11 +701,16 @@ const _: () = assert!(
 ///
 /// Hand-written because `miniz_oxide` (the pure-Rust deflate the functions already link) has
 /// no preset-dictionary call, and zlib or zstd would add a C library to every function.
-pub fn deflate(json: &[u8]) -> Vec<u8> {
+pub fn deflate(json: &[u8]) -> Result<Vec<u8>, String> {
     use miniz_oxide::deflate::core::{
         CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
     };
-    fn run(c: &mut CompressorOxide, mut input: &[u8], flush: TDEFLFlush, out: &mut Vec<u8>) {
+    fn run(
+        c: &mut CompressorOxide,
+        mut input: &[u8],
+        flush: TDEFLFlush,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         let mut buf = vec![0u8; input.len() + 256];
         loop {
             let (status, read, written) = compress(c, input, &mut buf, flush);
@@ -709,21 +719,20 @@ pub fn deflate(json: &[u8]) -> Vec<u8> {
             // Done (finished), or all input taken and the flush fitted the buffer.
             let flushed = input.is_empty() && written < buf.len();
             match status {
-                TDEFLStatus::Done => return,
-                TDEFLStatus::Okay if flushed && flush != TDEFLFlush::Finish => return,
+                TDEFLStatus::Done => return Ok(()),
+                TDEFLStatus::Okay if flushed && flush != TDEFLFlush::Finish => return Ok(()),
                 TDEFLStatus::Okay => {}
-                // Only a bad parameter or a failed output callback gets here, and neither is
-                // possible with a buffer; stop rather than loop.
-                _ => return,
+                // A bad parameter or a failed output callback: never stored half-written.
+                other => return Err(format!("deflate stopped: {other:?}")),
             }
         }
     }
     let mut c = CompressorOxide::new(create_comp_flags_from_zip_params(6, 0, 0));
     let mut primer = Vec::with_capacity(DICTIONARY.len());
-    run(&mut c, DICTIONARY, TDEFLFlush::Sync, &mut primer);
+    run(&mut c, DICTIONARY, TDEFLFlush::Sync, &mut primer)?;
     let mut out = vec![PRIMED];
-    run(&mut c, json, TDEFLFlush::Finish, &mut out);
-    out
+    run(&mut c, json, TDEFLFlush::Finish, &mut out)?;
+    Ok(out)
 }
 
 /// The JSON [`deflate`] made: the dictionary as a stored (uncompressed, not final) block, then
@@ -1490,7 +1499,7 @@ impl DynamoStore {
             let last = entries.last().map(sk);
             let items = self.hydrate(&entries).await?;
             found.extend(items.into_iter().filter(|i| keep.is_none_or(|k| k(i))));
-            // Without a filter the first round is exact; ascending walks take one round.
+            // Without a filter the first round is exact.
             let Some(last) = last else { break };
             // An ascending walk with a bound of its own (the due indexes) takes one round.
             if keep.is_none() || seen_all || (fan.forward && fan.below.is_some()) {
@@ -1511,15 +1520,57 @@ impl DynamoStore {
         self.get_order(id).await
     }
 
-    /// Creates an order with an external id without a transaction: the external id's guard
-    /// first (naming the order), then the order, each a conditional put.
+    /// Writes a new order item (its first timeline entry in it) unless the order is there,
+    /// with the outbox records its effects keep in the same transaction, or alone as one
+    /// conditional put when there are none (half the write units). Whether it was written.
+    async fn write_new(
+        &self,
+        order: &Order,
+        entry: &TimelineEntry,
+        effects: &[Effect],
+    ) -> Result<bool, StoreError> {
+        let mut item = self.order_item(order, effects)?;
+        item.insert(
+            TIMELINE_DEFLATED.into(),
+            deflated_timeline(std::slice::from_ref(entry))?,
+        );
+        let records = self.effect_puts(effects, order)?;
+        if records.is_empty() {
+            return self.put_if(item, "attribute_not_exists(pk)", None).await;
+        }
+        let mut items = vec![put(
+            &self.table,
+            item,
+            Some("attribute_not_exists(pk)"),
+            Item::new(),
+        )?];
+        items.extend(records);
+        let written: Vec<Item> = items
+            .iter()
+            .filter_map(|i| i.put().map(|p| p.item().clone()))
+            .collect();
+        match self.transact(items).await {
+            Ok(()) => {
+                for item in &written {
+                    self.meter_indexes(None, Some(item));
+                }
+                Ok(true)
+            }
+            Err(Err(e)) => Err(e),
+            Err(Ok(cancelled)) if cancelled.failed(0) => Ok(false),
+            Err(Ok(_)) => Err(corrupt("order creation cancelled for no known reason")),
+        }
+    }
+
+    /// Creates an order with an external id without a transaction between the two: the
+    /// external id's guard first (a conditional put naming the order), then the order
+    /// ([`Self::write_new`]).
     ///
     /// An order whose guard is there but which is not (its creator died between the two puts,
     /// or is between them now) is finished by whoever comes next with that external id, under
-    /// the id the guard names: its order put is conditional on that order not existing, so of
-    /// any number of writers exactly one order is stored, and the guard never names another.
-    /// The writer that finishes it answers [`Created::Existing`] with the order it wrote (the
-    /// intake flow then sends its first step, as for any replay of an order still received).
+    /// the id the guard names: its write is conditional on that order not existing, so of any
+    /// number of writers exactly one order is stored, and the guard never names another. The
+    /// writer that finishes it answers [`Created::Stored`] with the order as it wrote it.
     async fn create_guarded(
         &self,
         order: &Order,
@@ -1527,32 +1578,12 @@ impl DynamoStore {
         effects: &[Effect],
         guard: (String, String),
     ) -> Result<Created, StoreError> {
-        let item_of = |o: &Order| -> Result<Item, StoreError> {
-            // The effects as they are for the order stored (a notification names its order).
-            let effects: Vec<Effect> = effects
-                .iter()
-                .map(|e| Effect {
-                    order_id: o.id,
-                    kind: match &e.kind {
-                        EffectKind::Notify(n) => EffectKind::Notify(
-                            crate::domain::decide::notification(o, n.status, n.at),
-                        ),
-                        other => other.clone(),
-                    },
-                    ..e.clone()
-                })
-                .collect();
-            let mut item = self.order_item(o, &effects)?;
-            item.insert(
-                TIMELINE_DEFLATED.into(),
-                deflated_timeline(std::slice::from_ref(entry))?,
-            );
-            Ok(item)
-        };
         let mut claim = key(guard.clone());
         claim.insert("order_id".into(), s(order.id.to_string()));
-        let (id, ours) = if self.put_if(claim, "attribute_not_exists(pk)", None).await? {
-            (order.id, true)
+        if self.put_if(claim, "attribute_not_exists(pk)", None).await? {
+            if self.write_new(order, entry, effects).await? {
+                return Ok(Created::New);
+            }
         } else {
             let taken = self
                 .get_item(guard)
@@ -1563,23 +1594,35 @@ impl DynamoStore {
             if let Some(existing) = self.get_order(id).await? {
                 return Ok(Created::Existing(Box::new(existing)));
             }
-            (id, false)
-        };
-        let mut stored = order.clone();
-        stored.id = id;
-        if self
-            .put_if(item_of(&stored)?, "attribute_not_exists(pk)", None)
-            .await?
-        {
-            return Ok(if ours {
-                Created::New
-            } else {
-                tracing::warn!(order_id = %id, "finished an order whose creation stopped after its external id's guard");
-                Created::Existing(Box::new(stored))
-            });
+            // The guard's order was never written: write this one under its id, with its
+            // effects as they are for that order (a notification names its order).
+            let mut stored = order.clone();
+            stored.id = id;
+            let effects: Vec<Effect> = effects
+                .iter()
+                .map(|e| Effect {
+                    order_id: id,
+                    kind: match &e.kind {
+                        EffectKind::Notify(n) => EffectKind::Notify(
+                            crate::domain::decide::notification(&stored, n.status, n.at),
+                        ),
+                        other => other.clone(),
+                    },
+                    ..e.clone()
+                })
+                .collect();
+            if self.write_new(&stored, entry, &effects).await? {
+                tracing::warn!(order_id = %id, "stored an order whose creation stopped after its external id's guard");
+                return Ok(Created::Stored(Box::new(stored)));
+            }
+            return self
+                .get_order(id)
+                .await?
+                .map(|o| Created::Existing(Box::new(o)))
+                .ok_or_else(|| corrupt("order creation refused for no known reason"));
         }
-        // Another writer stored it first (the same order id, or the guard's order).
-        self.get_order(id)
+        // Another writer stored it first under this id (it finished this guard's order).
+        self.get_order(order.id)
             .await?
             .map(|o| Created::Existing(Box::new(o)))
             .ok_or_else(|| corrupt("order creation refused for no known reason"))
@@ -1682,76 +1725,17 @@ impl OrderStore for DynamoStore {
         entry: &TimelineEntry,
         effects: &[Effect],
     ) -> Result<Created, StoreError> {
-        let mut order_item = self.order_item(order, effects)?;
-        order_item.insert(
-            TIMELINE_DEFLATED.into(),
-            deflated_timeline(std::slice::from_ref(entry))?,
-        );
-        let mut items = vec![put(
-            &self.table,
-            order_item.clone(),
-            Some("attribute_not_exists(pk)"),
-            Item::new(),
-        )?];
-        let ext_key = order
-            .external_id
-            .as_ref()
-            .map(|e| keys::external(&order.channel, e));
-        if let Some(k) = &ext_key {
-            let mut item = key(k.clone());
-            item.insert("order_id".into(), s(order.id.to_string()));
-            items.push(put(
-                &self.table,
-                item,
-                Some("attribute_not_exists(pk)"),
-                Item::new(),
-            )?);
+        if let Some(ext) = &order.external_id {
+            let guard = keys::external(&order.channel, ext);
+            return self.create_guarded(order, entry, effects, guard).await;
         }
-        items.extend(self.effect_puts(effects, order)?);
-        if let (Some(k), 2) = (&ext_key, items.len()) {
-            // The order and its external id's guard, nothing else: two conditional puts, not a
-            // transaction (half the write units), in an order that needs no undo.
-            return self.create_guarded(order, entry, effects, k.clone()).await;
+        if self.write_new(order, entry, effects).await? {
+            return Ok(Created::New);
         }
-        if items.len() == 1 {
-            // The order alone: a conditional put, not a transaction (half the write units).
-            if self
-                .put_if(order_item, "attribute_not_exists(pk)", None)
-                .await?
-            {
-                return Ok(Created::New);
-            }
-            return self
-                .get_order(order.id)
-                .await?
-                .map(|o| Created::Existing(Box::new(o)))
-                .ok_or_else(|| corrupt("order creation refused for no known reason"));
-        }
-        let indexed: Vec<Item> = items
-            .iter()
-            .filter_map(|i| i.put().map(|p| p.item().clone()))
-            .collect();
-        match self.transact(items).await {
-            Ok(()) => {
-                for item in &indexed {
-                    self.meter_indexes(None, Some(item));
-                }
-                Ok(Created::New)
-            }
-            Err(Err(e)) => Err(e),
-            Err(Ok(cancelled)) => {
-                let existing = if cancelled.failed(0) {
-                    self.get_order(order.id).await?
-                } else if let (true, Some(k)) = (cancelled.failed(1), ext_key) {
-                    self.order_of_external(k).await?
-                } else {
-                    None
-                };
-                existing
-                    .map(|o| Created::Existing(Box::new(o)))
-                    .ok_or_else(|| corrupt("order creation cancelled for no known reason"))
-            }
-        }
+        self.get_order(order.id)
+            .await?
+            .map(|o| Created::Existing(Box::new(o)))
+            .ok_or_else(|| corrupt("order creation refused for no known reason"))
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -2823,6 +2807,25 @@ mod tests {
         assert!(due_key(now - chrono::Duration::microseconds(1)) <= bound(now));
     }
 
+    /// Documents written in format 1 are read back with these exact dictionary bytes: an edit
+    /// of the file (a trailing newline an editor adds) would make every stored one unreadable.
+    /// A better dictionary is a new format byte and a new file, this one kept.
+    #[test]
+    fn the_format_1_dictionary_never_changes() {
+        use sha2::{Digest, Sha256};
+        let digest: String = Sha256::digest(DICTIONARY)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            (DICTIONARY.len(), digest.as_str()),
+            (
+                3938,
+                "26b7241f59e294a5399b876d2f5120e2d8453b84d8a5018c257438ff49ce39c9"
+            )
+        );
+    }
+
     /// The primed deflate reads back exactly what it was given, whatever it is (empty, text the
     /// dictionary does not know, text far longer than the deflate window, every byte value),
     /// and an order's JSON comes out smaller than deflate alone makes it.
@@ -2850,7 +2853,7 @@ mod tests {
             samples.push((0..len).map(|_| b'a' + (next() % 26) as u8).collect());
         }
         for sample in &samples {
-            let deflated = deflate(sample);
+            let deflated = deflate(sample).unwrap();
             assert_eq!(deflated[0], PRIMED);
             assert_eq!(
                 &inflate(&deflated).unwrap(),
@@ -2860,14 +2863,14 @@ mod tests {
             );
         }
         let alone = miniz_oxide::deflate::compress_to_vec(&order, 6).len();
-        let primed = deflate(&order).len();
+        let primed = deflate(&order).unwrap().len();
         assert!(
             primed * 10 < alone * 8,
             "{primed} bytes primed against {alone} deflated alone ({} of JSON)",
             order.len()
         );
         // Another format, or none, is refused, not misread.
-        let mut other = deflate(&order);
+        let mut other = deflate(&order).unwrap();
         other[0] = 0;
         assert!(inflate(&other).is_err());
         assert!(inflate(&[]).is_err());
