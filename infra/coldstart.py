@@ -6,7 +6,13 @@ RUNS times with the environment a deployed function has (dummy credentials; noth
 at init), and the median is printed. Run after `cargo lambda build --release` (infra/sizes.sh),
 (which puts the x86_64 zips in target/lambda/x86_64), or point BIN_DIR at other builds.
 
-Usage: python3 infra/coldstart.py [RUNS]   (OMS_COLDSTART_ENDPOINT: a moto server to warm against)
+Usage: python3 infra/coldstart.py [RUNS]
+
+OMS_COLDSTART_ENDPOINT: what the functions warm their DynamoDB and SQS connections against at
+init: a moto server's URL (its answers take part of the figure), or `stub` for an endpoint in
+this script that answers DescribeTable and GetQueueUrl at once (the figure is then the binary's
+own init). Unset, the functions try AWS itself, which a machine without internet never reaches
+(they give up after 2 s).
 """
 
 import http.server
@@ -62,10 +68,47 @@ env.update(
     OMS_ALLOW_DEMO="1",  # the shipped configuration still holds the demo's rules
     RUST_LOG="error",
 )
-# The functions warm their DynamoDB and SQS connections at init; give them an endpoint to warm
-# (a moto server: OMS_COLDSTART_ENDPOINT=http://127.0.0.1:5055) to include that in the figure.
-if os.environ.get("OMS_COLDSTART_ENDPOINT"):
-    env["AWS_ENDPOINT_URL"] = os.environ["OMS_COLDSTART_ENDPOINT"]
+
+
+class StubAws(http.server.BaseHTTPRequestHandler):
+    """Answers the init's warm-up calls (DynamoDB DescribeTable, SQS GetQueueUrl, both in the
+    JSON protocol) at once, and anything else with an empty object."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: without this, each answer on a kept-alive
+    # connection waits for the client's delayed acknowledgement (about 40 ms).
+    disable_nagle_algorithm = True
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        target = self.headers.get("x-amz-target", "")
+        if target.endswith(".DescribeTable"):
+            body = '{"Table":{"TableName":"oms","TableStatus":"ACTIVE"}}'
+        elif target.endswith(".GetQueueUrl"):
+            port = self.server.server_address[1]
+            body = '{"QueueUrl":"http://127.0.0.1:%d/000000000000/oms-q"}' % port
+        else:
+            body = "{}"
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-amz-json-1.0")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+# The functions warm their DynamoDB and SQS connections at init; give them an endpoint to warm.
+endpoint = os.environ.get("OMS_COLDSTART_ENDPOINT")
+if endpoint == "stub":
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StubAws)
+    stub.daemon_threads = True
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{stub.server_address[1]}"
+if endpoint:
+    env["AWS_ENDPOINT_URL"] = endpoint
 
 print(f"{'function':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8}  ({RUNS} runs)")
 def binaries():
