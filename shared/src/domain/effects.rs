@@ -41,6 +41,23 @@ impl Effect {
             .min(MAX_BACKOFF_SECONDS);
         chrono::Duration::seconds(secs)
     }
+
+    /// This effect made for `order` instead (an order stored under another id than the one it
+    /// was decided with): the order it names, and a notification's contents, which are the
+    /// order's.
+    pub fn for_order(&self, order: &super::Order) -> Effect {
+        let kind = match &self.kind {
+            EffectKind::Notify(n) => {
+                EffectKind::Notify(super::decide::notification(order, n.status, n.at))
+            }
+            other => other.clone(),
+        };
+        Effect {
+            order_id: order.id,
+            kind,
+            ..self.clone()
+        }
+    }
 }
 
 /// The body of every step message.

@@ -32,10 +32,7 @@ pub async fn accept(app: &App, new: NewOrder, id: OrderId) -> Result<(Order, boo
             let effects: Vec<Effect> = change
                 .effects
                 .iter()
-                .map(|fx| Effect {
-                    order_id: stored.id,
-                    ..fx.clone()
-                })
+                .map(|fx| fx.for_order(&stored))
                 .collect();
             super::effects::kick(app, &stored, &effects).await;
             Ok((*stored, false))

@@ -40,7 +40,7 @@ pub fn effects_of_record(record: &EventRecord) -> Result<Option<Vec<Effect>>, St
             "the effects of an order write are not deflated JSON: {fx:?}"
         )));
     };
-    let carried: Vec<Carried> = crate::adapters::aws::inflate_json(deflated)
+    let carried: Vec<Carried> = crate::adapters::aws::inflated_json(deflated)
         .map_err(|e| StepError::Malformed(format!("the effects of an order write: {e}")))?;
     // A notification rides as its status and time: its contents are the order's as written.
     let Some(order) = order_of_record(record)? else {

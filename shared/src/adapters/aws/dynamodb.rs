@@ -671,8 +671,9 @@ fn deflated_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<AttributeValue, 
     )))
 }
 
-/// The value of deflated JSON (an item's attribute, or a stream record's).
-fn inflated_json<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, String> {
+/// The value of deflated JSON (an item's attribute, or a stream record's: the order document,
+/// the timeline, the effects an order write carries).
+pub fn inflated_json<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, String> {
     let json = inflate(deflated)?;
     serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
@@ -701,7 +702,7 @@ const _: () = assert!(
 ///
 /// Hand-written because `miniz_oxide` (the pure-Rust deflate the functions already link) has
 /// no preset-dictionary call, and zlib or zstd would add a C library to every function.
-pub fn deflate(json: &[u8]) -> Result<Vec<u8>, String> {
+fn deflate(json: &[u8]) -> Result<Vec<u8>, String> {
     use miniz_oxide::deflate::core::{
         CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
     };
@@ -737,7 +738,7 @@ pub fn deflate(json: &[u8]) -> Result<Vec<u8>, String> {
 
 /// The JSON [`deflate`] made: the dictionary as a stored (uncompressed, not final) block, then
 /// the kept stream, inflated, and the dictionary cut off again.
-pub fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
     let Some((&PRIMED, rest)) = deflated.split_first() else {
         return Err(format!(
             "a deflated document of unknown format {:?}",
@@ -757,12 +758,6 @@ pub fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
             .map_err(|e| format!("deflated JSON that does not inflate: {e}"))?;
     json.drain(..DICTIONARY.len());
     Ok(json)
-}
-
-/// The value of a deflated JSON attribute of a stream record (the effects an order write
-/// carries).
-pub fn inflate_json<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, String> {
-    inflated_json(deflated)
 }
 
 /// The order of a deflated document (an item's, or a stream record's).
@@ -1447,8 +1442,7 @@ impl DynamoStore {
             sk: DUE_SK,
             partitions: (0..shards).map(partition).collect(),
             // `~` sorts after `#` and every character of an id: all items due up to `now`.
-            // `now` rounded down, so that an item due later in this millisecond waits.
-            below: Some(("<=", format!("{:013}~", now.timestamp_millis().max(0)))),
+            below: Some(("<=", due_bound(now))),
             forward: true,
         };
         self.fan_out(&fan, limit, None).await
@@ -1598,19 +1592,7 @@ impl DynamoStore {
             // effects as they are for that order (a notification names its order).
             let mut stored = order.clone();
             stored.id = id;
-            let effects: Vec<Effect> = effects
-                .iter()
-                .map(|e| Effect {
-                    order_id: id,
-                    kind: match &e.kind {
-                        EffectKind::Notify(n) => EffectKind::Notify(
-                            crate::domain::decide::notification(&stored, n.status, n.at),
-                        ),
-                        other => other.clone(),
-                    },
-                    ..e.clone()
-                })
-                .collect();
+            let effects: Vec<Effect> = effects.iter().map(|e| e.for_order(&stored)).collect();
             if self.write_new(&stored, entry, &effects).await? {
                 tracing::warn!(order_id = %id, "stored an order whose creation stopped after its external id's guard");
                 return Ok(Created::Stored(Box::new(stored)));
@@ -2574,6 +2556,12 @@ fn record_of(item: &Item) -> Result<Record, StoreError> {
 /// (at most a millisecond after). An order's entry is this alone (no id: entries need not be
 /// unique, and every write of the order item is billed for the key: 13 bytes, not the 58 of an
 /// RFC 3339 time with the id); records and outbox records add `#<kind or order>#<id>`.
+/// The highest `by_due` sort key due at `now`: `now` rounded down to its millisecond (an item
+/// due later in it waits), then `~`, which sorts after `#` and every character of an id.
+fn due_bound(now: DateTime<Utc>) -> String {
+    format!("{:013}~", now.timestamp_millis().max(0))
+}
+
 fn due_key(t: DateTime<Utc>) -> String {
     let later_in_its_millisecond = t.timestamp_subsec_nanos() % 1_000_000 != 0;
     let millis = t.timestamp_millis().max(0) + i64::from(later_in_its_millisecond);
@@ -2774,7 +2762,7 @@ mod tests {
     #[test]
     fn due_keys_sort_by_time_and_the_bound_finds_only_what_is_due() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let bound = |now: DateTime<Utc>| format!("{:013}~", now.timestamp_millis());
+        let bound = due_bound;
         let times = [
             "2026-12-03T11:00:00Z",
             "2026-12-03T11:00:00.000400Z",

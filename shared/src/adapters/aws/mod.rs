@@ -13,9 +13,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 #[cfg(feature = "local")]
 pub use dynamodb::ensure_table;
-pub use dynamodb::{
-    DynamoStore, STREAMED_EFFECTS, deflate, inflate, inflate_json, inflate_order, shards_of,
-};
+pub use dynamodb::{DynamoStore, STREAMED_EFFECTS, inflate_order, inflated_json, shards_of};
 pub use sqs::SqsQueue;
 
 use crate::ports::BoxError;
