@@ -16,7 +16,7 @@ use crate::payments::clients::ConfiguredGateway;
 use crate::payments::{PaymentGateway, Secrets};
 use crate::ports::{Queue, QueueError, QueueName, QueueSpec, Store, StoreError};
 use crate::shipping::CarrierApi;
-use crate::shipping::waybills::{ConfiguredCarriers, Kuaidi100Account};
+use crate::shipping::waybills::{CarrierCredentials, ConfiguredCarriers, TrackingSetup};
 
 /// The queues, by logical name. Each has a dead-letter queue `<name>-dlq`.
 pub mod queues {
@@ -173,8 +173,12 @@ impl Outside {
         let http = HttpsClient::new(Duration::from_secs(10))
             .map_err(|e| StartError::Environment(format!("HTTPS client: {e}")))?;
         let gateway = ConfiguredGateway::from_config(config, &secrets, &http);
-        let carriers =
-            ConfiguredCarriers::from_config(config, &Kuaidi100Account::from_env(config), &http);
+        let carriers = ConfiguredCarriers::from_config(
+            config,
+            &CarrierCredentials::from_env(config),
+            &TrackingSetup::from_env(&secrets.carriers),
+            &http,
+        );
         Ok(Self {
             secrets,
             gateway: Arc::new(gateway),

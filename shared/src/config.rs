@@ -183,6 +183,13 @@ pub struct CarrierConfig {
     /// The waybill API's base URL (tests point it at a local server).
     #[serde(default)]
     pub api_base: Option<String>,
+    /// The tracking service's base URL: Kuaidi100's subscription API for the `kuaidi100`
+    /// vocabulary, AfterShip's API for `aftership` (tests point it at a local server).
+    #[serde(default)]
+    pub tracking_api_base: Option<String>,
+    /// AfterShip's code of the courier (`sf-express`), for AfterShip tracking subscriptions.
+    #[serde(default)]
+    pub aftership_slug: Option<String>,
 }
 
 fn native() -> ChannelFormat {

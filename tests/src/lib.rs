@@ -14,6 +14,8 @@ use oms::clock::SystemClock;
 use oms::domain::{Order, OrderDraft, OrderId, TimelineEntry};
 use oms::ports::{Queue, Store};
 
+pub mod tracking_services;
+
 /// The moto (or other wire-compatible) endpoint for the AWS suite.
 pub const AWS_ENDPOINT_VAR: &str = "OMS_TEST_AWS_ENDPOINT";
 /// Set to `1` to make a missing endpoint a failure instead of a loud skip (the test command does).
@@ -241,6 +243,9 @@ pub const STAFF_TOKEN: &str = "test-staff-token";
 pub struct Outside {
     pub clock: Arc<dyn oms::clock::Clock>,
     pub gateway: Arc<dyn oms::payments::PaymentGateway>,
+    /// The carriers' API credentials (real clients pointed at stand-ins); `None`: the
+    /// environment's.
+    pub carriers: Option<oms::shipping::waybills::CarrierCredentials>,
 }
 
 impl Default for Outside {
@@ -248,6 +253,7 @@ impl Default for Outside {
         Self {
             clock: Arc::new(SystemClock),
             gateway: Arc::new(oms::payments::SimulatedGateway),
+            carriers: None,
         }
     }
 }
@@ -286,6 +292,7 @@ impl Local {
             gateway: outside.gateway,
             http: oms::adapters::https::HttpsClient::new(std::time::Duration::from_secs(10))
                 .expect("HTTPS client"),
+            carrier_credentials: outside.carriers,
         })
         .await
         .expect("local runtime starts");

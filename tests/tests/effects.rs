@@ -98,6 +98,7 @@ async fn world(on: On, script: Vec<Answer>) -> Option<World> {
     let outside = Outside {
         clock: clock.clone(),
         gateway: gateway.clone(),
+        carriers: None,
     };
     let config = oms::config::Config::demo();
     let local = match on {

@@ -362,6 +362,7 @@ pub async fn run(opts: BenchOptions) -> Res<Report> {
         clock: Arc::new(oms::clock::SystemClock),
         gateway: Arc::new(oms::payments::SimulatedGateway),
         http: oms::adapters::https::HttpsClient::new(Duration::from_secs(10))?,
+        carrier_credentials: None,
     })
     .await?;
     let ctx = Ctx {

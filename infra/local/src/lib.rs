@@ -67,6 +67,8 @@ pub struct Options {
     pub gateway: Arc<dyn oms::payments::PaymentGateway>,
     /// The HTTPS client the real providers' and carriers' clients share.
     pub http: oms::adapters::https::HttpsClient,
+    /// The carriers' API credentials; `None` reads them from the environment.
+    pub carrier_credentials: Option<oms::shipping::waybills::CarrierCredentials>,
 }
 
 impl std::fmt::Debug for Options {
@@ -211,6 +213,22 @@ pub const STEPS: [Step; 6] = Step::ALL;
 /// Starts the HTTP server and the pollers.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let config = opts.config.clone();
+    // Bound first: the tracking services are told where to push (`OMS_PUBLIC_URL`, else this
+    // server's own address).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .map_err(|source| LocalError::Listen {
+            port: opts.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| LocalError::Listen {
+        port: opts.port,
+        source,
+    })?;
+    let mut tracking = oms::shipping::waybills::TrackingSetup::from_env(&opts.secrets.carriers);
+    tracking
+        .public_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     let app = Arc::new(
         App::connect(
             &opts.backend,
@@ -224,7 +242,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                 gateway: opts.gateway,
                 carriers: Arc::new(oms::shipping::waybills::ConfiguredCarriers::from_config(
                     &config,
-                    &oms::shipping::waybills::Kuaidi100Account::from_env(&config),
+                    &opts.carrier_credentials.unwrap_or_else(|| {
+                        oms::shipping::waybills::CarrierCredentials::from_env(&config)
+                    }),
+                    &tracking,
                     &opts.http,
                 )),
             },
@@ -232,16 +253,6 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         .await?,
     );
     seed_stock(&app, &config).await?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
-        .await
-        .map_err(|source| LocalError::Listen {
-            port: opts.port,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| LocalError::Listen {
-        port: opts.port,
-        source,
-    })?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

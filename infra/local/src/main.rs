@@ -441,6 +441,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         http,
         secrets: oms_local::dev_secrets(&config),
         clock: std::sync::Arc::new(oms::clock::SystemClock),
+        carrier_credentials: None,
     })
     .await?;
     match &backend {

@@ -67,7 +67,9 @@ pub fn aftership(tracking: &str, tag: &str, at: DateTime<Utc>) -> (String, Strin
     (body, header)
 }
 
-/// A Kuaidi100-style callback form (`param` and `sign`), its time in China time.
+/// A Kuaidi100 push to our `carrier`'s endpoint (`param` and `sign`), its time in China time,
+/// signed as Kuaidi100 signs it: `md5(param + salt)` in upper-case hex, with the salt the
+/// waybill's subscription carried.
 pub fn kuaidi100(carrier: &str, tracking: &str, state: &str, at: DateTime<Utc>) -> String {
     let china = at
         .with_timezone(&FixedOffset::east_opt(8 * 3600).expect("+08:00 is valid"))
@@ -77,6 +79,7 @@ pub fn kuaidi100(carrier: &str, tracking: &str, state: &str, at: DateTime<Utc>) 
         "message": "ok", "state": state, "ischeck": "0", "com": carrier, "nu": tracking,
         "data": [{"context": "update", "time": china, "ftime": china}]}})
     .to_string();
-    let sign = oms::shipping::kuaidi100::sign(&param, DEV_SECRET.as_bytes());
+    let salt = oms::shipping::kuaidi100::salt(DEV_SECRET.as_bytes(), carrier, tracking);
+    let sign = oms::shipping::kuaidi100::sign(&param, &salt);
     form_body(&[("param", &param), ("sign", &sign)])
 }

@@ -158,9 +158,9 @@ pub async fn logistics(app: &App, carrier: &str, req: &Request) -> Reply {
             aftership::verify(header, body, secret).map_err(|e| refused(app, e))?;
             aftership::parse(body)?
         }
-        Vocabulary::Kuaidi100 => {
-            kuaidi100::parse(&kuaidi100::verify(body, secret).map_err(|e| refused(app, e))?)?
-        }
+        Vocabulary::Kuaidi100 => kuaidi100::parse(
+            &kuaidi100::verify(body, carrier, secret).map_err(|e| refused(app, e))?,
+        )?,
     };
     let applied = crate::flow::tracking::apply(app, carrier, &update, &event)
         .await

@@ -525,6 +525,21 @@ pub fn staff_review(
             if let Some(q) = step_of(order) {
                 to_step(&mut c, q, now);
             }
+            // A waybill whose tracking subscription was refused is asked for again.
+            for s in order.shipments.iter().filter(|s| {
+                s.merged_into.is_none()
+                    && order.attention.iter().any(|a| {
+                        a.starts_with(TRACKING_ATTENTION) && a.contains(&s.tracking_number)
+                    })
+            }) {
+                c.emit(
+                    EffectKind::SubscribeTracking {
+                        carrier: s.carrier.clone(),
+                        tracking_number: s.tracking_number.clone(),
+                    },
+                    now,
+                );
+            }
             c
         }
     };
@@ -550,6 +565,10 @@ pub fn step_of(order: &Order) -> Option<&'static str> {
 pub fn redriven_to(order: &Order, queue: &str) -> bool {
     order.attention.is_empty() && order.due_at.is_some() && step_of(order) == Some(queue)
 }
+
+/// How a refused tracking subscription starts its `attention` entry (the step's name, as
+/// [`cannot_proceed`] writes it): a staff `retry` subscribes the waybills it names again.
+pub const TRACKING_ATTENTION: &str = "tracking: ";
 
 /// A step cannot proceed (an unknown SKU, no carrier for the parcel): the order waits for a
 /// person with the reason, and is not retried by itself.
@@ -1191,6 +1210,17 @@ pub fn dispatched_noting(
         }
         _ => return None,
     };
+    // Each waybill is subscribed for tracking pushes once, by the order whose parcel it is (a
+    // merged order's goods ride in another order's parcel, which that order subscribes).
+    for s in shipments.iter().filter(|s| s.merged_into.is_none()) {
+        c.emit(
+            EffectKind::SubscribeTracking {
+                carrier: s.carrier.clone(),
+                tracking_number: s.tracking_number.clone(),
+            },
+            now,
+        );
+    }
     c.order.shipments = shipments;
     c.order.redrives = 0;
     Some(seal(c, policy, now))

@@ -344,7 +344,9 @@ impl World {
             EffectKind::Restock { key, .. } => {
                 self.restocked.insert(key.clone());
             }
-            EffectKind::Step { .. } | EffectKind::Notify(_) => {}
+            EffectKind::Step { .. }
+            | EffectKind::Notify(_)
+            | EffectKind::SubscribeTracking { .. } => {}
         }
         self.pending.remove(idx);
     }

@@ -90,6 +90,12 @@ pub enum EffectKind {
         warehouse: WarehouseId,
         lines: Vec<(Sku, u64)>,
     },
+    /// Asks the carrier's tracking service to push the parcel's progress to us (a Kuaidi100
+    /// `poll` subscription, an AfterShip tracking). Skipped once the order ended unfulfilled.
+    SubscribeTracking {
+        carrier: String,
+        tracking_number: String,
+    },
 }
 
 impl EffectKind {
@@ -101,7 +107,18 @@ impl EffectKind {
             EffectKind::ReleaseStock { .. } => "release_stock",
             EffectKind::CommitStock { .. } => "commit_stock",
             EffectKind::Restock { .. } => "restock",
+            EffectKind::SubscribeTracking { .. } => "subscribe_tracking",
         }
+    }
+
+    /// Whether carrying it out waits for a provider's answer: it is handed to the `effects`
+    /// queue (a request or step is not held up by a provider), keeps its record through
+    /// retries, and backs off on transient failures.
+    pub fn asks_a_provider(&self) -> bool {
+        matches!(
+            self,
+            EffectKind::Refund { .. } | EffectKind::SubscribeTracking { .. }
+        )
     }
 }
 

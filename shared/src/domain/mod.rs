@@ -6,6 +6,8 @@ pub mod decide;
 mod decide_props;
 #[cfg(test)]
 mod decide_tables;
+#[cfg(test)]
+mod decide_tracking_tables;
 pub mod effects;
 pub mod fulfilment;
 pub mod ledger;

@@ -1,8 +1,9 @@
 //! The effects step: carries out outbox records and marks each one done.
 //!
 //! - Right after a commit, [`kick`] does the quick ones in the writer's process (next-step
-//!   messages, notifications, stock moves) and hands refunds to the `effects` queue, so that a
-//!   webhook is answered without waiting for a provider.
+//!   messages, notifications, stock moves) and hands those that ask a provider (refunds,
+//!   tracking subscriptions) to the `effects` queue, so that a webhook is answered without
+//!   waiting for a provider.
 //! - The `effects` queue's consumer ([`run`]) does one record by its id.
 //! - The sweeper ([`relay`]) sends every record still there past its due time to the `effects`
 //!   queue: the writer died before doing it, or a transient failure asked for a later try.
@@ -31,9 +32,10 @@ pub async fn kick(app: &App, order: &Order, effects: &[Effect]) {
         (!done_elsewhere).then_some((fx, keeping == Keeping::Record))
     });
     futures::future::join_all(pending.map(|(fx, recorded)| async move {
-        let result = match fx.kind {
-            EffectKind::Refund { .. } => enqueue(app, fx).await.map_err(StepError::from),
-            _ => carry_out(app, fx.clone(), recorded).await,
+        let result = if fx.kind.asks_a_provider() {
+            enqueue(app, fx).await.map_err(StepError::from)
+        } else {
+            carry_out(app, fx.clone(), recorded).await
         };
         if let Err(e) = result {
             tracing::warn!(order_id = %fx.order_id, effect = fx.kind.name(), effect_id = %fx.id, recorded, error = %e, "effect left to the outbox or the order's due time");
@@ -134,6 +136,13 @@ pub(crate) async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(
             }
         }
         EffectKind::Refund { refund_id } => return refund(app, fx.clone(), refund_id).await,
+        EffectKind::SubscribeTracking {
+            carrier,
+            tracking_number,
+        } => {
+            let (carrier, number) = (carrier.clone(), tracking_number.clone());
+            return super::tracking::subscribe(app, fx, recorded, &carrier, &number).await;
+        }
     }
     if recorded {
         app.store.finish_effect(order, &fx.id).await?;

@@ -2,6 +2,7 @@
 
 pub mod aftership;
 pub mod kuaidi100;
+pub mod subscriptions;
 pub mod waybills;
 
 use std::collections::BTreeMap;
@@ -87,12 +88,34 @@ impl WaybillRequest {
     }
 }
 
-/// A carrier's API for waybills (tracking numbers).
+/// What a tracking service needs to push one parcel's progress to us.
+#[derive(Debug, Clone)]
+pub struct TrackingSubscription {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub order: OrderId,
+    /// The recipient's phone (Kuaidi100 needs it to follow SF parcels).
+    pub phone: Option<String>,
+}
+
+/// A carrier's API for waybills (tracking numbers) and tracking subscriptions.
 #[async_trait]
 pub trait CarrierApi: Send + Sync {
     /// A waybill for one parcel. Asking again for the same parcel returns the same waybill where
     /// the carrier dedupes by the parcel's identity (the request carries it).
     async fn waybill(&self, req: &WaybillRequest) -> Result<String, CarrierError>;
+
+    /// Asks the carrier's tracking service to push the waybill's progress to our callback.
+    /// Asking again for the same waybill is harmless: the services answer that it is followed
+    /// already, which is success.
+    /// A client that only makes waybills refuses.
+    async fn subscribe(&self, sub: &TrackingSubscription) -> Result<(), CarrierError> {
+        Err(CarrierError {
+            carrier: sub.carrier.clone(),
+            reason: "this client makes waybills only; it subscribes nothing".into(),
+            retryable: false,
+        })
+    }
 }
 
 /// The local runtime's carrier: waybills derived from the parcel's identity.
@@ -110,6 +133,12 @@ impl CarrierApi for SimulatedCarrier {
             .map(|b| char::from(b'0' + b % 10))
             .collect();
         Ok(format!("{}{digits}", req.prefix))
+    }
+
+    /// The local runtime's couriers are played by hand (`oms-local courier`) or by tests: there
+    /// is nobody to ask.
+    async fn subscribe(&self, _sub: &TrackingSubscription) -> Result<(), CarrierError> {
+        Ok(())
     }
 }
 

@@ -16,9 +16,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use md5::{Digest, Md5};
 
-use super::{CarrierApi, CarrierError, SimulatedCarrier, WaybillRequest};
+use super::subscriptions::{
+    AFTERSHIP_BASE, AfterShipTrackings, KUAIDI100_POLL_BASE, Kuaidi100Poll, callback_url,
+};
+use super::{CarrierApi, CarrierError, SimulatedCarrier, TrackingSubscription, WaybillRequest};
 use crate::adapters::https::HttpsClient;
-use crate::config::{ClientKind, Config};
+use crate::config::{ClientKind, Config, Vocabulary};
 
 /// The credentials of a Kuaidi100 account, from the environment.
 #[derive(Clone, Default)]
@@ -174,19 +177,177 @@ impl CarrierApi for NotSetUp {
             retryable: false,
         })
     }
+
+    async fn subscribe(&self, sub: &TrackingSubscription) -> Result<(), CarrierError> {
+        Err(CarrierError {
+            carrier: sub.carrier.clone(),
+            reason: self.0.clone(),
+            retryable: false,
+        })
+    }
 }
 
-/// The waybill client of each carrier, as the configuration says.
+/// The carriers' API credentials: Kuaidi100 accounts (waybills and Kuaidi100 subscriptions)
+/// and AfterShip API keys (AfterShip subscriptions).
+#[derive(Clone, Default)]
+pub struct CarrierCredentials {
+    pub kuaidi100: HashMap<String, Kuaidi100Account>,
+    /// Per carrier, from `OMS_CARRIER_TRACKING_KEY_<NAME>`.
+    pub aftership: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for CarrierCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CarrierCredentials(..)")
+    }
+}
+
+impl CarrierCredentials {
+    /// [`Kuaidi100Account::from_env`] and `OMS_CARRIER_TRACKING_KEY_<NAME>` for every carrier.
+    pub fn from_env(config: &Config) -> Self {
+        let env = |k: String| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let aftership = config
+            .carriers
+            .keys()
+            .filter_map(|name| {
+                let n = name.to_uppercase().replace('-', "_");
+                env(format!("OMS_CARRIER_TRACKING_KEY_{n}")).map(|k| (name.clone(), k))
+            })
+            .collect();
+        CarrierCredentials {
+            kuaidi100: Kuaidi100Account::from_env(config),
+            aftership,
+        }
+    }
+}
+
+/// Where tracking services push to, and the secrets pushes are checked with.
+#[derive(Clone, Default)]
+pub struct TrackingSetup {
+    /// The API's public base URL (`OMS_PUBLIC_URL`): pushes go to
+    /// `<public url>/webhooks/logistics/<carrier>`.
+    pub public_url: Option<String>,
+    /// Each carrier's webhook secret (`OMS_CARRIER_SECRET_<NAME>`): Kuaidi100 salts derive from it.
+    pub webhook_secrets: HashMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for TrackingSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackingSetup")
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrackingSetup {
+    /// `OMS_PUBLIC_URL` and the carriers' webhook secrets as read.
+    pub fn from_env(webhook_secrets: &HashMap<String, Vec<u8>>) -> Self {
+        TrackingSetup {
+            public_url: std::env::var("OMS_PUBLIC_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            webhook_secrets: webhook_secrets.clone(),
+        }
+    }
+}
+
+/// How one carrier's parcels are subscribed for tracking pushes.
+enum Tracker {
+    /// Nobody to ask (the simulated carrier).
+    Nobody,
+    Kuaidi100(Kuaidi100Poll),
+    AfterShip(AfterShipTrackings),
+    /// Configured real, but something it needs is missing: refused for good, with the reason.
+    NotSetUp(String),
+}
+
+impl Tracker {
+    fn of(
+        name: &str,
+        c: &crate::config::CarrierConfig,
+        credentials: &CarrierCredentials,
+        setup: &TrackingSetup,
+        http: &HttpsClient,
+    ) -> Tracker {
+        if c.client == ClientKind::Simulated {
+            return Tracker::Nobody;
+        }
+        let upper = name.to_uppercase().replace('-', "_");
+        let Some(public_url) = setup.public_url.as_deref() else {
+            return Tracker::NotSetUp(
+                "OMS_PUBLIC_URL is not set: the tracking service has nowhere to push".into(),
+            );
+        };
+        match c.vocabulary {
+            Vocabulary::Kuaidi100 => {
+                let (Some(com), Some(account), Some(secret)) = (
+                    &c.kuaidicom,
+                    credentials.kuaidi100.get(name),
+                    setup.webhook_secrets.get(name),
+                ) else {
+                    return Tracker::NotSetUp(format!(
+                        "a Kuaidi100 subscription for {name} needs carriers.{name}.kuaidicom, \
+                         OMS_CARRIER_API_KEY_{upper} (and the waybill account) and OMS_CARRIER_SECRET_{upper}"
+                    ));
+                };
+                Tracker::Kuaidi100(Kuaidi100Poll {
+                    carrier: name.to_owned(),
+                    kuaidicom: com.clone(),
+                    base_url: c
+                        .tracking_api_base
+                        .clone()
+                        .unwrap_or_else(|| KUAIDI100_POLL_BASE.into()),
+                    key: account.key.clone(),
+                    webhook_secret: secret.clone(),
+                    callback_url: callback_url(public_url, name),
+                    http: http.clone(),
+                })
+            }
+            Vocabulary::Aftership => {
+                let (Some(slug), Some(key)) = (&c.aftership_slug, credentials.aftership.get(name))
+                else {
+                    return Tracker::NotSetUp(format!(
+                        "an AfterShip tracking for {name} needs carriers.{name}.aftership_slug \
+                         and OMS_CARRIER_TRACKING_KEY_{upper}"
+                    ));
+                };
+                Tracker::AfterShip(AfterShipTrackings {
+                    carrier: name.to_owned(),
+                    slug: slug.clone(),
+                    base_url: c
+                        .tracking_api_base
+                        .clone()
+                        .unwrap_or_else(|| AFTERSHIP_BASE.into()),
+                    api_key: key.clone(),
+                    http: http.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// The waybill client and the tracking subscriber of each carrier, as the configuration says.
 pub struct ConfiguredCarriers {
     clients: HashMap<String, Arc<dyn CarrierApi>>,
+    trackers: HashMap<String, Tracker>,
 }
 
 impl ConfiguredCarriers {
     pub fn from_config(
         config: &Config,
-        accounts: &HashMap<String, Kuaidi100Account>,
+        credentials: &CarrierCredentials,
+        tracking: &TrackingSetup,
         http: &HttpsClient,
     ) -> Self {
+        let accounts = &credentials.kuaidi100;
+        let mut trackers = HashMap::new();
+        for (name, c) in &config.carriers {
+            let tracker = Tracker::of(name, c, credentials, tracking, http);
+            if let Tracker::NotSetUp(why) = &tracker {
+                tracing::error!(carrier = %name, reason = %why, "tracking subscriptions are not set up: its parcels will wait for a person");
+            }
+            trackers.insert(name.clone(), tracker);
+        }
         let mut clients: HashMap<String, Arc<dyn CarrierApi>> = HashMap::new();
         for (name, c) in &config.carriers {
             let client: Arc<dyn CarrierApi> = match (c.client, &c.kuaidicom, accounts.get(name)) {
@@ -214,7 +375,7 @@ impl ConfiguredCarriers {
             };
             clients.insert(name.clone(), client);
         }
-        Self { clients }
+        Self { clients, trackers }
     }
 }
 
@@ -228,6 +389,21 @@ impl CarrierApi for ConfiguredCarriers {
                 reason: "not a configured carrier".into(),
                 retryable: false,
             }),
+        }
+    }
+
+    async fn subscribe(&self, sub: &TrackingSubscription) -> Result<(), CarrierError> {
+        let refused = |reason: String| CarrierError {
+            carrier: sub.carrier.clone(),
+            reason,
+            retryable: false,
+        };
+        match self.trackers.get(&sub.carrier) {
+            Some(Tracker::Nobody) => Ok(()),
+            Some(Tracker::Kuaidi100(k)) => k.subscribe(sub).await,
+            Some(Tracker::AfterShip(a)) => a.subscribe(sub).await,
+            Some(Tracker::NotSetUp(why)) => Err(refused(why.clone())),
+            None => Err(refused("not a configured carrier".into())),
         }
     }
 }

@@ -1,0 +1,163 @@
+//! Tracking subscriptions as tables of cases: which decisions ask the carrier's tracking
+//! service to push a waybill's progress, and for which waybills.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::decide::{self, Policy, StaffDecision};
+use super::effects::EffectKind;
+use super::fulfilment::{Shipment, TrackingStatus};
+use super::order::{Order, OrderChange, OrderDraft};
+use super::status::{Actor, Status};
+use super::values::{OrderId, WarehouseId};
+
+use Status::*;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap()
+}
+
+fn order(method: &str, path: &[Status]) -> Order {
+    let draft: OrderDraft = serde_json::from_value(serde_json::json!({
+        "channel": "web",
+        "customer": {"id": "C1", "name": "Li Lei", "email": "li@example.com"},
+        "lines": [{"sku": "TEA-001", "quantity": 2, "unit_price": 4990}],
+        "currency": "CNY",
+        "shipping_address": {"name": "Li Lei", "country": "CN", "region": "Jiangsu",
+                             "city": "Nanjing", "line1": "1 Zhongshan Rd"},
+        "payment_method": method
+    }))
+    .unwrap();
+    let (mut o, _) = draft.validate().unwrap().accept(OrderId::generate(), now());
+    for st in path {
+        o = o
+            .transition(*st, Actor::System("test".into()), None, now())
+            .unwrap()
+            .order;
+    }
+    o
+}
+
+fn parcel(carrier: &str, number: &str, merged_into: Option<OrderId>) -> Shipment {
+    Shipment {
+        warehouse: WarehouseId::parse("nj").unwrap(),
+        carrier: carrier.into(),
+        tracking_number: number.into(),
+        lines: vec![],
+        weight_grams: 500,
+        cost: 800,
+        status: TrackingStatus::Pending,
+        last_event_at: None,
+        handed_over_at: None,
+        delivered_at: None,
+        merged: Vec::new(),
+        merged_into,
+    }
+}
+
+/// The waybills a change asks to be followed, as `carrier:number`.
+fn subscribed(c: &OrderChange) -> Vec<String> {
+    c.effects
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EffectKind::SubscribeTracking {
+                carrier,
+                tracking_number,
+            } => Some(format!("{carrier}:{tracking_number}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_waybill_an_order_owns_is_subscribed_once_when_it_is_made() {
+    let other = OrderId::generate();
+    let paid = order("prepaid", &[Numbered, Approved, AwaitingPayment, Paid]);
+    let cod = order("cash_on_delivery", &[Numbered, Approved, ReadyToShip]);
+    let cases: Vec<(&str, &Order, Vec<Shipment>, Vec<&str>)> = vec![
+        (
+            "a paid order with one parcel",
+            &paid,
+            vec![parcel("zto", "7530001", None)],
+            vec!["zto:7530001"],
+        ),
+        (
+            "a paid order split across two warehouses and carriers",
+            &paid,
+            vec![parcel("zto", "7530001", None), parcel("sf", "SF002", None)],
+            vec!["zto:7530001", "sf:SF002"],
+        ),
+        (
+            "cash on delivery, ready to ship without waybills",
+            &cod,
+            vec![parcel("zto", "7530003", None)],
+            vec!["zto:7530003"],
+        ),
+        (
+            "goods merged into another order's parcel: that order subscribes it",
+            &paid,
+            vec![parcel("zto", "7530004", Some(other))],
+            vec![],
+        ),
+    ];
+    for (case, o, shipments, want) in cases {
+        let c = decide::dispatched(o, shipments, &Policy::default(), now()).expect(case);
+        assert_eq!(subscribed(&c), want, "{case}");
+    }
+    // A dispatched order is not dispatched again: nothing is subscribed twice.
+    let done = decide::dispatched(
+        &paid,
+        vec![parcel("zto", "7530001", None)],
+        &Policy::default(),
+        now(),
+    )
+    .unwrap()
+    .order;
+    assert!(decide::dispatched(&done, vec![], &Policy::default(), now()).is_none());
+}
+
+#[test]
+fn a_retry_asks_again_only_for_the_waybills_whose_subscription_was_refused() {
+    let mut o = order("prepaid", &[Numbered, Approved, AwaitingPayment, Paid]);
+    o = decide::dispatched(
+        &o,
+        vec![parcel("zto", "7530001", None), parcel("sf", "SF002", None)],
+        &Policy::default(),
+        now(),
+    )
+    .unwrap()
+    .order;
+    let refused = decide::cannot_proceed(
+        &o,
+        "tracking",
+        "waybill SF002 could not be subscribed for tracking: returnCode 600",
+        &Policy::default(),
+        now(),
+    )
+    .unwrap();
+    assert!(subscribed(&refused).is_empty());
+    assert!(refused.order.attention[0].starts_with(decide::TRACKING_ATTENTION));
+    let retried = decide::staff_review(
+        &refused.order,
+        StaffDecision::Retry,
+        "ops",
+        None,
+        &Policy::default(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(subscribed(&retried), vec!["sf:SF002"]);
+    assert!(retried.order.attention.is_empty());
+    // Another step's attention asks for no subscription.
+    let other =
+        decide::cannot_proceed(&o, "dispatch", "no carrier", &Policy::default(), now()).unwrap();
+    let retried = decide::staff_review(
+        &other.order,
+        StaffDecision::Retry,
+        "ops",
+        None,
+        &Policy::default(),
+        now(),
+    )
+    .unwrap();
+    assert!(subscribed(&retried).is_empty());
+}
