@@ -326,7 +326,7 @@ mod cases {
 
     pub async fn a_taobao_trade_is_normalised_and_its_tid_guards_against_duplicates(local: &Local) {
         let trade = json!({"trade_fullinfo_get_response": {"trade": {
-            "tid": 3901234567890123u64, "type": "fixed", "buyer_open_uid": "1001", "buyer_nick": "lilei88",
+            "tid": 3901234567890123u64, "type": "fixed", "status": "WAIT_SELLER_SEND_GOODS", "buyer_open_uid": "1001", "buyer_nick": "lilei88",
             "buyer_email": "li@example.com", "receiver_name": "Li Lei", "receiver_mobile": "13800000000",
             "receiver_state": "Jiangsu", "receiver_city": "Nanjing", "receiver_district": "Xuanwu",
             "receiver_address": "1 Zhongshan Rd", "receiver_zip": "210000",
@@ -1390,7 +1390,7 @@ mod cases {
         // Taobao: sub-order discounts and the post fee map in, and `payment` is reconciled
         let trade = |payment: &str, tid: u64| {
             json!({"trade_fullinfo_get_response": {"trade": {
-                "tid": tid, "type": "fixed", "buyer_open_uid": "1001", "buyer_email": "li@example.com",
+                "tid": tid, "type": "fixed", "status": "WAIT_SELLER_SEND_GOODS", "buyer_open_uid": "1001", "buyer_email": "li@example.com",
                 "receiver_name": "Li Lei", "receiver_mobile": "13800000000", "receiver_state": "Jiangsu",
                 "receiver_city": "Nanjing", "receiver_district": "Xuanwu", "receiver_address": "1 Zhongshan Rd",
                 "receiver_zip": "210000", "post_fee": "10.00", "payment": payment,

@@ -303,3 +303,83 @@ async fn dynamodb_subscriptions_are_retried_skipped_once_cancelled_and_refusals_
     subscriptions_are_retried_skipped_once_cancelled_and_refusals_wait_for_a_person("dynamodb")
         .await;
 }
+
+/// A Tmall trade in Taobao's format, with `status`.
+fn trade(tid: u64, status: &str) -> serde_json::Value {
+    serde_json::json!({"trade_fullinfo_get_response": {"trade": {
+        "tid": tid, "type": "fixed", "status": status, "buyer_open_uid": "AAH2x7kLZ9",
+        "receiver_name": "Li Lei", "receiver_mobile": "13800000000", "receiver_state": "Jiangsu",
+        "receiver_city": "Nanjing", "receiver_district": "Xuanwu", "receiver_address": "1 Zhongshan Rd",
+        "receiver_zip": "210000", "payment": "99.80",
+        "orders": {"order": [{"oid": 1, "outer_sku_id": "TEA-001", "num": 2, "price": "49.90"}]}}}})
+}
+
+async fn push_trade(local: &Local, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = local
+        .channel("tmall", "/channels/tmall/orders")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+async fn a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it(on: &str) {
+    let (config, stand) = shipped().await;
+    let Some(local) = start(on, config, Arc::new(oms::clock::SystemClock)).await else {
+        return;
+    };
+    let tid = 3_901_234_567_890_000 + u64::from(fastrand::u32(..));
+    let before = local.stock("TEA-001", "nj").await;
+    // An unpaid trade is refused, naming its status, and nothing is stored
+    let (status, problem) = push_trade(&local, &trade(tid, "WAIT_BUYER_PAY")).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "status", "{problem}");
+    // A closed trade we never took is refused too
+    let (status, _) = push_trade(&local, &trade(tid, "TRADE_CLOSED")).await;
+    assert_eq!(status, 422);
+    // Once paid it is taken, paid on the marketplace: it ships without a payment deadline
+    let (status, body) = push_trade(&local, &trade(tid, "WAIT_SELLER_SEND_GOODS")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["order_id"].as_str().unwrap().to_owned();
+    let o = local
+        .until(&id, "a waybill", |o| {
+            o["shipments"][0]["tracking_number"].is_string()
+        })
+        .await;
+    assert_eq!(o["ledger"]["payments"][0]["source"], "marketplace");
+    let waybill = o["shipments"][0]["tracking_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    subscribed(&stand.poll, &waybill).await;
+    assert_eq!(local.stock("TEA-001", "nj").await.1, before.1 + 2);
+    // When the buyer's refund closes the trade on Tmall
+    let (status, body) = push_trade(&local, &trade(tid, "TRADE_CLOSED")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["order_id"], id.as_str());
+    // Then the order is cancelled, paid back by the marketplace (nothing asked of a provider,
+    // nothing waiting for a person), and its stock is back
+    let done = local.wait_for(&id, "refunded").await;
+    let refund = &done["ledger"]["refunds"][0];
+    assert_eq!(refund["state"], "succeeded");
+    assert_eq!(refund["amount"]["minor"], 9980);
+    assert!(done["attention"].as_array().is_none_or(|a| a.is_empty()));
+    oms_tests::settles("stock released", before, || local.stock("TEA-001", "nj")).await;
+    // The same push again changes nothing
+    let (status, _) = push_trade(&local, &trade(tid, "TRADE_CLOSED")).await;
+    assert_eq!(status, 200);
+    assert_eq!(local.get_order(&id).await["version"], done["version"]);
+    local.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it() {
+    a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it() {
+    a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it("dynamodb").await;
+}

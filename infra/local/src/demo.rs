@@ -285,7 +285,7 @@ async fn place(ctx: &Ctx, rng: &mut fastrand::Rng, i: usize) -> Res<String> {
     let phone = format!("+86138{:08}", rng.u32(0..100_000_000));
     let body = if rng.u8(0..6) == 0 {
         let trade = json!({"trade_fullinfo_get_response": {"trade": {
-            "tid": format!("TB{}{i:06}", ctx.run), "type": "fixed", "buyer_open_uid": customer.to_string(),
+            "tid": format!("TB{}{i:06}", ctx.run), "type": "fixed", "status": "WAIT_SELLER_SEND_GOODS", "buyer_open_uid": customer.to_string(),
             "buyer_email": format!("buyer{customer}@example.com"), "receiver_name": "Demo Buyer",
             "receiver_mobile": &phone[3..], "receiver_state": region, "receiver_city": city,
             "receiver_district": "Central", "receiver_address": format!("{} Demo Rd", i + 1), "receiver_zip": "100000",

@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod demo;
 pub mod operator;
+pub mod play;
 pub mod sign;
 pub mod stream;
 
@@ -671,28 +672,57 @@ pub fn banner(config: &Config, file: Option<&Path>, url: &str, made_token: Optio
         Some(t) => t.to_owned(),
         None => "$OMS_STAFF_TOKEN".into(),
     };
+    // Double quotes: the shell puts the token in for `$OMS_STAFF_TOKEN`.
+    let staff = format!("-H \"authorization: Bearer {token}\"");
+    let bare = format!("OMS_STAFF_TOKEN={token} cargo run -q -p oms-local --");
+    // `pay` and `courier` read the providers and carriers from the same configuration.
+    let run = match file {
+        Some(f) => format!("{bare} --config {}", f.display()),
+        None => bare.clone(),
+    };
     let _ = writeln!(out, "oms-local: try, from the repository:");
-    if let Some((name, _)) = config
+    // docs/examples/order.json is a web order: it is placed with the web channel's key.
+    let native = |name: &str| {
+        config
+            .channels
+            .get(name)
+            .is_some_and(|c| c.format == oms::config::ChannelFormat::Native)
+    };
+    if native(EXAMPLE_CHANNEL) {
+        let _ = writeln!(
+            out,
+            "  curl -si {url}/orders -H 'authorization: Bearer {}' -H 'content-type: application/json' -d @docs/examples/order.json",
+            channel_key_for_banner(EXAMPLE_CHANNEL)
+        );
+    } else if let Some((name, _)) = config
         .channels
         .iter()
         .find(|(_, c)| c.format == oms::config::ChannelFormat::Native)
     {
         let _ = writeln!(
             out,
-            "  curl -si {url}/orders -H 'authorization: Bearer {}' -H 'content-type: application/json' -d @docs/examples/order.json",
+            "  (docs/examples/order.json names channel {EXAMPLE_CHANNEL}, which this configuration lacks: set its \"channel\" to {name} and use {name}'s key, {})",
             channel_key_for_banner(name)
         );
     }
+    let _ = writeln!(out, "  curl -s {url}/orders/<id from Location> {staff}");
     let _ = writeln!(
         out,
-        "  curl -s {url}/orders/<id from Location> -H 'authorization: Bearer {token}'"
+        "  {run} pay <id from Location> --url {url}   (the payment provider's signed webhook)"
     );
     let _ = writeln!(
         out,
-        "  OMS_STAFF_TOKEN={token} oms-local demo --url {url}   (a day of orders against this runtime)"
+        "  {run} courier <id from Location> delivered --url {url}   (each parcel's signed courier push)"
+    );
+    let _ = writeln!(
+        out,
+        "  {bare} demo --url {url}   (a day of orders against this runtime)"
     );
     out
 }
+
+/// The channel `docs/examples/order.json` names.
+pub const EXAMPLE_CHANNEL: &str = "web";
 
 fn channel_key_for_banner(channel: &str) -> String {
     if on_dev_key(channel) {

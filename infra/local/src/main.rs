@@ -136,6 +136,31 @@ enum Command {
     /// Create the table and queues (or the SQLite file) if missing, and exit. The only
     /// command that creates anything: the others use what is there.
     Provision,
+    /// Pay what an order still owes, as the payment provider's signed webhook to a running
+    /// runtime (the secrets it checks: OMS_PAYMENT_SECRET_<NAME>, else the development ones).
+    /// Uses OMS_STAFF_TOKEN to read the order.
+    Pay {
+        /// The order's id (its Location).
+        order: String,
+        /// The payment provider (a name under [payments]); without it the first Stripe-kind one.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The runtime to send it to.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+    },
+    /// Move every parcel of an order to picked_up or delivered, as each carrier's tracking
+    /// service pushes it (signed with OMS_CARRIER_SECRET_<NAME>, else the development secret).
+    /// Uses OMS_STAFF_TOKEN to read the order.
+    Courier {
+        /// The order's id (its Location).
+        order: String,
+        /// picked_up or delivered.
+        status: String,
+        /// The runtime to send it to.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -239,6 +264,25 @@ fn staff_token() -> (String, bool) {
     }
 }
 
+/// The running runtime `pay` and `courier` talk to.
+fn play_target(
+    cli: &Cli,
+    url: &str,
+) -> Result<oms_local::play::Target, Box<dyn std::error::Error>> {
+    let staff_token = std::env::var("OMS_STAFF_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or("set OMS_STAFF_TOKEN to the runtime's staff token (its banner prints it)")?;
+    Ok(oms_local::play::Target {
+        url: url.to_owned(),
+        staff_token,
+        config: match &cli.config {
+            Some(path) => Config::load(path)?,
+            None => Config::demo(),
+        },
+    })
+}
+
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     // The demo and the benchmark run on a temporary database of their own.
     if matches!(
@@ -251,6 +295,23 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     (start the runtime on them and give demo --url)"
                 .into(),
         );
+    }
+    let played = match &cli.command {
+        Some(Command::Pay {
+            order,
+            provider,
+            url,
+        }) => {
+            Some(oms_local::play::pay(&play_target(&cli, url)?, order, provider.as_deref()).await?)
+        }
+        Some(Command::Courier { order, status, url }) => {
+            Some(oms_local::play::courier(&play_target(&cli, url)?, order, status).await?)
+        }
+        _ => None,
+    };
+    if let Some(done) = played {
+        println!("{done}");
+        return Ok(());
     }
     if let Some(Command::Demo {
         orders,
@@ -418,7 +479,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 print!("{}", oms_local::operator::staff(&app, action.into()).await?)
             }
             Command::Provision => println!("provisioned"),
-            Command::Demo { .. } | Command::Bench { .. } => {}
+            Command::Demo { .. }
+            | Command::Bench { .. }
+            | Command::Pay { .. }
+            | Command::Courier { .. } => {}
         }
         return Ok(());
     }

@@ -59,11 +59,21 @@ pub fn alipay_form(params: &[(&str, &str)]) -> String {
 
 /// An AfterShip-style update and its `aftership-hmac-sha256` header.
 pub fn aftership(tracking: &str, tag: &str, at: DateTime<Utc>) -> (String, String) {
+    aftership_with(tracking, tag, at, DEV_SECRET.as_bytes())
+}
+
+/// [`aftership`], signed with the account's webhook `secret`.
+pub fn aftership_with(
+    tracking: &str,
+    tag: &str,
+    at: DateTime<Utc>,
+    secret: &[u8],
+) -> (String, String) {
     let body = serde_json::json!({"event": "tracking_update", "msg": {
         "tracking_number": tracking, "tag": tag,
         "checkpoints": [{"checkpoint_time": at.to_rfc3339(), "tag": tag, "message": tag}]}})
     .to_string();
-    let header = oms::shipping::aftership::sign(body.as_bytes(), DEV_SECRET.as_bytes());
+    let header = oms::shipping::aftership::sign(body.as_bytes(), secret);
     (body, header)
 }
 
@@ -71,6 +81,17 @@ pub fn aftership(tracking: &str, tag: &str, at: DateTime<Utc>) -> (String, Strin
 /// signed as Kuaidi100 signs it: `md5(param + salt)` in upper-case hex, with the salt the
 /// waybill's subscription carried.
 pub fn kuaidi100(carrier: &str, tracking: &str, state: &str, at: DateTime<Utc>) -> String {
+    kuaidi100_with(carrier, tracking, state, at, DEV_SECRET.as_bytes())
+}
+
+/// [`kuaidi100`], with the salt derived from the carrier's webhook `secret`.
+pub fn kuaidi100_with(
+    carrier: &str,
+    tracking: &str,
+    state: &str,
+    at: DateTime<Utc>,
+    secret: &[u8],
+) -> String {
     let china = at
         .with_timezone(&FixedOffset::east_opt(8 * 3600).expect("+08:00 is valid"))
         .format("%Y-%m-%d %H:%M:%S")
@@ -79,7 +100,7 @@ pub fn kuaidi100(carrier: &str, tracking: &str, state: &str, at: DateTime<Utc>) 
         "message": "ok", "state": state, "ischeck": "0", "com": carrier, "nu": tracking,
         "data": [{"context": "update", "time": china, "ftime": china}]}})
     .to_string();
-    let salt = oms::shipping::kuaidi100::salt(DEV_SECRET.as_bytes(), carrier, tracking);
+    let salt = oms::shipping::kuaidi100::salt(secret, carrier, tracking);
     let sign = oms::shipping::kuaidi100::sign(&param, &salt);
     form_body(&[("param", &param), ("sign", &sign)])
 }

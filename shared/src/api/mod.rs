@@ -742,6 +742,14 @@ async fn intake_order(
                         taobao::parse(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
                     strict::repeated_key(raw)
                         .map_err(|path| ApiError::field(&path, "is given twice"))?;
+                    match taobao::gate(&trade) {
+                        taobao::Gate::Take => {}
+                        taobao::Gate::Refuse(e) => return Err(ApiError::Refused(vec![e])),
+                        taobao::Gate::Held { tid, status, close } => {
+                            let order = taobao::held(app, &channel, &tid, &status, close).await?;
+                            return accepted_answer(&order, true);
+                        }
+                    }
                     let draft =
                         taobao::to_draft(trade, &channel, currency).map_err(ApiError::Invalid)?;
                     draft
@@ -806,6 +814,11 @@ async fn intake_order(
     let duplicate = existed || replay;
     tracing::Span::current().record("order_id", tracing::field::display(order.id));
     tracing::info!(order_id = %order.id, channel = %order.channel, duplicate, "order accepted");
+    accepted_answer(&order, duplicate)
+}
+
+/// `202` and the order's `Location`; `200` for one that was here before.
+fn accepted_answer(order: &Order, duplicate: bool) -> Reply {
     let status = if duplicate {
         StatusCode::OK
     } else {

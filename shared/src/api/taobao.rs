@@ -23,15 +23,27 @@
 //! | `payment` (decimal: what the buyer paid) | `total`, reconciled: it must equal the lines' net plus the shipping fee |
 //! | `type` = `cod` | `payment_method` = `cash_on_delivery`, else `prepaid` |
 //! | (the channel's configured currency) | `currency` |
+//! | `status` | decides whether the trade is taken at all ([`gate`]) |
+//!
+//! The trade's `status` decides before anything else ([`crate::domain::marketplace`]): only a
+//! trade waiting for the seller (`WAIT_SELLER_SEND_GOODS`: paid, or cash on delivery) becomes an
+//! order; an unpaid one is refused (`422` naming `status`: push it again once paid); a closed one
+//! (`TRADE_CLOSED`, `TRADE_CLOSED_BY_TAOBAO`) cancels the order we hold for it (its money
+//! recorded as paid back by the marketplace) and is refused when we hold none; one shipped or
+//! finished on the marketplace answers the order we hold, unchanged.
 //!
 //! Errors name the Taobao fields.
 
 use serde::Deserialize;
 
+use crate::app::App;
+use crate::domain::marketplace::{TradeStatus, trade_status};
 use crate::domain::{
-    AddressDraft, ChannelId, Currency, CustomerDraft, FieldError, LineDraft, OrderDraft,
-    parse_decimal_minor,
+    AddressDraft, ChannelId, Currency, CustomerDraft, ExternalId, FieldError, LineDraft, Order,
+    OrderDraft, parse_decimal_minor,
 };
+
+use super::ApiError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -56,6 +68,8 @@ pub struct Trade {
     pub payment: Option<String>,
     /// Shipping fee, decimal yuan.
     pub post_fee: Option<String>,
+    /// The trade's status (`WAIT_SELLER_SEND_GOODS`, `TRADE_CLOSED`, ...).
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +103,98 @@ pub fn parse(body: &[u8]) -> Result<Trade, serde_json::Error> {
         Ok(w) => Ok(w.trade_fullinfo_get_response.trade),
         Err(_) => serde_json::from_slice::<Trade>(body),
     }
+}
+
+/// What the trade's `status` asks of intake.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// An order to take.
+    Take,
+    /// Refused, with the reason.
+    Refuse(FieldError),
+    /// About a trade we should hold already: `close` it, or answer it as it is.
+    Held {
+        tid: String,
+        status: String,
+        close: bool,
+    },
+}
+
+fn refuse(field: &str, reason: String) -> Gate {
+    Gate::Refuse(FieldError {
+        field: field.into(),
+        reason,
+    })
+}
+
+fn tid_text(t: &Trade) -> Option<String> {
+    match &t.tid {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What the trade's `status` asks of intake (see the module's documentation).
+pub fn gate(t: &Trade) -> Gate {
+    let Some(status) = t.status.as_deref() else {
+        return refuse(
+            "status",
+            "is required: only a trade waiting for the seller (WAIT_SELLER_SEND_GOODS) is taken"
+                .into(),
+        );
+    };
+    let held = |close: bool| match tid_text(t) {
+        Some(tid) => Gate::Held {
+            tid,
+            status: status.to_owned(),
+            close,
+        },
+        None => refuse("tid", "is required".into()),
+    };
+    match trade_status(status) {
+        TradeStatus::Take => Gate::Take,
+        TradeStatus::NotPaid => refuse(
+            "status",
+            format!(
+                "{status}: the trade is not paid; push it again once it is (WAIT_SELLER_SEND_GOODS)"
+            ),
+        ),
+        TradeStatus::Closed => held(true),
+        TradeStatus::Elsewhere => held(false),
+        TradeStatus::Unknown => {
+            refuse("status", format!("{status:?} is not a Taobao trade status"))
+        }
+    }
+}
+
+/// A trade [`gate`] says we should hold: the order, closed if the trade is; refused when we
+/// hold none for it.
+pub(super) async fn held(
+    app: &App,
+    channel: &ChannelId,
+    tid: &str,
+    status: &str,
+    close: bool,
+) -> Result<Order, ApiError> {
+    let external = ExternalId::parse(tid).map_err(|e| ApiError::field("tid", e.0))?;
+    let Some(order) = app.store.get_order_by_external(channel, &external).await? else {
+        return Err(ApiError::Refused(vec![FieldError {
+            field: "status".into(),
+            reason: format!(
+                "{status}: no order was taken for trade {tid}, and a trade that is {} is not one to take (only WAIT_SELLER_SEND_GOODS is)",
+                if close {
+                    "closed"
+                } else {
+                    "shipped or finished on the marketplace"
+                }
+            ),
+        }]));
+    };
+    if !close {
+        return Ok(order);
+    }
+    Ok(crate::flow::commands::trade_closed(app, order.id, channel.as_str(), status).await?)
 }
 
 fn phone(raw: Option<&String>) -> Option<String> {
@@ -251,7 +357,8 @@ mod tests {
 
     fn trade() -> serde_json::Value {
         serde_json::json!({"trade_fullinfo_get_response": {"trade": {
-            "tid": 3901234567890123u64, "type": "fixed", "buyer_open_uid": "AAH2x7kLZ9", "buyer_nick": "lilei88",
+            "tid": 3901234567890123u64, "type": "fixed", "status": "WAIT_SELLER_SEND_GOODS",
+            "buyer_open_uid": "AAH2x7kLZ9", "buyer_nick": "lilei88",
             "receiver_name": "Li Lei", "receiver_mobile": "13800000000", "receiver_state": "Jiangsu",
             "receiver_city": "Nanjing", "receiver_district": "Xuanwu", "receiver_address": "1 Zhongshan Rd",
             "receiver_zip": "210000",
@@ -275,6 +382,39 @@ mod tests {
         assert_eq!(o.lines[0].unit_price.get(), 4990);
         assert_eq!(o.shipping_address.line1.as_str(), "Xuanwu 1 Zhongshan Rd");
         assert_eq!(o.payment_method, crate::domain::PaymentMethod::Prepaid);
+    }
+
+    #[test]
+    fn the_trade_status_decides_whether_it_is_taken() {
+        let gate_of = |status: Option<&str>| {
+            let mut v = trade();
+            v["trade_fullinfo_get_response"]["trade"]["status"] = status.into();
+            gate(&parse(v.to_string().as_bytes()).unwrap())
+        };
+        assert_eq!(gate_of(Some("WAIT_SELLER_SEND_GOODS")), Gate::Take);
+        for unpaid in ["WAIT_BUYER_PAY", "TRADE_NO_CREATE_PAY", "PAY_PENDING"] {
+            assert!(
+                matches!(gate_of(Some(unpaid)), Gate::Refuse(ref e) if e.field == "status" && e.reason.contains("not paid")),
+                "{unpaid}"
+            );
+        }
+        for (status, close) in [
+            ("TRADE_CLOSED", true),
+            ("TRADE_CLOSED_BY_TAOBAO", true),
+            ("WAIT_BUYER_CONFIRM_GOODS", false),
+            ("TRADE_FINISHED", false),
+        ] {
+            assert_eq!(
+                gate_of(Some(status)),
+                Gate::Held {
+                    tid: "3901234567890123".into(),
+                    status: status.into(),
+                    close
+                }
+            );
+        }
+        assert!(matches!(gate_of(None), Gate::Refuse(ref e) if e.field == "status"));
+        assert!(matches!(gate_of(Some("SHIPPED")), Gate::Refuse(ref e) if e.field == "status"));
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn then(
     Ok(())
 }
 
-fn transition(
+pub(super) fn transition(
     order: &Order,
     to: Status,
     actor: Actor,
@@ -839,7 +839,7 @@ pub fn payment(
 }
 
 /// An order that ended unfulfilled and has paid everything back becomes `refunded`.
-fn settle_refunded(c: &mut OrderChange, actor: Actor, now: DateTime<Utc>) {
+pub(super) fn settle_refunded(c: &mut OrderChange, actor: Actor, now: DateTime<Utc>) {
     let o = &c.order;
     let all_back = o
         .ledger

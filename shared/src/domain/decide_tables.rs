@@ -9,9 +9,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use super::decide::{self, PaymentFact, PaymentFacts, Policy, Refusal, Verdict};
 use super::effects::EffectKind;
 use super::ledger::{Payment, PaymentSource, RefundState};
-use super::order::{Order, OrderChange, OrderDraft};
+use super::order::{Order, OrderChange};
 use super::status::{Actor, Status};
-use super::values::{Currency, Money, OrderId};
+use super::values::{Currency, Money};
 
 use Status::*;
 
@@ -26,26 +26,9 @@ fn cny(minor: i64) -> Money {
     }
 }
 
-/// A 2 × 49.90 CNY prepaid order (total 99.80) walked through `path` from `received`.
+/// A 2 × 49.90 CNY order (total 99.80) walked through `path` from `received`.
 fn order(method: &str, path: &[Status]) -> Order {
-    let draft: OrderDraft = serde_json::from_value(serde_json::json!({
-        "channel": "web",
-        "customer": {"id": "C1", "name": "Li Lei", "email": "li@example.com"},
-        "lines": [{"sku": "TEA-001", "quantity": 2, "unit_price": 4990}],
-        "currency": "CNY",
-        "shipping_address": {"name": "Li Lei", "country": "CN", "region": "Jiangsu",
-                             "city": "Nanjing", "line1": "1 Zhongshan Rd"},
-        "payment_method": method
-    }))
-    .unwrap();
-    let (mut o, _) = draft.validate().unwrap().accept(OrderId::generate(), now());
-    for st in path {
-        o = o
-            .transition(*st, Actor::System("test".into()), None, now())
-            .unwrap()
-            .order;
-    }
-    o
+    super::testkit::order("web", method, path, now())
 }
 
 fn with_payment(mut o: Order, id: &str, minor: i64) -> Order {

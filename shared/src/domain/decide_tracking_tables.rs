@@ -6,8 +6,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::decide::{self, Policy, StaffDecision};
 use super::effects::EffectKind;
 use super::fulfilment::{Shipment, TrackingStatus};
-use super::order::{Order, OrderChange, OrderDraft};
-use super::status::{Actor, Status};
+use super::order::{Order, OrderChange};
+use super::status::Status;
 use super::values::{OrderId, WarehouseId};
 
 use Status::*;
@@ -17,24 +17,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn order(method: &str, path: &[Status]) -> Order {
-    let draft: OrderDraft = serde_json::from_value(serde_json::json!({
-        "channel": "web",
-        "customer": {"id": "C1", "name": "Li Lei", "email": "li@example.com"},
-        "lines": [{"sku": "TEA-001", "quantity": 2, "unit_price": 4990}],
-        "currency": "CNY",
-        "shipping_address": {"name": "Li Lei", "country": "CN", "region": "Jiangsu",
-                             "city": "Nanjing", "line1": "1 Zhongshan Rd"},
-        "payment_method": method
-    }))
-    .unwrap();
-    let (mut o, _) = draft.validate().unwrap().accept(OrderId::generate(), now());
-    for st in path {
-        o = o
-            .transition(*st, Actor::System("test".into()), None, now())
-            .unwrap()
-            .order;
-    }
-    o
+    super::testkit::order("web", method, path, now())
 }
 
 fn parcel(carrier: &str, number: &str, merged_into: Option<OrderId>) -> Shipment {

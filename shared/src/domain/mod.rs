@@ -11,12 +11,15 @@ mod decide_tracking_tables;
 pub mod effects;
 pub mod fulfilment;
 pub mod ledger;
+pub mod marketplace;
 pub mod numbers;
 pub mod order;
 pub mod outbound;
 pub mod reports;
 pub mod staff;
 pub mod status;
+#[cfg(test)]
+mod testkit;
 pub mod values;
 
 pub use catalogue::{CatalogueDraft, CatalogueItem};

@@ -37,6 +37,20 @@ pub async fn cancel(
     .await
 }
 
+/// The marketplace closed the trade of order `id` (`TRADE_CLOSED`): see
+/// [`crate::domain::marketplace::trade_closed`].
+pub async fn trade_closed(
+    app: &App,
+    id: OrderId,
+    marketplace: &str,
+    status: &str,
+) -> Result<Order, StepError> {
+    command(app, id, |o, p, now| {
+        crate::domain::marketplace::trade_closed(o, marketplace, status, p, now)
+    })
+    .await
+}
+
 pub async fn change_address(
     app: &App,
     id: OrderId,
