@@ -10,6 +10,7 @@ use crate::adapters::aws::{AwsSettings, DynamoStore, SqsQueue, sdk_config};
 use crate::adapters::https::HttpsClient;
 use crate::clock::{Clock, IdSource, SystemClock, UuidV7Ids};
 use crate::config::{Config, ConfigError};
+use crate::marketplace::{ConfiguredMarketplaces, MarketplaceApi};
 use crate::metrics::Metrics;
 use crate::numbering::Numberer;
 use crate::payments::clients::ConfiguredGateway;
@@ -151,6 +152,8 @@ pub struct App {
     pub secrets: Secrets,
     pub gateway: Arc<dyn PaymentGateway>,
     pub carriers: Arc<dyn CarrierApi>,
+    /// The marketplaces orders came from, told of their parcels.
+    pub marketplaces: Arc<dyn MarketplaceApi>,
     /// What the AWS adapters spend (zero on SQLite), and invocations where the host counts them.
     pub meter: Arc<Meter>,
     /// Business counts an operator alarms on (refunds refused, ...).
@@ -162,11 +165,13 @@ pub struct Outside {
     pub secrets: Secrets,
     pub gateway: Arc<dyn PaymentGateway>,
     pub carriers: Arc<dyn CarrierApi>,
+    pub marketplaces: Arc<dyn MarketplaceApi>,
 }
 
 impl Outside {
-    /// Secrets from the environment, and each payment provider's refund client and each
-    /// carrier's waybill client as the configuration says (`client = "real"` or `"simulated"`).
+    /// Secrets from the environment, and each payment provider's refund client, each
+    /// carrier's waybill and tracking clients and each marketplace's client as the
+    /// configuration says (`client = "real"` or `"simulated"`).
     pub fn from_env(config: &Config) -> Result<Self, StartError> {
         let secrets = Secrets::from_env(config);
         // One HTTPS client (one read of the system's root certificates) for every outside API.
@@ -183,6 +188,7 @@ impl Outside {
             secrets,
             gateway: Arc::new(gateway),
             carriers: Arc::new(carriers),
+            marketplaces: Arc::new(ConfiguredMarketplaces::from_env(config, &http)),
         })
     }
 }
@@ -285,6 +291,7 @@ impl App {
             secrets: outside.secrets,
             gateway: outside.gateway,
             carriers: outside.carriers,
+            marketplaces: outside.marketplaces,
             meter,
             metrics: Arc::new(Metrics::default()),
         })

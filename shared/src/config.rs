@@ -87,6 +87,30 @@ pub struct ChannelConfig {
     /// one waybill, one freight charge. Off when absent.
     #[serde(default)]
     pub merge_window_minutes: Option<u32>,
+    /// The marketplace's API, told of every parcel of the channel's orders (a Taobao/Tmall
+    /// trade is marked shipped with its carrier and waybill). Absent: it is told nothing.
+    #[serde(default)]
+    pub marketplace: Option<MarketplaceConfig>,
+}
+
+/// The application key `infra/config/oms.toml` ships with: a placeholder to replace.
+pub const SHIPPED_APP_KEY: &str = "your-taobao-app-key";
+
+/// A marketplace's open platform, for a channel whose orders come from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketplaceConfig {
+    /// The application's key on the open platform (Taobao's `app_key`); its secret comes from
+    /// `OMS_MARKETPLACE_APP_SECRET_<CHANNEL>` and the shop's session from
+    /// `OMS_MARKETPLACE_SESSION_<CHANNEL>`.
+    #[serde(default)]
+    pub app_key: String,
+    /// The real API, or `simulated` (every parcel is taken; the local demo).
+    #[serde(default)]
+    pub client: ClientKind,
+    /// The API's gateway URL (tests point it at a local server); the platform's own by default.
+    #[serde(default)]
+    pub api_base: Option<String>,
 }
 
 fn default_promise() -> u32 {
@@ -190,6 +214,10 @@ pub struct CarrierConfig {
     /// AfterShip's code of the courier (`sf-express`), for AfterShip tracking subscriptions.
     #[serde(default)]
     pub aftership_slug: Option<String>,
+    /// Taobao's code of the carrier (`ZTO`, `SF`: `taobao.logistics.companies.get`), for
+    /// telling Taobao/Tmall a parcel left.
+    #[serde(default)]
+    pub taobao_code: Option<String>,
 }
 
 fn native() -> ChannelFormat {
@@ -404,6 +432,19 @@ impl Config {
         for (name, c) in &self.carriers {
             if c.client == ClientKind::Simulated {
                 left.push(format!("carriers.{name}.client is \"simulated\""));
+            }
+        }
+        for (name, c) in &self.channels {
+            if let Some(m) = &c.marketplace {
+                if m.client == ClientKind::Simulated {
+                    left.push(format!(
+                        "channels.{name}.marketplace.client is \"simulated\""
+                    ));
+                } else if m.app_key.is_empty() || m.app_key == SHIPPED_APP_KEY {
+                    left.push(format!(
+                        "channels.{name}.marketplace.app_key is not the shop's application key"
+                    ));
+                }
             }
         }
         if self.simulate_other_refunds {

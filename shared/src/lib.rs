@@ -18,7 +18,8 @@
 //!   tracking, commands, sweep, effects): load, decide, commit state and outbox in one write.
 //! - [`review`], [`allocation`], [`numbering`]: the review rules, warehouse allocation and
 //!   order-number assignment the steps use; [`payments`] and [`shipping`]: providers' webhooks,
-//!   refunds and waybills; [`config`]: the TOML configuration.
+//!   refunds, waybills and tracking subscriptions; [`marketplace`]: telling the marketplace an
+//!   order came from that its parcel left; [`config`]: the TOML configuration.
 //! - [`api`] and [`lambda`]: the edges (HTTP and SQS glue); [`metrics`]: alarmable counts.
 //! - [`clock`]: time and ids as ports, so tests control them.
 //! - [`adapters`]: the ports on real backends, each proven by the same contract suite
@@ -37,6 +38,7 @@ pub mod config;
 pub mod domain;
 pub mod flow;
 pub mod lambda;
+pub mod marketplace;
 pub mod metrics;
 pub mod numbering;
 pub mod payments;

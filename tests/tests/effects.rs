@@ -99,6 +99,7 @@ async fn world(on: On, script: Vec<Answer>) -> Option<World> {
         clock: clock.clone(),
         gateway: gateway.clone(),
         carriers: None,
+        marketplaces: None,
     };
     let config = oms::config::Config::demo();
     let local = match on {

@@ -190,6 +190,7 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
             secrets: Default::default(),
             gateway: Arc::new(oms::payments::SimulatedGateway),
             carriers: Arc::new(oms::shipping::SimulatedCarrier),
+            marketplaces: Arc::new(oms::marketplace::SimulatedMarketplace),
         },
     )
     .await

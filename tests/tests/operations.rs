@@ -128,6 +128,7 @@ async fn the_demo_against_a_runtime_with_another_staff_token_says_so_at_once() {
         gateway: Arc::new(oms::payments::SimulatedGateway),
         http: oms::adapters::https::HttpsClient::new(std::time::Duration::from_secs(5)).unwrap(),
         carrier_credentials: None,
+        marketplace_credentials: None,
     })
     .await
     .unwrap();
@@ -170,6 +171,7 @@ async fn the_demo_plays_on_a_runtime_started_the_readme_way_and_each_run_places_
         gateway: Arc::new(oms::payments::SimulatedGateway),
         http: oms::adapters::https::HttpsClient::new(std::time::Duration::from_secs(5)).unwrap(),
         carrier_credentials: None,
+        marketplace_credentials: None,
     })
     .await
     .unwrap();

@@ -291,6 +291,7 @@ async fn a_cancelled_order_is_refunded_through_the_stripe_api_when_the_configura
             clock: Arc::new(oms::clock::SystemClock),
             gateway: Arc::new(gateway),
             carriers: None,
+            marketplaces: None,
         },
     )
     .await;

@@ -13,6 +13,8 @@ use oms_tests::{Local, Outside};
 struct StandIns {
     poll: Arc<kuaidi100::Poll>,
     trackings: Arc<aftership::Trackings>,
+    waybills: Arc<oms_tests::fake_kuaidi100::Fake>,
+    top: Arc<oms_tests::marketplace_stand_in::Top>,
 }
 
 /// The shipped configuration with every carrier's APIs pointed at the stand-ins.
@@ -22,7 +24,14 @@ async fn shipped() -> (oms::config::Config, StandIns) {
         "/../infra/config/oms.toml"
     ));
     let mut config = oms::config::Config::load(path).expect("the shipped configuration loads");
-    let (_, waybills) = oms_tests::fake_kuaidi100::start().await;
+    let (waybill_api, waybills) = oms_tests::fake_kuaidi100::start().await;
+    let (top, top_url) = oms_tests::marketplace_stand_in::start().await;
+    for c in config.channels.values_mut() {
+        if let Some(m) = &mut c.marketplace {
+            m.api_base = Some(top_url.clone());
+            m.app_key = oms_tests::marketplace_stand_in::APP_KEY.into();
+        }
+    }
     let (poll, poll_url) = kuaidi100::start().await;
     let (trackings, aftership_url) = aftership::start().await;
     for c in config.carriers.values_mut() {
@@ -32,7 +41,15 @@ async fn shipped() -> (oms::config::Config, StandIns) {
             oms::config::Vocabulary::Aftership => aftership_url.clone(),
         });
     }
-    (config, StandIns { poll, trackings })
+    (
+        config,
+        StandIns {
+            poll,
+            trackings,
+            waybills: waybill_api,
+            top,
+        },
+    )
 }
 
 fn credentials(config: &oms::config::Config) -> oms::shipping::waybills::CarrierCredentials {
@@ -53,6 +70,7 @@ async fn start(
     let outside = Outside {
         clock,
         carriers: Some(credentials(&config)),
+        marketplaces: Some(oms_tests::marketplace_stand_in::credentials()),
         ..Outside::default()
     };
     match on {
@@ -261,6 +279,11 @@ async fn subscriptions_are_retried_skipped_once_cancelled_and_refusals_wait_for_
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(stand.poll.requests.lock().unwrap().len(), 3);
     assert!(stand.poll.subscription(&second).is_none());
+    // And its waybill was cancelled at the carrier, once
+    oms_tests::settles("the waybill cancelled", vec![second.clone()], || async {
+        stand.waybills.cancelled.lock().unwrap().clone()
+    })
+    .await;
 
     // Given a subscription Kuaidi100 refuses for good (600: the key)
     stand.poll.script.lock().unwrap().push("600");
@@ -355,6 +378,14 @@ async fn a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_clo
         .to_owned();
     subscribed(&stand.poll, &waybill).await;
     assert_eq!(local.stock("TEA-001", "nj").await.1, before.1 + 2);
+    // And Tmall is told the trade shipped, with our waybill and ZTO's Taobao code
+    oms_tests::settles(
+        "the trade marked shipped",
+        vec![(tid.to_string(), waybill.clone(), "ZTO".to_owned())],
+        || async { stand.top.shipped.lock().unwrap().clone() },
+    )
+    .await;
+    assert!(stand.top.refused.lock().unwrap().is_empty());
     // When the buyer's refund closes the trade on Tmall
     let (status, body) = push_trade(&local, &trade(tid, "TRADE_CLOSED")).await;
     assert_eq!(status, 200, "{body}");
@@ -367,6 +398,11 @@ async fn a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_clo
     assert_eq!(refund["amount"]["minor"], 9980);
     assert!(done["attention"].as_array().is_none_or(|a| a.is_empty()));
     oms_tests::settles("stock released", before, || local.stock("TEA-001", "nj")).await;
+    // and its waybill is cancelled at the carrier
+    oms_tests::settles("the waybill cancelled", vec![waybill.clone()], || async {
+        stand.waybills.cancelled.lock().unwrap().clone()
+    })
+    .await;
     // The same push again changes nothing
     let (status, _) = push_trade(&local, &trade(tid, "TRADE_CLOSED")).await;
     assert_eq!(status, 200);
@@ -382,4 +418,63 @@ async fn sqlite_a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketpl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it() {
     a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_closes_it("dynamodb").await;
+}
+
+async fn a_marketplace_refusal_waits_for_a_person_and_retry_tells_it_again(on: &str) {
+    let (config, stand) = shipped().await;
+    let Some(local) = start(on, config, Arc::new(oms::clock::SystemClock)).await else {
+        return;
+    };
+    // Given Tmall refuses the shipping notice for good (27: the shop's session expired)
+    stand
+        .top
+        .script
+        .lock()
+        .unwrap()
+        .push((27, "session-expired"));
+    let tid = 3_901_234_560_000_000 + u64::from(fastrand::u32(..));
+    let (status, body) = push_trade(&local, &trade(tid, "WAIT_SELLER_SEND_GOODS")).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["order_id"].as_str().unwrap().to_owned();
+    // Then the order waits for a person, saying why
+    let held = local
+        .until(&id, "attention", |o| {
+            o["attention"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    let why = held["attention"][0].as_str().unwrap();
+    assert!(
+        why.starts_with("marketplace: ") && why.contains("27"),
+        "{why}"
+    );
+    assert!(stand.top.shipped.lock().unwrap().is_empty());
+    // When staff retry it (the session renewed), Tmall is told
+    let r = local
+        .staff(reqwest::Method::POST, &format!("/orders/{id}/review"))
+        .json(&serde_json::json!({"decision": "retry", "reviewer": "ops"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let waybill = held["shipments"][0]["tracking_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    oms_tests::settles(
+        "the trade marked shipped",
+        vec![(tid.to_string(), waybill, "ZTO".to_owned())],
+        || async { stand.top.shipped.lock().unwrap().clone() },
+    )
+    .await;
+    local.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_marketplace_refusal_waits_for_a_person_and_retry_tells_it_again() {
+    a_marketplace_refusal_waits_for_a_person_and_retry_tells_it_again("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_a_marketplace_refusal_waits_for_a_person_and_retry_tells_it_again() {
+    a_marketplace_refusal_waits_for_a_person_and_retry_tells_it_again("dynamodb").await;
 }

@@ -303,6 +303,7 @@ async fn a_jwt_checked_by_api_gateway_names_the_staff_member() {
             secrets: oms_local::dev_secrets(&config),
             gateway: Arc::new(oms::payments::SimulatedGateway),
             carriers: Arc::new(oms::shipping::SimulatedCarrier),
+            marketplaces: Arc::new(oms::marketplace::SimulatedMarketplace),
         },
     )
     .await

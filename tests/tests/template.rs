@@ -265,6 +265,18 @@ fn the_shipped_configuration_refuses_to_start_until_its_demo_rules_are_gone() {
     edited.review.trusted_customers.clear();
     edited.seed_stock.clear();
     edited.catalogue.clear();
+    assert!(
+        edited
+            .demo_leftovers()
+            .iter()
+            .any(|l| l.contains("channels.tmall.marketplace.app_key")),
+        "the placeholder application key is refused too"
+    );
+    for c in edited.channels.values_mut() {
+        if let Some(m) = &mut c.marketplace {
+            m.app_key = "12345678".into();
+        }
+    }
     assert_eq!(edited.demo_leftovers(), Vec::<String>::new());
     // The demo itself is all leftovers: simulated providers among them.
     let demo = oms::config::Config::demo().demo_leftovers();

@@ -363,6 +363,7 @@ pub async fn run(opts: BenchOptions) -> Res<Report> {
         gateway: Arc::new(oms::payments::SimulatedGateway),
         http: oms::adapters::https::HttpsClient::new(Duration::from_secs(10))?,
         carrier_credentials: None,
+        marketplace_credentials: None,
     })
     .await?;
     let ctx = Ctx {

@@ -817,6 +817,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, Box<dyn std::error::Error
                 gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
                 http: oms::adapters::https::HttpsClient::new(Duration::from_secs(10))?,
                 carrier_credentials: None,
+                marketplace_credentials: None,
             })
             .await?;
             let base = running.url();

@@ -70,6 +70,9 @@ pub struct Options {
     pub http: oms::adapters::https::HttpsClient,
     /// The carriers' API credentials; `None` reads them from the environment.
     pub carrier_credentials: Option<oms::shipping::waybills::CarrierCredentials>,
+    /// Each marketplace channel's `(app secret, session)`; `None` reads them from the
+    /// environment.
+    pub marketplace_credentials: Option<std::collections::HashMap<String, (String, String)>>,
 }
 
 impl std::fmt::Debug for Options {
@@ -249,6 +252,12 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                     &tracking,
                     &opts.http,
                 )),
+                marketplaces: Arc::new(match &opts.marketplace_credentials {
+                    Some(c) => oms::marketplace::ConfiguredMarketplaces::from_config(
+                        &config, c, &opts.http,
+                    ),
+                    None => oms::marketplace::ConfiguredMarketplaces::from_env(&config, &opts.http),
+                }),
             },
         )
         .await?,

@@ -437,6 +437,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 secrets: oms::payments::Secrets::default(),
                 gateway: std::sync::Arc::new(oms::payments::SimulatedGateway),
                 carriers: std::sync::Arc::new(oms::shipping::SimulatedCarrier),
+                marketplaces: std::sync::Arc::new(oms::marketplace::SimulatedMarketplace),
             },
         )
         .await?;
@@ -506,6 +507,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         secrets: oms_local::dev_secrets(&config),
         clock: std::sync::Arc::new(oms::clock::SystemClock),
         carrier_credentials: None,
+        marketplace_credentials: None,
     })
     .await?;
     match &backend {

@@ -43,6 +43,9 @@ pub struct Policy {
     pub step_budget: Duration,
     /// Returned goods go back to stock (otherwise to inspection: a person decides).
     pub returns_to_stock: bool,
+    /// The marketplace the order came from is told of its parcels (the channel has a
+    /// marketplace API).
+    pub ships_on_marketplace: bool,
 }
 
 impl Default for Policy {
@@ -54,6 +57,7 @@ impl Default for Policy {
             return_window: Duration::days(7),
             step_budget: Duration::seconds(300),
             returns_to_stock: true,
+            ships_on_marketplace: false,
         }
     }
 }
@@ -280,6 +284,19 @@ pub fn seal(mut change: OrderChange, policy: &Policy, now: DateTime<Utc>) -> Ord
             },
             now,
         );
+        // Its waybills are cancelled at the carrier: those of parcels that never left and
+        // carry nothing of another order's.
+        for s in change.order.shipments.clone() {
+            if s.handed_over_at.is_none() && s.merged_into.is_none() && s.merged.is_empty() {
+                change.emit(
+                    EffectKind::CancelWaybill {
+                        carrier: s.carrier,
+                        tracking_number: s.tracking_number,
+                    },
+                    now,
+                );
+            }
+        }
     } else if entered.contains(&Status::Returned) {
         let never_left: Vec<_> = change
             .order
@@ -525,20 +542,42 @@ pub fn staff_review(
             if let Some(q) = step_of(order) {
                 to_step(&mut c, q, now);
             }
-            // A waybill whose tracking subscription was refused is asked for again.
-            for s in order.shipments.iter().filter(|s| {
-                s.merged_into.is_none()
-                    && order.attention.iter().any(|a| {
-                        a.starts_with(TRACKING_ATTENTION) && a.contains(&s.tracking_number)
-                    })
-            }) {
-                c.emit(
-                    EffectKind::SubscribeTracking {
-                        carrier: s.carrier.clone(),
-                        tracking_number: s.tracking_number.clone(),
-                    },
-                    now,
-                );
+            // What a provider refused for a waybill is asked for again.
+            for s in &order.shipments {
+                let named = |prefix: &str| {
+                    order
+                        .attention
+                        .iter()
+                        .any(|a| a.starts_with(prefix) && a.contains(&s.tracking_number))
+                };
+                let (carrier, tracking_number) = (s.carrier.clone(), s.tracking_number.clone());
+                if s.merged_into.is_none() && named(TRACKING_ATTENTION) {
+                    c.emit(
+                        EffectKind::SubscribeTracking {
+                            carrier: carrier.clone(),
+                            tracking_number: tracking_number.clone(),
+                        },
+                        now,
+                    );
+                }
+                if named(MARKETPLACE_ATTENTION) {
+                    c.emit(
+                        EffectKind::ShipOnMarketplace {
+                            carrier: carrier.clone(),
+                            tracking_number: tracking_number.clone(),
+                        },
+                        now,
+                    );
+                }
+                if named(WAYBILL_ATTENTION) {
+                    c.emit(
+                        EffectKind::CancelWaybill {
+                            carrier,
+                            tracking_number,
+                        },
+                        now,
+                    );
+                }
             }
             c
         }
@@ -569,6 +608,10 @@ pub fn redriven_to(order: &Order, queue: &str) -> bool {
 /// How a refused tracking subscription starts its `attention` entry (the step's name, as
 /// [`cannot_proceed`] writes it): a staff `retry` subscribes the waybills it names again.
 pub const TRACKING_ATTENTION: &str = "tracking: ";
+/// The same for the marketplace's refusal to mark a parcel shipped (`retry` tells it again).
+pub const MARKETPLACE_ATTENTION: &str = "marketplace: ";
+/// The same for a carrier's refusal to cancel a waybill (`retry` asks again).
+pub const WAYBILL_ATTENTION: &str = "waybill: ";
 
 /// A step cannot proceed (an unknown SKU, no carrier for the parcel): the order waits for a
 /// person with the reason, and is not retried by itself.
@@ -1220,6 +1263,19 @@ pub fn dispatched_noting(
             },
             now,
         );
+    }
+    // The marketplace hears of every parcel its trade rides in (a merged one too: the trade's
+    // goods leave under that waybill).
+    if policy.ships_on_marketplace && order.external_id.is_some() {
+        for s in &shipments {
+            c.emit(
+                EffectKind::ShipOnMarketplace {
+                    carrier: s.carrier.clone(),
+                    tracking_number: s.tracking_number.clone(),
+                },
+                now,
+            );
+        }
     }
     c.order.shipments = shipments;
     c.order.redrives = 0;

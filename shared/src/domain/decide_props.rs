@@ -346,7 +346,9 @@ impl World {
             }
             EffectKind::Step { .. }
             | EffectKind::Notify(_)
-            | EffectKind::SubscribeTracking { .. } => {}
+            | EffectKind::SubscribeTracking { .. }
+            | EffectKind::ShipOnMarketplace { .. }
+            | EffectKind::CancelWaybill { .. } => {}
         }
         self.pending.remove(idx);
     }

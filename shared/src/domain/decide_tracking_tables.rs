@@ -1,5 +1,9 @@
-//! Tracking subscriptions as tables of cases: which decisions ask the carrier's tracking
-//! service to push a waybill's progress, and for which waybills.
+//! What decisions ask of those outside about a parcel, as tables of cases: a tracking
+//! subscription (the carrier's tracking service), the marketplace told of the parcel, the
+//! waybill cancelled at the carrier; and what `retry` asks again.
+
+// A table's row is a plain tuple, read column by column.
+#![allow(clippy::type_complexity)]
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -7,7 +11,7 @@ use super::decide::{self, Policy, StaffDecision};
 use super::effects::EffectKind;
 use super::fulfilment::{Shipment, TrackingStatus};
 use super::order::{Order, OrderChange};
-use super::status::Status;
+use super::status::{Actor, Status};
 use super::values::{OrderId, WarehouseId};
 
 use Status::*;
@@ -143,4 +147,152 @@ fn a_retry_asks_again_only_for_the_waybills_whose_subscription_was_refused() {
     )
     .unwrap();
     assert!(subscribed(&retried).is_empty());
+}
+
+/// The waybills a change asks `kind` of (`ship_on_marketplace`, `cancel_waybill`).
+fn asked(c: &OrderChange, kind: &str) -> Vec<String> {
+    c.effects
+        .iter()
+        .filter(|e| e.kind.name() == kind)
+        .filter_map(|e| match &e.kind {
+            EffectKind::ShipOnMarketplace {
+                carrier,
+                tracking_number,
+            }
+            | EffectKind::CancelWaybill {
+                carrier,
+                tracking_number,
+            } => Some(format!("{carrier}:{tracking_number}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_marketplace_trade_tells_the_marketplace_of_every_parcel_it_rides_in() {
+    let marketplace = Policy {
+        ships_on_marketplace: true,
+        ..Policy::default()
+    };
+    let mut traded = order("prepaid", &[Numbered, Approved, AwaitingPayment, Paid]);
+    traded.external_id = Some(super::values::ExternalId::parse("3901").unwrap());
+    let mut untraded = traded.clone();
+    untraded.external_id = None;
+    let other = OrderId::generate();
+    let plain = Policy::default();
+    let cases: Vec<(&str, &Order, &Policy, Vec<Shipment>, Vec<&str>)> = vec![
+        (
+            "its own parcels",
+            &traded,
+            &marketplace,
+            vec![parcel("zto", "7530001", None), parcel("sf", "SF002", None)],
+            vec!["zto:7530001", "sf:SF002"],
+        ),
+        (
+            "a parcel of another order its goods ride in",
+            &traded,
+            &marketplace,
+            vec![parcel("zto", "7530003", Some(other))],
+            vec!["zto:7530003"],
+        ),
+        (
+            "a channel without a marketplace API",
+            &traded,
+            &plain,
+            vec![parcel("zto", "7530004", None)],
+            vec![],
+        ),
+        (
+            "an order without a trade",
+            &untraded,
+            &marketplace,
+            vec![parcel("zto", "7530005", None)],
+            vec![],
+        ),
+    ];
+    for (case, o, p, shipments, want) in cases {
+        let c = decide::dispatched(o, shipments, p, now()).expect(case);
+        assert_eq!(asked(&c, "ship_on_marketplace"), want, "{case}");
+    }
+}
+
+#[test]
+fn an_order_cancelled_before_pick_up_cancels_the_waybills_that_carry_only_its_goods() {
+    let paid = order("prepaid", &[Numbered, Approved, AwaitingPayment, Paid]);
+    let other = OrderId::generate();
+    let mut carrying_others = parcel("zto", "7530003", None);
+    carrying_others.merged = vec![other];
+    let cases: Vec<(&str, Vec<Shipment>, Vec<&str>)> = vec![
+        (
+            "its own parcels",
+            vec![parcel("zto", "7530001", None), parcel("sf", "SF002", None)],
+            vec!["zto:7530001", "sf:SF002"],
+        ),
+        (
+            "a parcel that also carries another order's goods stays",
+            vec![carrying_others],
+            vec![],
+        ),
+        (
+            "its goods ride in another order's parcel, which stays",
+            vec![parcel("zto", "7530004", Some(other))],
+            vec![],
+        ),
+        ("no parcel yet", vec![], vec![]),
+    ];
+    for (case, shipments, want) in cases {
+        let o = if shipments.is_empty() {
+            paid.clone()
+        } else {
+            decide::dispatched(&paid, shipments, &Policy::default(), now())
+                .expect(case)
+                .order
+        };
+        let c = decide::cancel(
+            &o,
+            Actor::Staff("ops".into()),
+            "",
+            &Policy::default(),
+            now(),
+        )
+        .expect(case)
+        .expect(case);
+        assert_eq!(asked(&c, "cancel_waybill"), want, "{case}");
+    }
+}
+
+#[test]
+fn a_retry_asks_again_what_the_marketplace_or_the_carrier_refused() {
+    let mut o = order("prepaid", &[Numbered, Approved, AwaitingPayment, Paid]);
+    o = decide::dispatched(
+        &o,
+        vec![parcel("zto", "7530001", None)],
+        &Policy::default(),
+        now(),
+    )
+    .unwrap()
+    .order;
+    for (step, kind) in [
+        ("marketplace", "ship_on_marketplace"),
+        ("waybill", "cancel_waybill"),
+    ] {
+        let refused = decide::cannot_proceed(
+            &o,
+            step,
+            "trade 3901 could not be marked shipped with waybill 7530001: code 27",
+            &Policy::default(),
+            now(),
+        )
+        .unwrap();
+        let retried = decide::staff_review(
+            &refused.order,
+            StaffDecision::Retry,
+            "ops",
+            None,
+            &Policy::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(asked(&retried, kind), vec!["zto:7530001"], "{step}");
+    }
 }

@@ -96,6 +96,19 @@ pub enum EffectKind {
         carrier: String,
         tracking_number: String,
     },
+    /// Tells the marketplace the order came from (its trade: the order's external id) that
+    /// the parcel is on its way with this carrier and waybill (Taobao's
+    /// `taobao.logistics.offline.send`).
+    ShipOnMarketplace {
+        carrier: String,
+        tracking_number: String,
+    },
+    /// Cancels at the carrier a waybill whose parcel will not leave (the order ended before
+    /// pick-up).
+    CancelWaybill {
+        carrier: String,
+        tracking_number: String,
+    },
 }
 
 impl EffectKind {
@@ -108,6 +121,8 @@ impl EffectKind {
             EffectKind::CommitStock { .. } => "commit_stock",
             EffectKind::Restock { .. } => "restock",
             EffectKind::SubscribeTracking { .. } => "subscribe_tracking",
+            EffectKind::ShipOnMarketplace { .. } => "ship_on_marketplace",
+            EffectKind::CancelWaybill { .. } => "cancel_waybill",
         }
     }
 
@@ -117,7 +132,10 @@ impl EffectKind {
     pub fn asks_a_provider(&self) -> bool {
         matches!(
             self,
-            EffectKind::Refund { .. } | EffectKind::SubscribeTracking { .. }
+            EffectKind::Refund { .. }
+                | EffectKind::SubscribeTracking { .. }
+                | EffectKind::ShipOnMarketplace { .. }
+                | EffectKind::CancelWaybill { .. }
         )
     }
 }

@@ -141,7 +141,21 @@ pub(crate) async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(
             tracking_number,
         } => {
             let (carrier, number) = (carrier.clone(), tracking_number.clone());
-            return super::tracking::subscribe(app, fx, recorded, &carrier, &number).await;
+            return super::outside::subscribe(app, fx, recorded, &carrier, &number).await;
+        }
+        EffectKind::ShipOnMarketplace {
+            carrier,
+            tracking_number,
+        } => {
+            let (carrier, number) = (carrier.clone(), tracking_number.clone());
+            return super::outside::ship_on_marketplace(app, fx, recorded, &carrier, &number).await;
+        }
+        EffectKind::CancelWaybill {
+            carrier,
+            tracking_number,
+        } => {
+            let (carrier, number) = (carrier.clone(), tracking_number.clone());
+            return super::outside::cancel_waybill(app, fx, recorded, &carrier, &number).await;
         }
     }
     if recorded {

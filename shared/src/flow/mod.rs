@@ -27,6 +27,7 @@ pub mod effects;
 pub mod intake;
 pub mod inventory;
 pub mod numbering;
+pub mod outside;
 pub mod payment;
 pub mod relay;
 pub mod reports;
@@ -135,6 +136,7 @@ pub fn policy(app: &App, order: &Order) -> Policy {
         p.paid_on_marketplace = c.paid_on_marketplace;
         p.cancel_when_out_of_stock = c.out_of_stock == OutOfStockPolicy::Cancel;
         p.returns_to_stock = c.returns_to_stock;
+        p.ships_on_marketplace = c.marketplace.is_some();
     }
     p
 }

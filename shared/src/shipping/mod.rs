@@ -108,6 +108,13 @@ pub trait CarrierApi: Send + Sync {
     /// Asks the carrier's tracking service to push the waybill's progress to our callback.
     /// Asking again for the same waybill is harmless: the services answer that it is followed
     /// already, which is success.
+    /// Cancels a waybill whose parcel will not leave. Cancelling it again is harmless.
+    async fn cancel_waybill(
+        &self,
+        carrier: &str,
+        tracking_number: &str,
+    ) -> Result<(), CarrierError>;
+
     /// A client that only makes waybills refuses.
     async fn subscribe(&self, sub: &TrackingSubscription) -> Result<(), CarrierError> {
         Err(CarrierError {
@@ -138,6 +145,10 @@ impl CarrierApi for SimulatedCarrier {
     /// The local runtime's couriers are played by hand (`oms-local courier`) or by tests: there
     /// is nobody to ask.
     async fn subscribe(&self, _sub: &TrackingSubscription) -> Result<(), CarrierError> {
+        Ok(())
+    }
+
+    async fn cancel_waybill(&self, _carrier: &str, _number: &str) -> Result<(), CarrierError> {
         Ok(())
     }
 }

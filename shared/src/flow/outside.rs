@@ -1,0 +1,163 @@
+//! Effects that ask someone outside for something about a parcel: a tracking subscription
+//! (the carrier's tracking service), the marketplace told the parcel left, a waybill cancelled
+//! at the carrier. Each is skipped when the order no longer wants it, retried with a backoff
+//! when the answer may change (a `recorded` effect is deferred; one carried from the stream is
+//! returned as an error, which keeps it in the outbox), and a refusal makes the order wait for
+//! a person with the reason, named so that `retry` asks again ([`decide::TRACKING_ATTENTION`]
+//! and its siblings).
+
+use super::{StepError, decide_and_commit};
+use crate::app::App;
+use crate::domain::{Effect, Order, Shipment, decide};
+
+/// A provider's answer: done, or why not and whether asking again may help.
+type Answer = Result<(), (String, bool)>;
+
+async fn finish(app: &App, fx: &Effect, recorded: bool) -> Result<(), StepError> {
+    if recorded {
+        app.store.finish_effect(fx.order_id, &fx.id).await?;
+    }
+    Ok(())
+}
+
+/// Settles one asking: done, tried again later, or refused (the order waits for a person with
+/// `step: what: reason`).
+async fn settle(
+    app: &App,
+    mut fx: Effect,
+    recorded: bool,
+    step: &str,
+    what: &str,
+    answer: Answer,
+) -> Result<(), StepError> {
+    match answer {
+        Ok(()) => {
+            tracing::info!(order_id = %fx.order_id, effect = fx.kind.name(), "{what}: done");
+        }
+        Err((reason, true)) => {
+            if !recorded {
+                return Err(StepError::Transient(format!("{what}: {reason}")));
+            }
+            fx.attempts += 1;
+            fx.last_error = Some(reason.clone());
+            fx.due_at = app.clock.now() + Effect::backoff(fx.attempts);
+            tracing::warn!(order_id = %fx.order_id, effect = fx.kind.name(), attempts = fx.attempts, error = %reason, "{what}: failed for now; tried again later");
+            app.store.defer_effect(&fx).await?;
+            return Ok(());
+        }
+        Err((reason, false)) => {
+            tracing::error!(order_id = %fx.order_id, effect = fx.kind.name(), error = %reason, "{what}: refused; the order waits for a person");
+            let why = format!("{what}: {reason}");
+            decide_and_commit(app, fx.order_id, |o, p, now| {
+                Ok(decide::cannot_proceed(o, step, &why, p, now))
+            })
+            .await?;
+        }
+    }
+    finish(app, &fx, recorded).await
+}
+
+fn parcel<'a>(order: &'a Order, carrier: &str, number: &str) -> Option<&'a Shipment> {
+    order
+        .shipments
+        .iter()
+        .find(|s| s.carrier == carrier && s.tracking_number == number)
+}
+
+/// Asks the carrier's tracking service to push the waybill's progress to us, unless the
+/// parcel is no longer the order's or the order ended before it left.
+pub async fn subscribe(
+    app: &App,
+    fx: Effect,
+    recorded: bool,
+    carrier: &str,
+    number: &str,
+) -> Result<(), StepError> {
+    let order = super::load(app, fx.order_id).await?;
+    let wanted = parcel(&order, carrier, number)
+        .is_some_and(|p| p.handed_over_at.is_some() || !decide::ended_unfulfilled(order.status()));
+    if !wanted {
+        tracing::info!(order_id = %order.id, carrier, "tracking subscription skipped: the order ended before the parcel left");
+        return finish(app, &fx, recorded).await;
+    }
+    let sub = crate::shipping::TrackingSubscription {
+        carrier: carrier.to_owned(),
+        tracking_number: number.to_owned(),
+        order: order.id,
+        phone: order
+            .shipping_address
+            .phone
+            .as_ref()
+            .or(order.customer.phone.as_ref())
+            .map(|p| p.as_str().to_owned()),
+    };
+    let answer = app
+        .carriers
+        .subscribe(&sub)
+        .await
+        .map_err(|e| (e.to_string(), e.retryable));
+    let what = format!("waybill {number} could not be subscribed for tracking");
+    settle(app, fx, recorded, "tracking", &what, answer).await
+}
+
+/// Tells the marketplace the order came from that its parcel left, unless the order ended
+/// before it did.
+pub async fn ship_on_marketplace(
+    app: &App,
+    fx: Effect,
+    recorded: bool,
+    carrier: &str,
+    number: &str,
+) -> Result<(), StepError> {
+    let order = super::load(app, fx.order_id).await?;
+    let (Some(trade), Some(p)) = (&order.external_id, parcel(&order, carrier, number)) else {
+        return finish(app, &fx, recorded).await;
+    };
+    if p.handed_over_at.is_none() && decide::ended_unfulfilled(order.status()) {
+        tracing::info!(order_id = %order.id, "marketplace not told: the order ended before the parcel left");
+        return finish(app, &fx, recorded).await;
+    }
+    let shipment = crate::marketplace::MarketplaceShipment {
+        channel: order.channel.to_string(),
+        trade: trade.as_str().to_owned(),
+        carrier: carrier.to_owned(),
+        company_code: app
+            .config
+            .carriers
+            .get(carrier)
+            .and_then(|c| c.taobao_code.clone()),
+        tracking_number: number.to_owned(),
+    };
+    let answer = app
+        .marketplaces
+        .shipped(&shipment)
+        .await
+        .map_err(|e| (e.to_string(), e.retryable));
+    let what = format!(
+        "trade {} could not be marked shipped with waybill {number}",
+        trade.as_str()
+    );
+    settle(app, fx, recorded, "marketplace", &what, answer).await
+}
+
+/// Cancels at the carrier the waybill of a parcel that will not leave, unless it left after
+/// all (a pick-up scan came first: a person intercepts it).
+pub async fn cancel_waybill(
+    app: &App,
+    fx: Effect,
+    recorded: bool,
+    carrier: &str,
+    number: &str,
+) -> Result<(), StepError> {
+    let order = super::load(app, fx.order_id).await?;
+    if parcel(&order, carrier, number).is_none_or(|p| p.handed_over_at.is_some()) {
+        return finish(app, &fx, recorded).await;
+    }
+    let answer = app
+        .carriers
+        .cancel_waybill(carrier, number)
+        .await
+        .map_err(|e| (e.to_string(), e.retryable));
+    let what = format!("waybill {number} could not be cancelled at the carrier; cancel it by hand");
+    settle(app, fx, recorded, "waybill", &what, answer).await
+}
