@@ -12,6 +12,8 @@
 //! | `GET /orders/lookup?number=&contact=` | customer | order number plus e-mail or phone |
 //! | `GET /orders/{id}` | staff | the order with allocations and timeline |
 //! | `GET /orders?status=&customer=&channel=&from=&to=&limit=&cursor=` | staff | a page of orders |
+//! | `POST /orders/{id}/payments` | staff | a payment made outside any provider (bank transfer) |
+//! | `POST /orders/{id}/refunds/{refund}/paid` | staff | a refused refund paid by hand |
 //! | `POST /orders/{id}/cancel` | staff | cancel before shipment, releasing stock |
 //! | `PUT /orders/{id}/shipping-address` | staff | change the address before shipment |
 //! | `GET /reviews`, `POST /orders/{id}/review` | staff | held orders; approve or reject |
@@ -28,6 +30,7 @@
 
 mod endpoints;
 pub mod lookup;
+mod money;
 pub mod problem;
 pub mod reports;
 pub mod staff;
@@ -80,6 +83,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("POST", "/orders/{id}/return"),
     ("POST", "/orders/{id}/return/received"),
+    ("POST", "/orders/{id}/payments"),
+    ("POST", "/orders/{id}/refunds/{refund}/paid"),
     ("POST", "/webhooks/payment/{provider}"),
     ("POST", "/webhooks/logistics/{carrier}"),
     ("GET", "/staff/me"),
@@ -289,6 +294,26 @@ fn staff_routes(app: &Arc<App>) -> axum::Router<Arc<App>> {
                        Params(id): Params<String>,
                        Buffered(req): Buffered| {
                     respond(return_received(&app, &id, &req).await)
+                },
+            ),
+        )
+        .route(
+            "/orders/{id}/payments",
+            post(
+                async |State(app): AppState,
+                       Params(id): Params<String>,
+                       Buffered(req): Buffered| {
+                    respond(money::record_payment(&app, &id, &req).await)
+                },
+            ),
+        )
+        .route(
+            "/orders/{id}/refunds/{refund}/paid",
+            post(
+                async |State(app): AppState,
+                       Params((id, refund)): Params<(String, String)>,
+                       Buffered(req): Buffered| {
+                    respond(money::record_refund(&app, &id, &refund, &req).await)
                 },
             ),
         )

@@ -24,6 +24,8 @@ pub enum PaymentSource {
     Marketplace,
     /// The courier collected cash on delivery.
     Cash,
+    /// Staff recorded money paid outside any provider (a bank transfer).
+    Manual,
 }
 
 /// Money captured for the order.

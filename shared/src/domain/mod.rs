@@ -1,5 +1,6 @@
 //! The order domain: pure types and rules, no I/O.
 
+pub mod by_hand;
 pub mod catalogue;
 pub mod decide;
 #[cfg(test)]

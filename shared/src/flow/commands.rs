@@ -37,6 +37,36 @@ pub async fn cancel(
     .await
 }
 
+/// Staff record a payment made outside any provider: see
+/// [`crate::domain::by_hand::paid_by_hand`].
+pub async fn paid_by_hand(
+    app: &App,
+    id: OrderId,
+    amount: crate::domain::Money,
+    reference: &str,
+    by: &str,
+) -> Result<Order, StepError> {
+    command(app, id, |o, p, now| {
+        crate::domain::by_hand::paid_by_hand(o, amount, reference, by, p, now)
+    })
+    .await
+}
+
+/// Staff record a refund they paid themselves: see
+/// [`crate::domain::by_hand::refund_paid_by_hand`].
+pub async fn refund_paid_by_hand(
+    app: &App,
+    id: OrderId,
+    refund_id: &str,
+    reference: &str,
+    by: &str,
+) -> Result<Order, StepError> {
+    command(app, id, |o, p, now| {
+        crate::domain::by_hand::refund_paid_by_hand(o, refund_id, reference, by, p, now)
+    })
+    .await
+}
+
 /// The marketplace closed the trade of order `id` (`TRADE_CLOSED`): see
 /// [`crate::domain::marketplace::trade_closed`].
 pub async fn trade_closed(

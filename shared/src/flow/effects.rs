@@ -74,6 +74,17 @@ async fn send_step(app: &App, queue: &str, order: OrderId) -> Result<(), StepErr
 
 /// Carries out one effect; a `recorded` one is then deleted from the outbox.
 pub(crate) async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(), StepError> {
+    carry_out_known(app, fx, recorded, None).await
+}
+
+/// [`carry_out`], with the order as the write that made the effect left it, when the caller
+/// has it (the stream relay): an effect that looks at the order does not read it again.
+pub(crate) async fn carry_out_known(
+    app: &App,
+    fx: Effect,
+    recorded: bool,
+    written: Option<&Order>,
+) -> Result<(), StepError> {
     let order = fx.order_id;
     match &fx.kind {
         EffectKind::Step { queue } => send_step(app, queue, order).await?,
@@ -141,21 +152,25 @@ pub(crate) async fn carry_out(app: &App, fx: Effect, recorded: bool) -> Result<(
             tracking_number,
         } => {
             let (carrier, number) = (carrier.clone(), tracking_number.clone());
-            return super::outside::subscribe(app, fx, recorded, &carrier, &number).await;
+            return super::outside::subscribe(app, fx, recorded, written, &carrier, &number).await;
         }
         EffectKind::ShipOnMarketplace {
             carrier,
             tracking_number,
         } => {
             let (carrier, number) = (carrier.clone(), tracking_number.clone());
-            return super::outside::ship_on_marketplace(app, fx, recorded, &carrier, &number).await;
+            return super::outside::ship_on_marketplace(
+                app, fx, recorded, written, &carrier, &number,
+            )
+            .await;
         }
         EffectKind::CancelWaybill {
             carrier,
             tracking_number,
         } => {
             let (carrier, number) = (carrier.clone(), tracking_number.clone());
-            return super::outside::cancel_waybill(app, fx, recorded, &carrier, &number).await;
+            return super::outside::cancel_waybill(app, fx, recorded, written, &carrier, &number)
+                .await;
         }
     }
     if recorded {

@@ -57,6 +57,29 @@ async fn settle(
     finish(app, &fx, recorded).await
 }
 
+/// The order, as cheaply as it can be had: as the write that made the effect left it (the
+/// stream relay has it), else as an eventually consistent read has it (half the units), when
+/// either already shows `enough` (the parcel, still wanted: neither is older than the write
+/// that made the effect); else read strongly, which decides. A view that lags behind a cancel
+/// made a moment ago still asks: a subscription or a shipping notice the order no longer
+/// needs, which the services answer and we ignore.
+async fn read(
+    app: &App,
+    fx: &Effect,
+    written: Option<&Order>,
+    enough: impl Fn(&Order) -> bool,
+) -> Result<Order, StepError> {
+    if let Some(o) = written.filter(|o| o.id == fx.order_id && enough(o)) {
+        return Ok(o.clone());
+    }
+    if let Some(o) = app.store.get_order_eventually(fx.order_id).await?
+        && enough(&o)
+    {
+        return Ok(o);
+    }
+    super::load(app, fx.order_id).await
+}
+
 fn parcel<'a>(order: &'a Order, carrier: &str, number: &str) -> Option<&'a Shipment> {
     order
         .shipments
@@ -70,12 +93,17 @@ pub async fn subscribe(
     app: &App,
     fx: Effect,
     recorded: bool,
+    written: Option<&Order>,
     carrier: &str,
     number: &str,
 ) -> Result<(), StepError> {
-    let order = super::load(app, fx.order_id).await?;
-    let wanted = parcel(&order, carrier, number)
-        .is_some_and(|p| p.handed_over_at.is_some() || !decide::ended_unfulfilled(order.status()));
+    let wanted = |order: &Order| {
+        parcel(order, carrier, number).is_some_and(|p| {
+            p.handed_over_at.is_some() || !decide::ended_unfulfilled(order.status())
+        })
+    };
+    let order = read(app, &fx, written, wanted).await?;
+    let wanted = wanted(&order);
     if !wanted {
         tracing::info!(order_id = %order.id, carrier, "tracking subscription skipped: the order ended before the parcel left");
         return finish(app, &fx, recorded).await;
@@ -106,10 +134,15 @@ pub async fn ship_on_marketplace(
     app: &App,
     fx: Effect,
     recorded: bool,
+    written: Option<&Order>,
     carrier: &str,
     number: &str,
 ) -> Result<(), StepError> {
-    let order = super::load(app, fx.order_id).await?;
+    let order = read(app, &fx, written, |o| {
+        parcel(o, carrier, number)
+            .is_some_and(|p| p.handed_over_at.is_some() || !decide::ended_unfulfilled(o.status()))
+    })
+    .await?;
     let (Some(trade), Some(p)) = (&order.external_id, parcel(&order, carrier, number)) else {
         return finish(app, &fx, recorded).await;
     };
@@ -146,10 +179,16 @@ pub async fn cancel_waybill(
     app: &App,
     fx: Effect,
     recorded: bool,
+    written: Option<&Order>,
     carrier: &str,
     number: &str,
 ) -> Result<(), StepError> {
-    let order = super::load(app, fx.order_id).await?;
+    // An ended order's parcels do not leave any more (a pick-up scan after the end asks a
+    // person to intercept the parcel, and records nothing), so the write's view decides.
+    let order = read(app, &fx, written, |o| {
+        parcel(o, carrier, number).is_some_and(|p| p.handed_over_at.is_none())
+    })
+    .await?;
     if parcel(&order, carrier, number).is_none_or(|p| p.handed_over_at.is_some()) {
         return finish(app, &fx, recorded).await;
     }

@@ -95,8 +95,17 @@ pub fn is_order_write(record: &EventRecord) -> bool {
 /// is kept as an outbox record, due after a backoff; the error is returned only if that write
 /// failed too.
 pub async fn relay(app: &App, effects: Vec<Effect>) -> Result<(), StepError> {
+    relay_known(app, effects, None).await
+}
+
+/// [`relay`], with the order as the write that carried the effects left it.
+async fn relay_known(
+    app: &App,
+    effects: Vec<Effect>,
+    written: Option<&Order>,
+) -> Result<(), StepError> {
     let results = futures::future::join_all(effects.into_iter().map(|fx| async move {
-        let Err(e) = super::effects::carry_out(app, fx.clone(), false).await else {
+        let Err(e) = super::effects::carry_out_known(app, fx.clone(), false, written).await else {
             return Ok(());
         };
         let mut later = fx;
@@ -151,7 +160,12 @@ async fn relay_record(app: &App, record: &EventRecord) -> Result<(), StepError> 
         Ok(Some(effects)) => {
             let order = effects.first().map(|e| e.order_id);
             let span = tracing::info_span!("relay", order_id = ?order);
-            relay(app, effects).instrument(span).await
+            // The order as this write left it: what an effect that looks at the order needs,
+            // without reading it again.
+            let written = order_of_record(record).ok().flatten();
+            relay_known(app, effects, written.as_ref())
+                .instrument(span)
+                .await
         }
         Ok(None) => Ok(()),
         // A record that can never be read is logged and skipped, not retried forever.
