@@ -23,12 +23,19 @@ pub struct MissingLine {
     pub available: u64,
 }
 
-/// Warehouses in the order they are tried for an address in `region`.
-pub fn warehouse_order(warehouses: &[WarehouseConfig], region: &str) -> Vec<WarehouseId> {
+/// Warehouses in the order they are tried for an address in `region` of `country` (regions
+/// compared as ISO 3166-2 codes: `江苏省` is `Jiangsu`).
+pub fn warehouse_order(
+    warehouses: &[WarehouseConfig],
+    country: &str,
+    region: &str,
+) -> Vec<WarehouseId> {
     let mut ws: Vec<&WarehouseConfig> = warehouses.iter().collect();
     ws.sort_by_key(|w| {
         (
-            !w.regions.iter().any(|r| r.eq_ignore_ascii_case(region)),
+            !w.regions
+                .iter()
+                .any(|r| crate::domain::regions::same_region(country, region, r)),
             w.priority,
         )
     });
@@ -146,7 +153,13 @@ mod tests {
 
     #[test]
     fn the_warehouse_serving_the_region_goes_first_then_priority() {
-        let order: Vec<String> = warehouse_order(&warehouses(), "guangdong")
+        let order: Vec<String> = warehouse_order(&warehouses(), "CN", "guangdong")
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(order, vec!["gz", "nj", "sh"]);
+        // As a Tmall trade spells it
+        let order: Vec<String> = warehouse_order(&warehouses(), "CN", "广东省")
             .iter()
             .map(|w| w.to_string())
             .collect();
@@ -160,7 +173,7 @@ mod tests {
             level("A", "nj", 5),
             level("B", "nj", 5),
         ];
-        let order = warehouse_order(&warehouses(), "Guangdong");
+        let order = warehouse_order(&warehouses(), "CN", "Guangdong");
         let a = allocate(&[line("A", 2), line("B", 1)], &order, &stock, true).unwrap();
         assert_eq!(
             got(&a),
@@ -171,7 +184,7 @@ mod tests {
     #[test]
     fn a_line_is_split_across_warehouses_only_when_allowed() {
         let stock = [level("A", "nj", 3), level("A", "sh", 4)];
-        let order = warehouse_order(&warehouses(), "Jiangsu");
+        let order = warehouse_order(&warehouses(), "CN", "Jiangsu");
         let a = allocate(&[line("A", 6)], &order, &stock, true).unwrap();
         assert_eq!(
             got(&a),
@@ -184,7 +197,7 @@ mod tests {
     #[test]
     fn lines_sharing_a_sku_are_summed_and_shortages_named() {
         let stock = [level("A", "nj", 5), level("B", "nj", 1)];
-        let order = warehouse_order(&warehouses(), "Jiangsu");
+        let order = warehouse_order(&warehouses(), "CN", "Jiangsu");
         let missing = allocate(
             &[line("A", 3), line("A", 3), line("B", 1)],
             &order,

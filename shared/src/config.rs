@@ -566,11 +566,18 @@ impl Config {
             .collect()
     }
 
-    /// The code `{region}` renders for an address: its city, else its region, else the default.
+    /// The code `{region}` renders for an address: its city, else its region (any spelling of
+    /// it: `江苏省` finds `Jiangsu`), else the default.
     pub fn region_code(&self, city: &str, region: &str) -> &str {
         self.region_codes
             .get(city)
             .or_else(|| self.region_codes.get(region))
+            .or_else(|| {
+                self.region_codes
+                    .iter()
+                    .find(|(k, _)| crate::domain::regions::same_region("CN", region, k))
+                    .map(|(_, v)| v)
+            })
             .map_or(self.default_region_code.as_str(), String::as_str)
     }
 }
@@ -586,6 +593,7 @@ mod tests {
         assert!(c.warehouses.len() >= 2);
         assert_eq!(c.region_code("Nanjing", "Jiangsu"), "NJ");
         assert_eq!(c.region_code("Nowhere", "Jiangsu"), "JS");
+        assert_eq!(c.region_code("Nowhere", "江苏省"), "JS");
     }
 
     #[test]

@@ -331,8 +331,8 @@ async fn dynamodb_subscriptions_are_retried_skipped_once_cancelled_and_refusals_
 fn trade(tid: u64, status: &str) -> serde_json::Value {
     serde_json::json!({"trade_fullinfo_get_response": {"trade": {
         "tid": tid, "type": "fixed", "status": status, "buyer_open_uid": "AAH2x7kLZ9",
-        "receiver_name": "Li Lei", "receiver_mobile": "13800000000", "receiver_state": "Jiangsu",
-        "receiver_city": "Nanjing", "receiver_district": "Xuanwu", "receiver_address": "1 Zhongshan Rd",
+        "receiver_name": "Li Lei", "receiver_mobile": "13800000000", "receiver_state": "江苏省",
+        "receiver_city": "南京市", "receiver_district": "玄武区", "receiver_address": "1 Zhongshan Rd",
         "receiver_zip": "210000", "payment": "99.80",
         "orders": {"order": [{"oid": 1, "outer_sku_id": "TEA-001", "num": 2, "price": "49.90"}]}}}})
 }
@@ -372,6 +372,11 @@ async fn a_tmall_trade_is_taken_once_paid_and_cancelled_when_the_marketplace_clo
         })
         .await;
     assert_eq!(o["ledger"]["payments"][0]["source"], "marketplace");
+    // To 江苏省 as Tmall spells it: ZTO serves Jiangsu and is the cheapest (8.00, not SF's 23.00),
+    // from the Nanjing warehouse
+    assert_eq!(o["shipments"][0]["carrier"], "zto", "{o:#}");
+    assert_eq!(o["shipments"][0]["cost"], 800);
+    assert_eq!(o["shipments"][0]["warehouse"], "nj");
     let waybill = o["shipments"][0]["tracking_number"]
         .as_str()
         .unwrap()

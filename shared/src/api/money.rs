@@ -37,10 +37,20 @@ pub(super) async fn record_payment(app: &App, id: &str, req: &Request) -> Reply 
     let id = order_id(id)?;
     let b: PaymentBody = parse_body(req)?;
     let minor = match &b.amount {
-        Some(serde_json::Value::Number(n)) => n.as_i64().filter(|m| *m > 0),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .filter(|m| *m > 0 && *m <= crate::domain::MinorUnits::MAX),
         _ => None,
     }
-    .ok_or_else(|| ApiError::field("amount", "must be a whole number of minor units above 0"))?;
+    .ok_or_else(|| {
+        ApiError::field(
+            "amount",
+            format!(
+                "must be a whole number of minor units, 1 to {}",
+                crate::domain::MinorUnits::MAX
+            ),
+        )
+    })?;
     let reference = reference(b.reference.as_deref())?;
     let by = optional_text(b.by.as_deref(), "by", Text::MAX_CHARS)?;
     let currency = match b.currency.as_deref() {

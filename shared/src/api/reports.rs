@@ -115,10 +115,11 @@ fn filter(app: &App, q: &[(String, String)]) -> Result<Filter, ApiError> {
             if r.chars().count() > 64 || r.contains('|') || r.chars().any(char::is_control) {
                 Err(ApiError::field(
                     "region",
-                    "must be a region as reports name it, like CN-Shanghai",
+                    "must be a region, like CN-SH, Shanghai or 上海市",
                 ))
             } else {
-                Ok(r.to_owned())
+                // Any spelling of a region the reports file by its ISO 3166-2 code.
+                Ok(crate::domain::regions::report_filter(r))
             }
         })
         .transpose()?;

@@ -16,6 +16,7 @@ pub mod marketplace;
 pub mod numbers;
 pub mod order;
 pub mod outbound;
+pub mod regions;
 pub mod reports;
 pub mod staff;
 pub mod status;

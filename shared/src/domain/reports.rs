@@ -3,7 +3,7 @@
 //! Every aggregate is a set of integer *tallies* in a [`Cell`]: the day the order was placed
 //! (UTC), its channel, and a group (`o` for order-level figures, `i` for items and promotions,
 //! which can be many). A tally's field names the region it belongs to and the figure, e.g.
-//! `CN-Shanghai|status|paid` or `CN-Shanghai|sku|TEA-1|units`, so one cell answers any region.
+//! `CN-SH|status|paid` or `CN-SH|sku|TEA-1|units`, so one cell answers any region.
 //!
 //! An order *contributes* a fixed set of tallies that depends only on the order (its current
 //! version), its channel's delivery promise and whether it was its customer's first order
@@ -152,10 +152,14 @@ pub fn month_of(t: DateTime<Utc>) -> String {
     t.format("%Y-%m").to_string()
 }
 
-/// The region key of an order: its country and region, with `|` (the field separator) replaced.
+/// The region key of an order: its ISO 3166-2 code (`CN-JS` for `江苏省` and `Jiangsu` alike),
+/// else its country and region as written; `|` (the field separator) replaced.
 pub fn region_of(order: &Order) -> String {
     let a = &order.shipping_address;
-    clean(&format!("{}-{}", a.country.as_str(), a.region.as_str()), 64)
+    clean(
+        &super::regions::report_key(a.country.as_str(), a.region.as_str()),
+        64,
+    )
 }
 
 /// `s` without the field separator, at most `max` characters.

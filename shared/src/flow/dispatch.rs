@@ -54,6 +54,7 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
         .config
         .channel(&order.channel)
         .map_or(5, |c| c.promise_days);
+    let country = order.shipping_address.country.as_str();
     let region = order.shipping_address.region.as_str();
     let skus: Vec<_> = order.lines.iter().map(|l| l.sku.clone()).collect();
     let weights = Weights::of_skus(app, &skus).await?;
@@ -63,7 +64,8 @@ pub async fn run(app: &App, order: Order) -> Result<(), StepError> {
             continue;
         }
         let weight = weights.grams(&r.lines);
-        let Some((carrier, cost)) = choose_carrier(&app.config.carriers, region, weight, promise)
+        let Some((carrier, cost)) =
+            choose_carrier(&app.config.carriers, country, region, weight, promise)
         else {
             let reason = format!(
                 "no carrier takes {weight} g from {} to {region}",
@@ -278,12 +280,14 @@ async fn ship_merged(app: &App, order: &Order) -> Result<bool, StepError> {
             .flat_map(|o| o.shipments.iter().flat_map(|s| s.lines.clone())),
     );
     let weight = weights.grams(&all_lines);
+    let country = order.shipping_address.country.as_str();
     let region = order.shipping_address.region.as_str();
     let promise = app
         .config
         .channel(&order.channel)
         .map_or(5, |c| c.promise_days);
-    let Some((carrier, cost)) = choose_carrier(&app.config.carriers, region, weight, promise)
+    let Some((carrier, cost)) =
+        choose_carrier(&app.config.carriers, country, region, weight, promise)
     else {
         // Too heavy together: each ships on its own.
         return Ok(false);

@@ -111,6 +111,7 @@ async fn reserve(app: &App, order: &Order, split_lines: bool) -> Result<Lock, St
     let skus: BTreeSet<&Sku> = lines.iter().map(|(s, _)| s).collect();
     let order_of = warehouse_order(
         &app.config.warehouses,
+        order.shipping_address.country.as_str(),
         order.shipping_address.region.as_str(),
     );
     for attempt in 0..4 {

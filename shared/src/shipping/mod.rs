@@ -13,11 +13,13 @@ use sha2::{Digest, Sha256};
 use crate::config::CarrierConfig;
 use crate::domain::{OrderId, WarehouseId};
 
-/// The cheapest carrier that serves `region`, carries `weight` grams and delivers within
-/// `promise_days`; failing the promise, the fastest that serves and carries it. Returns the
-/// carrier id and its price.
+/// The cheapest carrier that serves `region` of `country` (regions compared as ISO 3166-2
+/// codes: `江苏省` is `Jiangsu`), carries `weight` grams and delivers within `promise_days`;
+/// failing the promise, the fastest that serves and carries it. Returns the carrier id and
+/// its price.
 pub fn choose_carrier<'a>(
     carriers: &'a BTreeMap<String, CarrierConfig>,
+    country: &str,
     region: &str,
     weight: u64,
     promise_days: u32,
@@ -25,7 +27,10 @@ pub fn choose_carrier<'a>(
     let candidates: Vec<(&'a str, &'a CarrierConfig, i64)> = carriers
         .iter()
         .filter(|(_, c)| {
-            c.regions.is_empty() || c.regions.iter().any(|r| r.eq_ignore_ascii_case(region))
+            c.regions.is_empty()
+                || c.regions
+                    .iter()
+                    .any(|r| crate::domain::regions::same_region(country, region, r))
         })
         .filter(|(_, c)| weight <= c.max_weight_grams)
         .filter_map(|(id, c)| {
@@ -170,13 +175,32 @@ mod tests {
     fn the_cheapest_carrier_that_keeps_the_promise_is_chosen() {
         let c = Config::demo().carriers;
         // ZTO serves Jiangsu, is cheaper, delivers in 3 days
-        assert_eq!(choose_carrier(&c, "Jiangsu", 800, 5), Some(("zto", 800)));
+        assert_eq!(
+            choose_carrier(&c, "CN", "Jiangsu", 800, 5),
+            Some(("zto", 800))
+        );
         // A 1-day promise needs SF
-        assert_eq!(choose_carrier(&c, "Jiangsu", 800, 1), Some(("sf", 2300)));
+        assert_eq!(
+            choose_carrier(&c, "CN", "Jiangsu", 800, 1),
+            Some(("sf", 2300))
+        );
         // ZTO does not serve Xinjiang
-        assert_eq!(choose_carrier(&c, "Xinjiang", 800, 5), Some(("sf", 2300)));
+        assert_eq!(
+            choose_carrier(&c, "CN", "Xinjiang", 800, 5),
+            Some(("sf", 2300))
+        );
+        // A channel's own spelling of a region ZTO serves (a Tmall trade's province)
+        for spelling in ["江苏省", "江苏", "JS", "CN-JS"] {
+            assert_eq!(
+                choose_carrier(&c, "CN", spelling, 800, 5),
+                Some(("zto", 800))
+            );
+        }
         // Heavier than ZTO takes
-        assert_eq!(choose_carrier(&c, "Jiangsu", 25_000, 5), Some(("sf", 9000)));
-        assert_eq!(choose_carrier(&c, "Jiangsu", 40_000, 5), None);
+        assert_eq!(
+            choose_carrier(&c, "CN", "Jiangsu", 25_000, 5),
+            Some(("sf", 9000))
+        );
+        assert_eq!(choose_carrier(&c, "CN", "Jiangsu", 40_000, 5), None);
     }
 }
