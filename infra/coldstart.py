@@ -62,6 +62,8 @@ env.update(
     AWS_SECRET_ACCESS_KEY="test",
     OMS_TABLE="oms",
     OMS_QUEUE_PREFIX="oms-",
+    # As the template sets it: queue URLs are built, not looked up.
+    OMS_QUEUE_URL_PREFIX="https://sqs.us-east-1.amazonaws.com/000000000000/",
     OMS_CONFIG=str(ROOT / "infra" / "config" / "oms.toml"),
     OMS_NUMBERING_KEY="coldstart",
     OMS_STAFF_TOKEN="coldstart",

@@ -81,6 +81,9 @@ pub enum Backend {
         settings: AwsSettings,
         table: String,
         queue_prefix: String,
+        /// Where queue URLs start (`OMS_QUEUE_URL_PREFIX`, set by the template): URLs are
+        /// built, not looked up.
+        queue_url_prefix: Option<String>,
     },
 }
 
@@ -248,6 +251,7 @@ impl App {
                 settings,
                 table,
                 queue_prefix,
+                queue_url_prefix,
             } => {
                 let sdk = sdk_config(settings).await;
                 let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -263,11 +267,17 @@ impl App {
                     Arc::new(
                         DynamoStore::metered(dynamo, table.clone(), Arc::clone(&meter)).relayed(),
                     ),
-                    Arc::new(SqsQueue::metered(
-                        aws_sdk_sqs::Client::new(&sdk),
-                        queue_prefix.clone(),
-                        Arc::clone(&meter),
-                    )),
+                    Arc::new({
+                        let q = SqsQueue::metered(
+                            aws_sdk_sqs::Client::new(&sdk),
+                            queue_prefix.clone(),
+                            Arc::clone(&meter),
+                        );
+                        match queue_url_prefix {
+                            Some(p) => q.with_url_prefix(p.clone()),
+                            None => q,
+                        }
+                    }),
                 )
             }
         };
@@ -310,6 +320,7 @@ impl App {
             settings: AwsSettings::default(),
             table,
             queue_prefix: env("OMS_QUEUE_PREFIX").unwrap_or_else(|| "oms-".into()),
+            queue_url_prefix: env("OMS_QUEUE_URL_PREFIX"),
         };
         let config = match env("OMS_CONFIG") {
             Some(path) => Config::load(std::path::Path::new(&path))?,
@@ -351,11 +362,13 @@ impl App {
         let names: Vec<QueueName> = crate::adapters::aws::grants::of(binary)
             .map(|f| f.sends_to.iter().map(|q| queues::name(q)).collect())
             .unwrap_or_default();
+        // At once, not one after another: init waits for the slower, not for their sum.
         let warm = async {
-            if let Err(e) = app.store.warm().await {
+            let (store, queue) = tokio::join!(app.store.warm(), app.queue.warm(&names));
+            if let Err(e) = store {
                 tracing::warn!(error = %e, "could not warm the store connection");
             }
-            if let Err(e) = app.queue.warm(&names).await {
+            if let Err(e) = queue {
                 tracing::warn!(error = %e, "could not warm the queue connection");
             }
         };

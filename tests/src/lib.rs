@@ -398,6 +398,7 @@ impl Local {
             },
             table: format!("oms-http-{}", &id[..12]),
             queue_prefix: format!("h{}-", &id[..10]),
+            queue_url_prefix: None,
         };
         Some(Self::start(backend, config, sweep_every, outside).await)
     }

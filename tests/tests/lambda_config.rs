@@ -105,3 +105,61 @@ fn what_the_environment_does_not_say_is_not_made_up() {
     assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:1"));
     assert!(config.credentials_provider().is_some());
 }
+
+#[tokio::test]
+async fn queue_urls_built_from_the_templates_prefix_are_the_ones_sqs_hands_out() {
+    use oms::ports::Queue;
+    let Some(endpoint) = oms_tests::aws_endpoint() else {
+        return;
+    };
+    let env = lambda_env(&endpoint);
+    let config = lambda_sdk_config(&AwsSettings::default(), |k| env.get(k).cloned());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("u{}-", &id[..10]);
+    // Given the queues, made as the template makes them
+    let looked_up = oms::adapters::aws::SqsQueue::new(sqs.clone(), prefix.clone());
+    looked_up
+        .ensure_queues(&oms::app::queues::specs(std::time::Duration::from_secs(30)))
+        .await
+        .expect("queues");
+    // When a function builds their URLs from the template's prefix (moto's account is
+    // 123456789012; AWS's URLs are https://sqs.<region>.<suffix>/<account>/<name>)
+    let built = oms::adapters::aws::SqsQueue::new(sqs.clone(), prefix.clone())
+        .with_url_prefix(format!("{endpoint}/123456789012"));
+    let numbering = oms::app::queues::name(oms::app::queues::NUMBERING);
+    built
+        .warm(std::slice::from_ref(&numbering))
+        .await
+        .expect("warm");
+    // Then each is SQS's own URL: what it sends, the queue holds
+    for q in oms::app::queues::ALL {
+        let name = oms::app::queues::name(q);
+        let own = sqs
+            .get_queue_url()
+            .queue_name(format!("{prefix}{q}"))
+            .send()
+            .await
+            .expect("GetQueueUrl")
+            .queue_url
+            .expect("url");
+        assert_eq!(own, format!("{endpoint}/123456789012/{prefix}{q}"), "{q}");
+        built
+            .send(&name, "built")
+            .await
+            .expect("send to a built URL");
+        let got = looked_up
+            .receive(
+                &name,
+                oms::ports::Receive {
+                    max_messages: 1,
+                    visibility_timeout: std::time::Duration::from_secs(30),
+                    wait: std::time::Duration::ZERO,
+                },
+            )
+            .await
+            .expect("receive");
+        assert_eq!(got.len(), 1, "{q}");
+        assert_eq!(got[0].body, "built");
+    }
+}

@@ -180,6 +180,7 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
             },
             table: table.clone(),
             queue_prefix: prefix.clone(),
+            queue_url_prefix: None,
         },
         oms::config::Config::load(&config_path).unwrap(),
         None,
@@ -215,6 +216,7 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
         "--invoke-port",
         &port.to_string(),
     ]);
+    let queue_url_prefix = format!("{endpoint}/123456789012/");
     for (k, v) in [
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_REGION", "us-east-1"),
@@ -222,6 +224,9 @@ async fn the_real_function_binaries_take_an_order_from_intake_to_dispatch_and_in
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("OMS_TABLE", table.as_str()),
         ("OMS_QUEUE_PREFIX", prefix.as_str()),
+        // As the template builds it (`https://sqs.<region>.<suffix>/<account>/`): moto's queue
+        // URLs are the endpoint and its default account.
+        ("OMS_QUEUE_URL_PREFIX", &queue_url_prefix),
         ("OMS_CONFIG", &config_path.display().to_string()),
         ("OMS_NUMBERING_KEY", "smoke"),
         // The smoke test runs the demo's rules and short keys on purpose.

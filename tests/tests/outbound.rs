@@ -175,9 +175,26 @@ async fn deliveries_are_signed_retried_after_500s_and_signed_twice_while_rotatin
         clock.advance(chrono::Duration::seconds(secs));
         local.sweep()
     };
+    logged_when(&local, &ep_id, "order.created", |d| {
+        d["attempts"].as_array().is_some_and(|a| a.len() == 1)
+            && d.get("attempting_until").is_none()
+    })
+    .await;
     assert_eq!(sweep_after(4).await.webhooks, 0, "not before its time");
     assert_eq!(sweep_after(1).await.webhooks, 1);
     let second = received(&inbox, 2).await;
+    // The attempt is recorded just after the receiver answers: the clock moves on only once it
+    // is (else the attempt's lease, timed by the moved clock, would look abandoned).
+    let retried = logged_when(&local, &ep_id, "order.created", |d| {
+        d["attempts"].as_array().is_some_and(|a| a.len() == 2)
+            && d.get("attempting_until").is_none()
+    })
+    .await;
+    assert_eq!(
+        retried["attempts"].as_array().map(Vec::len),
+        Some(2),
+        "{retried}"
+    );
     assert_eq!(sweep_after(299).await.webhooks, 0);
     assert_eq!(sweep_after(1).await.webhooks, 1);
     let third = received(&inbox, 3).await;

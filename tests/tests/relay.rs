@@ -29,6 +29,7 @@ async fn a_notification_rides_in_the_orders_write_and_the_relay_sends_it_or_keep
         settings: settings.clone(),
         table: table.clone(),
         queue_prefix: prefix.clone(),
+        queue_url_prefix: None,
     };
     let app = oms_tests::app_on(&backend, clock.clone()).await;
     let mut stream = oms_tests::stream::Reader::new(&endpoint, &table).await;

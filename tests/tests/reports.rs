@@ -386,6 +386,7 @@ async fn rollups_equal_a_recount_after_a_random_run_with_replays_on_dynamodb() {
         },
         table: format!("oms-rpt-{}", &id[..12]),
         queue_prefix: format!("r{}-", &id[..10]),
+        queue_url_prefix: None,
     })
     .await;
     run(&app, 12, 11, Feed::Direct).await;
@@ -405,6 +406,7 @@ async fn rollups_fed_by_the_tables_stream_equal_a_recount() {
         },
         table: table.clone(),
         queue_prefix: format!("s{}-", &id[..10]),
+        queue_url_prefix: None,
     })
     .await;
     let reader = StreamReader::new(&endpoint, &table).await;

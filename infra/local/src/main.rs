@@ -421,6 +421,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             },
             table: cli.table.clone(),
             queue_prefix: cli.queue_prefix.clone(),
+            queue_url_prefix: None,
         },
     };
     if let Some(command) = &cli.command {

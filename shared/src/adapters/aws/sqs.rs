@@ -46,6 +46,10 @@ const DEAD_LETTER_RETENTION_SECS: &str = "1209600";
 pub struct SqsQueue {
     client: Client,
     prefix: String,
+    /// Where the queues' URLs start (`https://sqs.<region>.amazonaws.com/<account>/`), when the
+    /// deployment says (`OMS_QUEUE_URL_PREFIX`): a URL is then this and the queue's name, with
+    /// no `GetQueueUrl`.
+    url_prefix: Option<String>,
     urls: RwLock<HashMap<QueueName, String>>,
     meter: Arc<Meter>,
     gathering: Gathering,
@@ -82,18 +86,34 @@ impl SqsQueue {
         Self {
             client,
             prefix: prefix.into(),
+            url_prefix: None,
             urls: RwLock::new(HashMap::new()),
             meter,
             gathering: Gathering::default(),
         }
     }
 
+    /// Queue URLs built from `url_prefix` (`https://sqs.<region>.amazonaws.com/<account>/`,
+    /// which the deployment template knows) and the queues' names, with no `GetQueueUrl` call.
+    pub fn with_url_prefix(mut self, url_prefix: impl Into<String>) -> Self {
+        let mut p: String = url_prefix.into();
+        if !p.ends_with('/') {
+            p.push('/');
+        }
+        self.url_prefix = Some(p);
+        self
+    }
+
     fn physical_name(&self, q: &QueueName) -> String {
         format!("{}{}", self.prefix, q)
     }
 
-    /// The queue's URL, looked up once and cached.
+    /// The queue's URL: built from the URL prefix when there is one, else looked up once and
+    /// cached.
     async fn url(&self, q: &QueueName) -> Result<String, QueueError> {
+        if let Some(p) = &self.url_prefix {
+            return Ok(format!("{p}{}", self.physical_name(q)));
+        }
         if let Some(u) = self.urls.read().await.get(q) {
             return Ok(u.clone());
         }
@@ -522,11 +542,33 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    /// Opens the connection and learns the URLs: with a URL prefix, one `GetQueueUrl` (for the
+    /// first queue: it checks the built URL against SQS's own and warms the connection); else
+    /// every queue's, all at once.
     async fn warm(&self, queues: &[QueueName]) -> Result<(), QueueError> {
-        for q in queues {
+        if let Some(p) = &self.url_prefix {
+            let Some(q) = queues.first() else {
+                return Ok(());
+            };
             self.meter.sqs_other();
-            self.url(q).await?;
+            let out = self
+                .client
+                .get_queue_url()
+                .queue_name(self.physical_name(q))
+                .send()
+                .await
+                .map_err(sdk)?;
+            let built = format!("{p}{}", self.physical_name(q));
+            if out.queue_url.as_deref() != Some(built.as_str()) {
+                tracing::warn!(built = %built, sqs = ?out.queue_url, "OMS_QUEUE_URL_PREFIX does not give SQS's own queue URL");
+            }
+            return Ok(());
         }
+        futures::future::try_join_all(queues.iter().map(|q| async move {
+            self.meter.sqs_other();
+            self.url(q).await
+        }))
+        .await?;
         Ok(())
     }
 
