@@ -196,6 +196,92 @@ impl Outside {
     }
 }
 
+impl Outside {
+    /// Secrets from the environment and no provider client: what an HTTP function needs. It
+    /// checks keys and webhook signatures, and leaves every call to a provider (refunds,
+    /// waybills, tracking subscriptions, marketplace notices) to the effects, relay and
+    /// dispatch functions: its commits hand those effects on (the effects queue, the table's
+    /// stream). The clients' code is then not linked into it.
+    pub fn secrets_only(config: &Config) -> Result<Self, StartError> {
+        Ok(Self {
+            secrets: Secrets::from_env(config),
+            gateway: Arc::new(AskedElsewhere),
+            carriers: Arc::new(AskedElsewhere),
+            marketplaces: Arc::new(AskedElsewhere),
+        })
+    }
+}
+
+/// The provider clients of a function that asks no provider: a call (which its commits never
+/// make) fails as retryable, so the outbox record stays for the function that does.
+struct AskedElsewhere;
+
+const ASKED_ELSEWHERE: &str = "this function asks no provider: the effects function does";
+
+#[async_trait::async_trait]
+impl PaymentGateway for AskedElsewhere {
+    async fn refund(
+        &self,
+        provider: &str,
+        _reference: &str,
+        _amount: crate::domain::Money,
+        _key: &str,
+    ) -> Result<String, crate::payments::GatewayError> {
+        Err(crate::payments::GatewayError {
+            provider: provider.to_owned(),
+            reason: ASKED_ELSEWHERE.into(),
+            retryable: true,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl CarrierApi for AskedElsewhere {
+    async fn waybill(
+        &self,
+        req: &crate::shipping::WaybillRequest,
+    ) -> Result<String, crate::shipping::CarrierError> {
+        Err(asked_elsewhere(&req.carrier))
+    }
+
+    async fn cancel_waybill(
+        &self,
+        carrier: &str,
+        _number: &str,
+    ) -> Result<(), crate::shipping::CarrierError> {
+        Err(asked_elsewhere(carrier))
+    }
+
+    async fn subscribe(
+        &self,
+        sub: &crate::shipping::TrackingSubscription,
+    ) -> Result<(), crate::shipping::CarrierError> {
+        Err(asked_elsewhere(&sub.carrier))
+    }
+}
+
+fn asked_elsewhere(carrier: &str) -> crate::shipping::CarrierError {
+    crate::shipping::CarrierError {
+        carrier: carrier.to_owned(),
+        reason: ASKED_ELSEWHERE.into(),
+        retryable: true,
+    }
+}
+
+#[async_trait::async_trait]
+impl MarketplaceApi for AskedElsewhere {
+    async fn shipped(
+        &self,
+        s: &crate::marketplace::MarketplaceShipment,
+    ) -> Result<(), crate::marketplace::MarketplaceError> {
+        Err(crate::marketplace::MarketplaceError {
+            channel: s.channel.clone(),
+            reason: ASKED_ELSEWHERE.into(),
+            retryable: true,
+        })
+    }
+}
+
 /// The shortest staff token and numbering key a deployed function accepts.
 pub const MIN_SECRET_LEN: usize = 24;
 
@@ -313,6 +399,15 @@ impl App {
     /// `OMS_NUMBERING_KEY`. `binary` names the function (`functions/<binary>`): it warms only the
     /// queues [`grants`](crate::adapters::aws::grants) says it sends to.
     pub async fn from_env(binary: &str) -> Result<Self, StartError> {
+        Self::from_env_with(binary, Outside::from_env).await
+    }
+
+    /// [`App::from_env`], with what it talks to outside made by `outside` (an HTTP function
+    /// passes [`Outside::secrets_only`]).
+    pub async fn from_env_with(
+        binary: &str,
+        outside: fn(&Config) -> Result<Outside, StartError>,
+    ) -> Result<Self, StartError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let table = env("OMS_TABLE")
             .ok_or_else(|| StartError::Environment("OMS_TABLE is not set".into()))?;
@@ -328,7 +423,7 @@ impl App {
         };
         let key = env("OMS_NUMBERING_KEY")
             .ok_or_else(|| StartError::Environment("OMS_NUMBERING_KEY is not set".into()))?;
-        let outside = Outside::from_env(&config)?;
+        let outside = outside(&config)?;
         let staff_token = env("OMS_STAFF_TOKEN");
         // A deployed function refuses the demo's rules and keys: a shop must not go live
         // trusting the demo's customer or taking orders with a published key.

@@ -96,7 +96,9 @@ pub async fn serve_relay() -> Result<(), Error> {
 /// tower services).
 pub async fn serve_http(binary: &str, routes: api::surfaces::Routes) -> Result<(), Error> {
     init_logging();
-    let app = Arc::new(App::from_env(binary).await?);
+    // An HTTP function asks no provider (its commits hand those effects to the effects queue
+    // and the table's stream), so it links no provider client.
+    let app = Arc::new(App::from_env_with(binary, crate::app::Outside::secrets_only).await?);
     let routes = routes(&app);
     lambda_http::run(api::serve(app, routes)).await
 }
