@@ -276,7 +276,20 @@ async fn subscriptions_are_retried_skipped_once_cancelled_and_refusals_wait_for_
     local.sweep().await;
     clock.advance(Duration::minutes(15));
     local.sweep().await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // (the sweep handed the due subscription to the effects step: once the order's outbox is
+    // empty, it was carried out, or skipped)
+    let second_order = oms::domain::OrderId::parse(&second_id).unwrap();
+    oms_tests::settles("the cancelled order's outbox emptied", 0, || async {
+        local
+            .running
+            .app
+            .store
+            .effects_of(second_order)
+            .await
+            .unwrap()
+            .len()
+    })
+    .await;
     assert_eq!(stand.poll.requests.lock().unwrap().len(), 3);
     assert!(stand.poll.subscription(&second).is_none());
     // And its waybill was cancelled at the carrier, once

@@ -80,6 +80,12 @@ async fn read(
     super::load(app, fx.order_id).await
 }
 
+/// Whether the parcel is the order's and travels: it left, or the order has not ended.
+fn still_travels(order: &Order, carrier: &str, number: &str) -> bool {
+    parcel(order, carrier, number)
+        .is_some_and(|p| p.handed_over_at.is_some() || !decide::ended_unfulfilled(order.status()))
+}
+
 fn parcel<'a>(order: &'a Order, carrier: &str, number: &str) -> Option<&'a Shipment> {
     order
         .shipments
@@ -97,11 +103,7 @@ pub async fn subscribe(
     carrier: &str,
     number: &str,
 ) -> Result<(), StepError> {
-    let wanted = |order: &Order| {
-        parcel(order, carrier, number).is_some_and(|p| {
-            p.handed_over_at.is_some() || !decide::ended_unfulfilled(order.status())
-        })
-    };
+    let wanted = |order: &Order| still_travels(order, carrier, number);
     let order = read(app, &fx, written, wanted).await?;
     let wanted = wanted(&order);
     if !wanted {
@@ -138,11 +140,7 @@ pub async fn ship_on_marketplace(
     carrier: &str,
     number: &str,
 ) -> Result<(), StepError> {
-    let order = read(app, &fx, written, |o| {
-        parcel(o, carrier, number)
-            .is_some_and(|p| p.handed_over_at.is_some() || !decide::ended_unfulfilled(o.status()))
-    })
-    .await?;
+    let order = read(app, &fx, written, |o| still_travels(o, carrier, number)).await?;
     let (Some(trade), Some(p)) = (&order.external_id, parcel(&order, carrier, number)) else {
         return finish(app, &fx, recorded).await;
     };
